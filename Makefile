@@ -1,0 +1,49 @@
+# Everything a newcomer needs on a fresh Debian 12 machine, as root:
+#   make demo   set up, then registry → imagetool pull → unpack → pyrun run
+#   make test   set up, then the whole test suite
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+# System packages: build deps of the shim and python-prctl, the test rootfs,
+# a real registry, the peers (oracles in tests and bench), a real caller, and
+# the official OCI schemas the tests cross-check ours against.
+APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libcap-dev \
+	busybox-static docker-registry skopeo umoci runc crun podman conmon \
+	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev
+
+.PHONY: all setup apt venv demo test test-fast bench clean
+
+all: setup
+
+setup: $(VENV)/.installed
+
+$(VENV)/.apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/bin/python: | $(VENV)/.apt
+	$(PYTHON) -m venv $(VENV)
+
+# The shim is compiled by setuptools' cffi_modules during this install.
+$(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_shim/build_shim.py $(wildcard runtime/_shim/src/*.py)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
+	@touch $@
+
+demo: setup
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/demo.sh
+
+test: setup
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info runtime/_shim/_native*

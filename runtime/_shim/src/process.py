@@ -1,0 +1,72 @@
+"""clone3 with the interpreter kept fork-safe, and the pidfd calls."""
+
+INCLUDES = """
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sched.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/sched.h>
+"""
+
+TYPES = ""
+
+FUNCTIONS = """
+long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out);
+int pyrun_pidfd_getfd(int pidfd, int targetfd);
+"""
+
+CUSTOMIZATIONS = r"""
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+struct pyrun_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+             set_tid, set_tid_size, cgroup;
+};
+
+/* clone3() with the interpreter's fork hooks around it, exactly as os.fork()
+ * does (PyOS_BeforeFork / AfterFork_Child / AfterFork_Parent), so the child is a
+ * sound Python process that starts life already inside its new namespaces.
+ * CFFI released the GIL before calling us; the hooks need it held. */
+long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out)
+{
+    struct pyrun_clone_args args;
+    long pid;
+    int saved;
+
+    memset(&args, 0, sizeof(args));
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if (pidfd_out != NULL) {
+        args.flags |= CLONE_PIDFD;
+        args.pidfd = (uint64_t)(uintptr_t)pidfd_out;
+    }
+    if (cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup_fd;
+    }
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyOS_BeforeFork();
+    pid = syscall(SYS_clone3, &args, sizeof(args));
+    saved = errno;
+    if (pid == 0)
+        PyOS_AfterFork_Child();
+    else
+        PyOS_AfterFork_Parent();
+    PyGILState_Release(gil);
+    errno = saved;
+    return pid;
+}
+
+int pyrun_pidfd_getfd(int pidfd, int targetfd)
+{
+    return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
+}
+"""
