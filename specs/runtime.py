@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["default_config"]
+from specs import SpecError
+
+__all__ = ["default_config", "load_config", "validate_config", "validate_state"]
 
 OCI_VERSION = "1.0.2-dev"  # what `runc spec` (runc 1.1.x) writes; peers compare this
 
@@ -90,3 +92,38 @@ def default_config(rootless: bool = False) -> dict:
         "mounts": _mounts(rootless),
         "linux": _linux(rootless),
     }
+
+
+def validate_config(obj, doc: str = "config.json") -> None:
+    """Raise SpecError naming the first place where obj breaks our config schema."""
+    from specs._validator import validate
+
+    validate(doc, "runtime-config.json", obj)
+
+
+def validate_state(obj, doc: str = "state") -> None:
+    """Raise SpecError naming the first place where obj breaks the state schema."""
+    from specs._validator import validate
+
+    validate(doc, "runtime-state.json", obj)
+
+
+def load_config(path: str) -> dict:
+    """Read, parse and validate a bundle's config.json; SpecError on any fault."""
+    from specs._jsonload import JSONError, loads
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: invalid JSON: not UTF-8 (byte {e.start})") from None
+    try:
+        obj = loads(text)
+    except JSONError as e:
+        raise SpecError(f"{path}: invalid JSON: {e}") from None
+    validate_config(obj, path)
+    return obj
