@@ -435,14 +435,16 @@ def _export(ctx) -> bytes:
 # The cache: programs by a hash of everything that shapes them.
 
 def _cache_key(seccomp: dict) -> str:
-    import hashlib
-    import json
-
+    # repr, not json: the profile is plain JSON data, so repr is exact, and it spares
+    # the hot path json's import; a reordered profile merely misses the cache.
+    try:
+        from _sha256 import sha256  # hashlib would load OpenSSL (~4 ms)
+    except ImportError:
+        from hashlib import sha256
     uname = os.uname()
-    blob = json.dumps(seccomp, sort_keys=True, separators=(",", ":"))
-    ident = "\0".join((blob, libseccomp_version(), str(lib.seccomp_api_get()),
+    ident = "\0".join((repr(seccomp), libseccomp_version(), str(lib.seccomp_api_get()),
                        uname.release, uname.version, uname.machine))
-    return hashlib.sha256(ident.encode()).hexdigest() + ".bpf"
+    return sha256(ident.encode()).hexdigest() + ".bpf"
 
 
 def _cache_read(path: str) -> bytes | None:

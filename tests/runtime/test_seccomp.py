@@ -448,3 +448,13 @@ def test_features_lists_what_compile_accepts():
     assert "SCMP_ARCH_X86_64" in f["archs"] or os.uname().machine != "x86_64"
     for flag in f["supportedFlags"]:
         seccomp.compile(allow_with(flags=[flag]))
+
+
+def test_architecture_this_libseccomp_lacks_is_named():
+    lacking = [name for name in seccomp.ARCHITECTURES if name not in seccomp.features()["archs"]]
+    if not lacking:
+        pytest.skip(f"libseccomp {seccomp.libseccomp_version()} knows every OCI architecture")
+    with pytest.raises(seccomp.SeccompError) as e:
+        seccomp.compile(allow_with(architectures=[lacking[0]]))
+    assert str(e.value) == (f"linux.seccomp.architectures[0]: architecture {lacking[0]} is not "
+                            f"supported by libseccomp {seccomp.libseccomp_version()}")
