@@ -159,12 +159,31 @@ def compile(seccomp: dict, cache_dir: str | None = None) -> Filter:
     return Filter(program, plan.flags, plan.uses_notify)
 
 
+def connect_listener(listener_path: str):
+    """Connect to the seccomp agent now, to send on the socket later.
+
+    For an init that loads its filter after pivot_root, when listenerPath is no longer
+    reachable by path: connect before, pass the socket to send_listener() after load.
+    """
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(listener_path)
+    except (OSError, ValueError) as e:
+        sock.close()
+        raise SeccompError(f"seccomp listenerPath {listener_path}: connect: "
+                           f"{getattr(e, 'strerror', None) or e}") from None
+    return sock
+
+
 def send_listener(listener_path: str, listener_fd: int, state: dict, pid: int,
-                  metadata: str) -> None:
+                  metadata: str, sock=None) -> None:
     """Send the containerProcessState and the listener fd to the seccomp agent.
 
     One connection per container, the JSON and the fd in one SCM_RIGHTS message,
-    then close, as the runtime-spec's listenerPath section asks.
+    then close, as the runtime-spec's listenerPath section asks. `sock`, from
+    connect_listener(), is used (and closed) instead of connecting to the path.
     """
     import json
     import socket
@@ -174,17 +193,16 @@ def send_listener(listener_path: str, listener_fd: int, state: dict, pid: int,
     if metadata:
         message["metadata"] = metadata
     data = json.dumps(message).encode()
-    what = f"seccomp listenerPath {listener_path}"
+    if sock is None:
+        sock = connect_listener(listener_path)
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-            sock.connect(listener_path)
+        with sock:
             sent = socket.send_fds(sock, [data], [listener_fd])
             if sent < len(data):
                 sock.sendall(data[sent:])
     except OSError as e:
-        raise SeccompError(f"{what}: sending the seccomp fd: {e.strerror or e}") from None
-    except ValueError as e:  # e.g. an embedded NUL in the path
-        raise SeccompError(f"{what}: {e}") from None
+        raise SeccompError(f"seccomp listenerPath {listener_path}: sending the seccomp fd: "
+                           f"{e.strerror or e}") from None
 
 
 def features() -> dict:

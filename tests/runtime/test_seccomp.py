@@ -278,7 +278,8 @@ def test_load_without_privilege_says_why():
 
 # --- SCMP_ACT_NOTIFY -------------------------------------------------------------------
 
-def test_notify_sends_listener_and_agent_answers(tmp_path):
+@pytest.mark.parametrize("connect_first", [False, True], ids=["by-path", "pre-connected"])
+def test_notify_sends_listener_and_agent_answers(tmp_path, connect_first):
     sock_path = str(tmp_path / "agent.sock")
     agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     agent.bind(sock_path)
@@ -291,8 +292,15 @@ def test_notify_sends_listener_and_agent_answers(tmp_path):
                          flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
     assert seccomp.compile(profile).uses_notify
 
+    early = {}
+
+    def before_load():
+        if connect_first:  # as an init that loads after pivot_root would
+            early["sock"] = seccomp.connect_listener(sock_path)
+
     def body(listener):
-        seccomp.send_listener(sock_path, listener, state, os.getpid(), "hello=world")
+        seccomp.send_listener(sock_path, listener, state, os.getpid(), "hello=world",
+                              sock=early.get("sock"))
         os.close(listener)
         return {"faked": errno_of(os.mkdir, tmp_path / "faked"),
                 "denied": errno_of(os.mkdir, tmp_path / "denied"),
@@ -301,7 +309,7 @@ def test_notify_sends_listener_and_agent_answers(tmp_path):
     result = {}
 
     def run_child():
-        result["report"], result["status"] = in_child(profile, body)
+        result["report"], result["status"] = in_child(profile, body, before_load=before_load)
 
     child = threading.Thread(target=run_child)
     child.start()
@@ -348,6 +356,10 @@ def test_send_listener_to_a_missing_socket_is_one_line(tmp_path):
         os.close(w)
     assert "\n" not in str(e.value)
     assert "nobody.sock" in str(e.value) and "No such file" in str(e.value)
+    with pytest.raises(seccomp.SeccompError) as e:
+        seccomp.connect_listener(str(tmp_path / "nobody.sock"))
+    assert str(e.value) == (f"seccomp listenerPath {tmp_path / 'nobody.sock'}: connect: "
+                            "No such file or directory")
 
 
 # --- bad input --------------------------------------------------------------------------
