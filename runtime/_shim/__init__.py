@@ -85,6 +85,19 @@ def pidfd_getfd(pidfd: int, targetfd: int) -> int:
     return _check(lib.pyrun_pidfd_getfd(pidfd, targetfd), "pidfd_getfd")
 
 
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the three capability sets at once (bit masks)."""
+    _check(lib.pyrun_capset(effective, permitted, inheritable), "capset")
+
+
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+
+
+def cap_ambient_raise(cap: int) -> None:
+    _check(lib.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "prctl(PR_CAP_AMBIENT_RAISE)", cap)
+
+
 def unshare(flags: int) -> None:
     _check(lib.unshare(flags), "unshare", hex(flags))
 

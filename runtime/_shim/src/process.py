@@ -12,6 +12,8 @@ INCLUDES = """
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/sched.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 """
 
 TYPES = ""
@@ -19,6 +21,9 @@ TYPES = ""
 FUNCTIONS = """
 long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out);
 int pyrun_pidfd_getfd(int pidfd, int targetfd);
+int pyrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
+int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+          unsigned long arg5);
 """
 
 CUSTOMIZATIONS = r"""
@@ -68,5 +73,19 @@ long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out)
 int pyrun_pidfd_getfd(int pidfd, int targetfd)
 {
     return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
+}
+
+/* capset(2) with the 64-bit (version 3) layout: all three sets in one call. */
+int pyrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    data[0].effective = (uint32_t)effective;
+    data[1].effective = (uint32_t)(effective >> 32);
+    data[0].permitted = (uint32_t)permitted;
+    data[1].permitted = (uint32_t)(permitted >> 32);
+    data[0].inheritable = (uint32_t)inheritable;
+    data[1].inheritable = (uint32_t)(inheritable >> 32);
+    return (int)syscall(SYS_capset, &hdr, data);
 }
 """

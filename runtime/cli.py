@@ -1,0 +1,164 @@
+"""pyrun's command line: runc's commands and flags, one small function per command.
+
+Flags are parsed as runc's (Go flag package) parses them: `-f`, `--flag`,
+`-flag`, `--flag=value`, `--flag value`, flags stop at the first argument that
+is not one. The table below is the single source for parsing and for --help.
+click would cost ~40 ms of import on every orchestrator call, more than a whole
+runc invocation, so the table is interpreted by a few lines here instead.
+"""
+import os
+import sys
+
+from .errors import PyrunError
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.2.0"
+
+# flag spec: (names, kind, default, help); kind: "bool" | "str" | "int" | "list"
+GLOBAL_FLAGS = [
+    (("debug",), "bool", False, "enable debug logging"),
+    (("log",), "str", "", "set the log file to write pyrun logs to (default stderr)"),
+    (("log-format",), "str", "text", "set the log format ('text' (default), or 'json')"),
+    (("root",), "str", "/run/pyrun", "root directory for storage of container state"),
+    (("criu",), "str", "criu", "path to the criu binary used for checkpoint and restore"),
+    (("systemd-cgroup",), "bool", False, "enable systemd cgroup support (not supported: cgroupfs is used)"),
+    (("rootless",), "str", "auto", "ignore cgroup permission errors ('true', 'false', or 'auto')"),
+    (("help", "h"), "bool", False, "show help"),
+    (("version", "v"), "bool", False, "print the version"),
+]
+CREATE_FLAGS = [
+    (("bundle", "b"), "str", "", "path to the root of the bundle directory, defaults to the current directory"),
+    (("console-socket",), "str", "", "path to an AF_UNIX socket which will receive the pty master fd"),
+    (("pid-file",), "str", "", "specify the file to write the process id to"),
+    (("no-pivot",), "bool", False, "do not use pivot root to jail process inside rootfs"),
+    (("no-new-keyring",), "bool", False, "do not create a new session keyring for the container"),
+    (("preserve-fds",), "int", 0, "pass N additional file descriptors to the container"),
+]
+COMMANDS = {
+    "create": ("create a container", "<container-id>", CREATE_FLAGS),
+    "run": ("create and run a container", "<container-id>", CREATE_FLAGS + [
+        (("detach", "d"), "bool", False, "detach from the container's process"),
+        (("keep",), "bool", False, "do not delete the container after it exits"),
+    ]),
+    "start": ("executes the user defined process in a created container", "<container-id>", []),
+    "state": ("output the state of a container", "<container-id>", []),
+    "kill": ("kill sends the specified signal (default: SIGTERM) to the container's init process",
+             "<container-id> [signal]", [(("all", "a"), "bool", False, "send the signal to all processes in the container")]),
+    "delete": ("delete any resources held by the container", "<container-id>",
+               [(("force", "f"), "bool", False, "forcibly delete the container if it is still running (uses SIGKILL)")]),
+    "list": ("lists containers started by pyrun with the given root", "", [
+        (("format", "f"), "str", "table", "select one of: table or json"),
+        (("quiet", "q"), "bool", False, "display only container IDs"),
+    ]),
+    "pause": ("pause suspends all processes inside the container", "<container-id>", []),
+    "resume": ("resumes all processes that have been previously paused", "<container-id>", []),
+    "ps": ("ps displays the processes running inside a container", "<container-id> [ps options]",
+           [(("format", "f"), "str", "table", "select one of: table or json")]),
+    "spec": ("create a new specification file", "", [
+        (("bundle", "b"), "str", "", "path to the root of the bundle directory"),
+        (("rootless",), "bool", False, "generate a configuration for a rootless container"),
+    ]),
+    "features": ("show the enabled features", "", []),
+}
+
+
+class UsageError(PyrunError):
+    pass
+
+
+def parse_flags(argv: list[str], table) -> tuple[dict, list[str]]:
+    by_name = {}
+    opts = {}
+    for names, kind, default, _ in table:
+        for n in names:
+            by_name[n] = (names[0], kind)
+        opts[names[0].replace("-", "_")] = list(default) if kind == "list" else default
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("-") or a == "-":
+            break
+        name, eq, value = a.lstrip("-").partition("=")
+        if name not in by_name:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        key, kind = by_name[name]
+        key = key.replace("-", "_")
+        if kind == "bool":
+            if eq and value not in ("true", "false", "1", "0"):
+                raise UsageError(f"invalid boolean value {value!r} for -{name}")
+            opts[key] = (value in ("true", "1")) if eq else True
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                value = argv[i]
+            if kind == "int":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise UsageError(f"invalid value {value!r} for flag -{name}: parse error") from None
+            if kind == "list":
+                opts[key].append(value)
+            else:
+                opts[key] = value
+        i += 1
+    return opts, argv[i:]
+
+
+def usage(cmd: str | None = None) -> str:
+    if cmd is None:
+        lines = ["NAME:", "   pyrun - Open Container Initiative runtime", "", "USAGE:",
+                 "   pyrun [global options] command [command options] [arguments...]", "", "COMMANDS:"]
+        lines += [f"   {c:<12}{d[0]}" for c, d in COMMANDS.items()]
+        lines += ["", "GLOBAL OPTIONS:"] + _flag_lines(GLOBAL_FLAGS)
+    else:
+        desc, args, flags = COMMANDS[cmd]
+        lines = ["NAME:", f"   pyrun {cmd} - {desc}", "", "USAGE:", f"   pyrun {cmd} [command options] {args}",
+                 "", "OPTIONS:"] + _flag_lines(flags)
+    return "\n".join(lines) + "\n"
+
+
+def _flag_lines(flags) -> list[str]:
+    out = []
+    for names, kind, default, text in flags:
+        spec = ", ".join(("--" if len(n) > 1 else "-") + n for n in names)
+        if kind != "bool":
+            spec += " value"
+        out.append(f"   {spec:<28}{text}")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    from . import log
+    try:
+        g, rest = parse_flags(argv, GLOBAL_FLAGS)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    log.path, log.fmt, log.debug_on = g["log"] or None, g["log_format"], g["debug"]
+    if g["version"]:
+        sys.stdout.write(f"pyrun version {VERSION}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if g["help"] or not rest or rest[0] == "help":
+        sys.stdout.write(usage(rest[1] if len(rest) > 1 and rest[1] in COMMANDS else None))
+        return 0
+    cmd, args = rest[0], rest[1:]
+    if cmd not in COMMANDS:
+        log.error(f"No help topic for '{cmd}'")
+        return 1
+    try:
+        if "--help" in args[:1] or "-h" in args[:1]:
+            sys.stdout.write(usage(cmd))
+            return 0
+        opts, pos = parse_flags(args, COMMANDS[cmd][2])
+        from . import commands
+        return getattr(commands, cmd.replace("-", "_"))(g, opts, pos) or 0
+    except PyrunError as e:
+        log.error(str(e) if not isinstance(e, UsageError) else f"{cmd}: {e}")
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,143 @@
+"""One small function per command: parse what the table gave, call the library, print."""
+import os
+import sys
+
+from .container import Container
+from .errors import PyrunError
+from .cli import UsageError
+
+
+def _one_id(pos: list[str], cmd: str, extra_ok: int = 0) -> str:
+    if not pos:
+        raise UsageError(f'"{cmd}" requires a minimum of 1 argument')
+    if len(pos) > 1 + extra_ok:
+        raise UsageError(f'"{cmd}" requires a maximum of {1 + extra_ok} argument(s)')
+    return pos[0]
+
+
+def _create(g, o, pos, cmd):
+    cid = _one_id(pos, cmd)
+    return Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
+                            console_socket=o["console_socket"] or None, no_pivot=o["no_pivot"],
+                            no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"])
+
+
+def create(g, o, pos):
+    _create(g, o, pos, "create")
+
+
+def start(g, o, pos):
+    Container.load(_one_id(pos, "start"), g["root"]).start()
+
+
+def run(g, o, pos):
+    from . import foreground
+    c = _create(g, o, pos, "run")
+    return foreground.run(c, detach=o["detach"], keep=o["keep"])
+
+
+def state(g, o, pos):
+    from . import fastjson
+    s = Container.load(_one_id(pos, "state"), g["root"]).state()
+    sys.stdout.write(fastjson.dumps(s, indent="  ") + "\n")
+
+
+def kill(g, o, pos):
+    cid = _one_id(pos, "kill", extra_ok=1)
+    sig = parse_signal(pos[1]) if len(pos) > 1 else 15
+    Container.load(cid, g["root"]).kill(sig, all=o["all"])
+
+
+def parse_signal(s: str) -> int:
+    import _signal
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < _signal.NSIG:
+            return n
+    else:
+        name = s.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        n = getattr(_signal, name, None)
+        if isinstance(n, int) and name.isidentifier():
+            return n
+    raise PyrunError(f"unknown signal {s!r}")
+
+
+def delete(g, o, pos):
+    from .errors import ContainerNotFound
+    cid = _one_id(pos, "delete")
+    try:
+        c = Container.load(cid, g["root"])
+    except ContainerNotFound:
+        if o["force"]:
+            return  # runc: --force on a missing container is not an error
+        raise
+    c.delete(force=o["force"])
+
+
+def pause(g, o, pos):
+    Container.load(_one_id(pos, "pause"), g["root"]).pause()
+
+
+def resume(g, o, pos):
+    Container.load(_one_id(pos, "resume"), g["root"]).resume()
+
+
+def list(g, o, pos):  # noqa: A001 - the command's name
+    from . import fastjson
+    containers = Container.list(g["root"])
+    if o["quiet"]:
+        sys.stdout.write("".join(c.id + "\n" for c in containers))
+        return
+    states = [c.state() for c in containers]
+    if o["format"] == "json":
+        sys.stdout.write(fastjson.dumps(states) + "\n")
+        return
+    if o["format"] != "table":
+        raise PyrunError(f"invalid format option {o['format']!r}")
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], "root") for s in states]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    out = ["".join(v.ljust(w + 3) if i < 5 else v for i, (v, w) in enumerate(zip(r, widths))).rstrip() + "\n"
+           for r in rows]
+    sys.stdout.write("".join(out))
+
+
+def ps(g, o, pos):
+    from . import fastjson
+    c = Container.load(pos[0] if pos else _one_id(pos, "ps"), g["root"])
+    cg = c.cgroup()
+    pids = cg.pids() if cg is not None else []
+    if o["format"] == "json":
+        sys.stdout.write(fastjson.dumps(pids) + "\n")
+        return
+    import subprocess  # `ps` itself is the formatter, as in runc
+    args = pos[1:] or ["-ef"]
+    out = subprocess.run(["ps", *args], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    if not lines:
+        return
+    header = lines[0]
+    try:
+        col = header.split().index("PID")
+    except ValueError:
+        raise PyrunError("couldn't find PID field in ps output")
+    keep = set(pids)
+    sys.stdout.write(header + "\n" + "".join(line + "\n" for line in lines[1:]
+                                             if int(line.split()[col]) in keep))
+
+
+def spec(g, o, pos):
+    from specs.runtime import default_config
+    from . import fastjson
+    path = os.path.join(o["bundle"], "config.json") if o["bundle"] else "config.json"
+    if os.path.exists(path):
+        raise PyrunError(f"File {path} exists. Remove it first")
+    with open(path, "w") as f:
+        f.write(fastjson.dumps(default_config(rootless=o["rootless"]), indent="\t") + "\n")
+
+
+def features(g, o, pos):
+    from . import fastjson
+    from .features import features as feats
+    sys.stdout.write(fastjson.dumps(feats(), indent="    ") + "\n")

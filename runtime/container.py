@@ -1,0 +1,289 @@
+"""Container: the lifecycle state machine (creating → created → running → stopped).
+
+Usable without the CLI:
+
+    c = Container.create("web", "/path/to/bundle")
+    c.start(); c.state()["status"]; c.kill(15); c.delete(force=True)
+    Container.load("web", root="/run/pyrun")
+
+Status is derived from facts each time (state.py): whether the recorded pid is
+alive *and* the same process (its start time), whether exec.fifo still exists,
+whether the cgroup is frozen.
+"""
+import os
+
+from . import state as st
+from .errors import ConfigError, ContainerNotFound, PyrunError, StateError, describe_oserror
+
+OCI_VERSION = "1.2.0"
+
+# Which statuses each operation accepts: one table instead of checks spread over commands.
+ALLOWED = {
+    "start": {"created"},
+    "kill": {"created", "running", "paused"},
+    "pause": {"running"},
+    "resume": {"paused"},
+    "exec": {"created", "running"},
+    "delete": {"stopped", "created"},   # created: killed first, as runc does
+    "delete-force": {"creating", "created", "running", "paused", "stopped"},
+}
+
+
+def _now_rfc3339() -> str:
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None if the pid is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+class Container:
+    def __init__(self, cid: str, root: str, cdir: str, record: dict | None):
+        self.id, self.root, self.dir, self.record = cid, root, cdir, record
+
+    # -- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, cid: str, root: str = st.DEFAULT_ROOT) -> "Container":
+        cdir, record = st.read_state(root, cid)
+        return cls(cid, root, cdir, record)
+
+    @classmethod
+    def list(cls, root: str = st.DEFAULT_ROOT) -> list["Container"]:
+        out = []
+        for cid in st.list_ids(root):
+            try:
+                out.append(cls.load(cid, root))
+            except (ContainerNotFound, PyrunError):
+                continue
+        return out
+
+    # -- facts -----------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        return self.record["pid"] if self.record else 0
+
+    def alive(self) -> bool:
+        return bool(self.record) and proc_start_time(self.pid) == self.record["pid_start"]
+
+    def status(self) -> str:
+        if self.record is None:
+            return "creating"
+        if not self.alive():
+            return "stopped"
+        if os.path.exists(os.path.join(self.dir, st.EXEC_FIFO)):
+            return "created"
+        if self.cgroup() is not None and self.cgroup().frozen():
+            return "paused"
+        return "running"
+
+    def cgroup(self):
+        if not self.record or not self.record.get("cgroup"):
+            return None
+        from . import cgroups
+        return cgroups.manager(self.record["cgroup"]["path"], self.record["cgroup"]["dirs"])
+
+    def state(self) -> dict:
+        """The OCI state, with runc's extra fields (rootfs, created, owner)."""
+        status = self.status()
+        r = self.record or {}
+        return {
+            "ociVersion": r.get("ociVersion", OCI_VERSION), "id": self.id,
+            "pid": self.pid if status not in ("stopped", "creating") else 0,
+            "status": status, "bundle": r.get("bundle", ""), "rootfs": r.get("rootfs", ""),
+            "created": r.get("created", ""), "owner": "",
+            "annotations": r.get("annotations") or {},
+        }
+
+    def _require(self, op: str) -> str:
+        status = self.status()
+        if status not in ALLOWED[op]:
+            if op == "kill" and status == "stopped":
+                raise StateError("container not running")
+            if op.startswith("delete"):
+                raise StateError(f"cannot delete container {self.id} that is not stopped: {status}")
+            raise StateError(f"cannot {op} container {self.id}: it is {status}")
+        return status
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, cid: str, bundle: str, root: str = st.DEFAULT_ROOT, *, pid_file: str | None = None,
+               console_socket: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
+               preserve_fds: int = 0, config: dict | None = None) -> "Container":
+        from . import create
+        return create.create(cls, cid, bundle, root, pid_file=pid_file, console_socket=console_socket,
+                             no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                             preserve_fds=preserve_fds, config=config)
+
+    def start(self) -> None:
+        lock = st.lock(self.dir)
+        try:
+            self._require("start")
+            fifo = os.path.join(self.dir, st.EXEC_FIFO)
+            _release_init(fifo, self.pid)
+            try:
+                os.unlink(fifo)
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(lock)
+        config = self.record.get("config") or {}
+        poststart = (config.get("hooks") or {}).get("poststart")
+        if poststart:
+            from . import hooks
+            hooks.run_logged(poststart, self.state(), "poststart", _warn)
+
+    def kill(self, sig: int = 15, all: bool = False) -> None:
+        self._require("kill")
+        if all and self.cgroup() is not None:
+            for pid in self.cgroup().pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            return
+        _signal_pid(self.pid, self.record["pid_start"], sig)
+
+    def pause(self) -> None:
+        self._require("pause")
+        self._cgroup_or_fail().freeze(True)
+
+    def resume(self) -> None:
+        self._require("resume")
+        self._cgroup_or_fail().freeze(False)
+
+    def _cgroup_or_fail(self):
+        cg = self.cgroup()
+        if cg is None:
+            raise PyrunError(f"container {self.id} has no cgroup")
+        return cg
+
+    def delete(self, force: bool = False) -> None:
+        lock = st.lock(self.dir)
+        try:
+            status = self._require("delete-force" if force else "delete")
+            if status in ("created", "running", "paused"):
+                self._kill_everything()
+            cg = self.cgroup()
+            if cg is not None:
+                _destroy_cgroup(cg)
+            if self.record is not None:
+                poststop = ((self.record.get("config") or {}).get("hooks") or {}).get("poststop")
+                if poststop:
+                    from . import hooks
+                    s = self.state()
+                    s["status"] = "stopped"
+                    hooks.run_logged(poststop, s, "poststop", _warn)
+            st.remove_dir(self.dir)
+        finally:
+            os.close(lock)
+
+    def _kill_everything(self) -> None:
+        cg = self.cgroup()
+        if cg is not None:
+            if cg.frozen():
+                cg.freeze(False)
+            for pid in cg.pids():
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        try:
+            _signal_pid(self.pid, self.record["pid_start"], 9)
+        except PyrunError:
+            pass
+        _wait_gone(self.pid, self.record["pid_start"])
+
+
+def _warn(msg: str) -> None:
+    from . import log
+    log.warning(msg)
+
+
+def _signal_pid(pid: int, start_time: int, sig: int) -> None:
+    """Signal through a pidfd, after checking the pid is still the process we started."""
+    import _signal
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        raise StateError("container not running") from None
+    try:
+        if proc_start_time(pid) != start_time:
+            raise StateError("container not running")
+        _signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        raise StateError("container not running") from None
+    finally:
+        os.close(pidfd)
+
+
+def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
+    import select
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if proc_start_time(pid) != start_time:
+            return
+        p = select.poll()
+        p.register(pidfd, select.POLLIN)
+        p.poll(int(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def _release_init(fifo: str, pid: int) -> None:
+    """Open exec.fifo for reading: the init's blocked open returns and it writes one byte."""
+    import select
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise StateError("cannot start an already running container") from None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.close(fd)
+        raise StateError("cannot start a container that has stopped") from None
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.register(pidfd, select.POLLIN)
+        while True:
+            events = dict(p.poll())
+            if events.get(fd, 0) & select.POLLIN and os.read(fd, 1):
+                return
+            if pidfd in events or events.get(fd, 0) & select.POLLHUP:
+                raise PyrunError("container init exited before it could start")
+    finally:
+        os.close(fd)
+        os.close(pidfd)
+
+
+def _destroy_cgroup(cg) -> None:
+    import time
+    for _ in range(200):
+        try:
+            cg.destroy()
+            return
+        except OSError as e:
+            if e.errno != 16:  # EBUSY: the last tasks are still exiting
+                raise PyrunError(describe_oserror(e, "remove cgroup")) from None
+            time.sleep(0.005)
+    raise PyrunError(f"remove cgroup {cg.path}: still busy")
+
+
+__all__ = ["Container", "ConfigError"]

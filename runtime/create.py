@@ -1,0 +1,142 @@
+"""`create`: validate everything, claim the ID, make the cgroup, spawn the init.
+
+Nothing is touched before the config has been read and checked; after the ID is
+claimed, any failure undoes what was made (init killed, cgroup and state dir
+removed), so a failed create leaves nothing behind.
+"""
+import os
+
+from . import state as st
+from .errors import ConfigError, PyrunError, describe_oserror
+
+
+def load_config(bundle: str) -> dict:
+    from . import fastjson
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError("JSON specification file config.json not found") from None
+    except OSError as e:
+        raise ConfigError(describe_oserror(e, "read config.json")) from None
+    try:
+        config = fastjson.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config.json: {e}") from None
+    validate_config(config)
+    return config
+
+
+def validate_config(config) -> None:
+    try:
+        from specs.runtime import validate_config as validate
+    except ImportError:  # specs' validator not there yet: the structural checks below still run
+        if not isinstance(config, dict):
+            raise ConfigError("config.json: expected an object") from None
+        return
+    from specs import SpecError
+    try:
+        validate(config)
+    except SpecError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith("config.json") else f"config.json: {msg}") from None
+
+
+def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new_keyring,
+           preserve_fds, config):
+    from . import hooks, process, rootfs, spawn
+    st.validate_id(cid)
+    bundle = os.path.abspath(bundle)
+    if not os.path.isdir(bundle):
+        raise ConfigError(f"bundle {bundle} does not exist")
+    if config is None:
+        config = load_config(bundle)
+    else:
+        validate_config(config)
+    linux = config.get("linux")
+    if linux is None:
+        raise ConfigError("config.json: linux section is required on Linux")
+    root_path = (config.get("root") or {}).get("path") or ""
+    rootfs_dir = os.path.realpath(os.path.join(bundle, root_path))
+    if not root_path or not os.path.isdir(rootfs_dir):
+        raise ConfigError(f"rootfs ({rootfs_dir}) does not exist")
+    proc = config.get("process")
+    if proc is None:
+        raise ConfigError("config.json: process is required to create a container")
+    process.check(proc)
+    hooks.check(config.get("hooks"))
+    mounts = rootfs.parse_mounts(config)
+    flags, joins = spawn.clone_flags(linux.get("namespaces") or [])
+    from ._shim import CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWCGROUP
+    if not flags & CLONE_NEWNS and "mount" not in joins:
+        raise ConfigError("a mount namespace is required (linux.namespaces has no \"mount\")")
+    userns = bool(flags & CLONE_NEWUSER)
+    if userns and not (linux.get("uidMappings") and linux.get("gidMappings")):
+        raise ConfigError("a new user namespace needs linux.uidMappings and linux.gidMappings")
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and not userns and "user" not in joins:
+        raise ConfigError("uid/gid mappings need a user namespace in linux.namespaces")
+    for kind, path in joins.items():
+        if not os.path.exists(path):
+            raise ConfigError(f"{kind} namespace path {path} does not exist")
+    if proc.get("terminal") and not console_socket:
+        raise ConfigError("cannot allocate tty if pyrun will detach without setting console socket")
+    if preserve_fds < 0:
+        raise ConfigError("--preserve-fds must not be negative")
+
+    cdir = st.claim(root, cid)
+    cgroup = None
+    try:
+        fifo = os.path.join(cdir, st.EXEC_FIFO)
+        os.mkfifo(fifo, 0o622)
+        cgroup = _make_cgroup(linux.get("cgroupsPath"), cid)
+        ctx = spawn.InitContext(
+            id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
+            hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
+            preserve_fds=preserve_fds, userns=userns, join_paths=joins,
+            new_utsns=bool(flags & CLONE_NEWUTS), new_netns=bool(flags & CLONE_NEWNET),
+            new_ipcns=bool(flags & CLONE_NEWIPC), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
+            dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in mounts),
+            cgroup_dirs=cgroup.hierarchies if cgroup else {},
+            setgroups_denied=False, no_new_keyring=no_new_keyring)
+        pid, pidfd = spawn.spawn(ctx, flags, cgroup)
+        from .container import OCI_VERSION, _now_rfc3339, proc_start_time
+        record = {
+            "ociVersion": config.get("ociVersion", OCI_VERSION), "id": cid, "pid": pid,
+            "pid_start": proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
+            "created": _now_rfc3339(), "annotations": config.get("annotations") or {},
+            "cgroup": {"path": cgroup.path, "dirs": cgroup.hierarchies} if cgroup else None,
+            "config": config,
+        }
+        st.write_state(cdir, record)
+        if pid_file:
+            st.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
+    except BaseException:
+        _undo(cdir, cgroup)
+        raise
+    c = cls(cid, root, cdir, record)
+    c.pidfd = pidfd
+    return c
+
+
+def _make_cgroup(config_path, cid):
+    from . import cgroups
+    cg = cgroups.manager(cgroups.cgroup_path(config_path, cid))
+    try:
+        cg.create()
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
+    return cg
+
+
+def _undo(cdir: str, cgroup) -> None:
+    if cgroup is not None:
+        try:
+            from .container import _destroy_cgroup
+            _destroy_cgroup(cgroup)
+        except PyrunError:
+            pass
+    try:
+        st.remove_dir(cdir)
+    except OSError:
+        pass

@@ -1,0 +1,184 @@
+"""The container init: everything between clone3 and execve, in the order the kernel needs it.
+
+This runs in the child that clone3 made, already inside its new namespaces (and
+already in its cgroup where CLONE_INTO_CGROUP applies). It shares nothing with
+the parent but the socket described in spawn.py, and it never returns: it
+either execve()s process.args or reports one line and _exit()s.
+"""
+import os
+
+from . import _shim as k
+from . import process, rootfs
+from .errors import PyrunError, describe_oserror
+
+NS_FLAGS = {
+    "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
+    "ipc": k.CLONE_NEWIPC, "uts": k.CLONE_NEWUTS, "user": k.CLONE_NEWUSER,
+    "cgroup": k.CLONE_NEWCGROUP, "time": k.CLONE_NEWTIME,
+}
+# setns() order for namespaces joined by path: user first, so the others are
+# joined with the capabilities it grants; mount last, since it changes what
+# paths mean.
+JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount")
+
+
+def run(ctx) -> None:
+    try:
+        _init(ctx)
+    except PyrunError as e:
+        _fail(ctx, str(e))
+    except OSError as e:
+        _fail(ctx, describe_oserror(e, "container init"))
+    except BaseException as e:  # noqa: BLE001 - the init must always report, never unwind
+        _fail(ctx, f"container init: {type(e).__name__}: {e}")
+    os._exit(127)
+
+
+def _fail(ctx, msg: str) -> None:
+    """Report to `create` while it listens; after "ready" only stderr is left."""
+    try:
+        ctx.sock.send(b"error " + msg.encode(errors="replace"))
+    except OSError:
+        try:
+            os.write(2, f"pyrun init: {msg}\n".encode(errors="replace"))
+        except OSError:
+            pass
+    os._exit(1)
+
+
+def _wait_for(ctx, expect: bytes) -> None:
+    msg = ctx.sock.recv(65536)
+    if msg != expect:
+        os._exit(1)  # the parent is gone or gave up: nothing to report to
+
+
+def _init(ctx) -> None:
+    config, linux = ctx.config, ctx.config.get("linux") or {}
+    proc = config["process"]
+    go = ctx.sock.recv(64)  # uid/gid maps are written, the cgroup is joined
+    if not go.startswith(b"go "):
+        os._exit(1)
+    ctx.host_pid = int(go[3:])
+    if ctx.userns:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    _join_namespaces(ctx)
+    if ctx.new_utsns:
+        _set_names(config)
+    elif config.get("hostname"):
+        raise PyrunError("unable to set hostname without a private UTS namespace")
+
+    # The root filesystem, still seeing the host's paths.
+    rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
+    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
+    rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
+    fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    seccomp = _compile_seccomp(linux)
+    process.preload()
+    if ctx.hooks.get("startContainer"):
+        from . import hooks
+        hooks.preload()
+
+    if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
+        ctx.sock.send(b"hooks")
+        _wait_for(ctx, b"hooks-done")
+    if ctx.hooks.get("createContainer"):
+        from . import hooks
+        hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("created"), "createContainer")
+
+    rootfs.pivot(ctx.rootfs, ctx.no_pivot)
+    rootfs.finalize(config, linux)
+    if ctx.console_socket:
+        from . import console
+        console.setup_in_container(ctx.console_socket, proc.get("consoleSize"))
+
+    # Settle what can fail before reporting ready, so `create` fails instead of `start`.
+    process.apply_rlimits(proc.get("rlimits"))
+    process.set_oom_score_adj(proc.get("oomScoreAdj"))
+    env = list(proc.get("env") or ())
+    try:
+        os.chdir(proc.get("cwd") or "/")
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
+    path = process.find_executable(proc["args"][0], env)
+
+    ctx.sock.send(b"ready")
+    ctx.sock.close()
+
+    # Block here until `pyrun start` opens the FIFO for reading.
+    try:
+        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SystemExit(f"open exec fifo: {e}")
+    os.write(fifo, b"0")
+    os.close(fifo)
+    os.close(fifo_fd)
+
+    if ctx.hooks.get("startContainer"):
+        from . import hooks
+        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
+    _become_process(ctx, proc, seccomp)
+    _reset_signals()
+    os.execve(path, proc["args"], {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else ""
+                                   for e in env})
+
+
+def _join_namespaces(ctx) -> None:
+    for ns in JOIN_ORDER:
+        path = ctx.join_paths.get(ns)
+        if not path:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"open {ns} namespace")) from None
+        try:
+            k.setns(fd, NS_FLAGS[ns])
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"join {ns} namespace {path}")) from None
+        finally:
+            os.close(fd)
+
+
+def _set_names(config: dict) -> None:
+    if config.get("hostname"):
+        k.sethostname(config["hostname"])
+    if config.get("domainname"):
+        k.setdomainname(config["domainname"])
+
+
+def _compile_seccomp(linux: dict):
+    if not linux.get("seccomp"):
+        return None
+    from . import seccomp
+    return seccomp.compile(linux["seccomp"])
+
+
+def _become_process(ctx, proc: dict, seccomp) -> None:
+    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order."""
+    caps = proc.get("capabilities")
+    user = proc.get("user") or {}
+    if user.get("umask") is not None:
+        os.umask(user["umask"])
+    process.set_keepcaps(True)
+    process.set_user(user, allow_setgroups=not ctx.setgroups_denied)
+    process.set_keepcaps(False)
+    process.apply_capabilities(caps)
+    if proc.get("noNewPrivileges"):
+        process.set_no_new_privs()
+    os.closerange(3 + ctx.preserve_fds, 1 << 20)  # nothing of the runtime reaches the container
+    if seccomp is not None:
+        seccomp.load()
+
+
+def _reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve."""
+    import _signal
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

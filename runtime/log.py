@@ -1,0 +1,56 @@
+"""runc's logging convention, which conmon and containerd read.
+
+Without --log: errors go to stderr as logrus text lines. With --log FILE: the
+entry goes to FILE (text, or JSON lines with --log-format json) and stderr gets
+the bare message.
+"""
+import os
+import sys
+
+path: str | None = None
+fmt: str = "text"
+debug_on: bool = False
+
+
+def _time() -> str:
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _entry(level: str, msg: str) -> str:
+    if fmt == "json":
+        from . import fastjson
+        return fastjson.dumps({"level": level, "msg": msg, "time": _time()}) + "\n"
+    quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
+    return f'time="{_time()}" level={level} msg="{quoted}"\n'
+
+
+def _emit(level: str, msg: str, to_stderr: bool) -> None:
+    line = _entry(level, msg)
+    if path:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+        if to_stderr:
+            sys.stderr.write(msg + "\n")
+    elif to_stderr:
+        sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def error(msg: str) -> None:
+    _emit("error", msg, True)
+
+
+def warning(msg: str) -> None:
+    _emit("warning", msg, True)
+
+
+def debug(msg: str) -> None:
+    if debug_on:
+        _emit("debug", msg, not path)

@@ -1,0 +1,155 @@
+"""The container process: credentials, capabilities, limits, then execve.
+
+Runs in the container init after pivot_root, in the order the kernel needs:
+rlimits and oomScoreAdj while still privileged, the bounding set dropped while
+CAP_SETPCAP is held, setgroups/setgid/setuid with keepcaps on, then the final
+effective/permitted/inheritable/ambient sets, noNewPrivileges, and execve.
+"""
+import os
+
+from .errors import ConfigError, PyrunError, describe_oserror
+
+# Capability numbers from <linux/capability.h>; python-prctl's own table stops at 40.
+CAPABILITIES = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+def preload() -> None:
+    """Import now what runs after pivot_root: the host's modules are out of reach there."""
+    import resource  # noqa: F401
+    import _prctl  # noqa: F401
+    from . import _shim  # noqa: F401
+
+
+def last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
+
+
+def cap_numbers(names, what: str) -> list[int]:
+    out = []
+    for n in names or ():
+        if n not in CAPABILITIES:
+            raise ConfigError(f"unknown capability {n!r} in {what}")
+        out.append(CAPABILITIES[n])
+    return out
+
+
+def check(process: dict) -> None:
+    """Everything about `process` that can be refused before any namespace exists."""
+    caps = process.get("capabilities") or {}
+    for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        cap_numbers(caps.get(kind), f"process.capabilities.{kind}")
+    for r in process.get("rlimits") or ():
+        if r.get("type") not in RLIMITS:
+            raise ConfigError(f"unknown rlimit type {r.get('type')!r}")
+    if not process.get("args"):
+        raise ConfigError("process.args must not be empty")
+
+
+def apply_rlimits(rlimits) -> None:
+    import resource
+    for r in rlimits or ():
+        try:
+            resource.setrlimit(RLIMITS[r["type"]], (r["soft"], r["hard"]))
+        except (OSError, ValueError) as e:
+            raise PyrunError(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']}: {e}") from None
+
+
+def set_oom_score_adj(value) -> None:
+    if value is None:
+        return
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def find_executable(arg0: str, env: list[str]) -> str:
+    """PATH lookup as execvp does it, inside the container's root (we are after pivot_root)."""
+    if "/" in arg0:
+        if not os.path.exists(arg0):
+            raise PyrunError(f"exec: {arg0!r}: no such file or directory")
+        return arg0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", arg0)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise PyrunError(f"exec: {arg0!r}: executable file not found in $PATH")
+
+
+def set_user(user: dict, allow_setgroups: bool = True) -> None:
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    groups = user.get("additionalGids")
+    try:
+        if allow_setgroups:
+            os.setgroups(list(groups or ()))
+        elif groups:
+            raise PyrunError("additionalGids cannot be set: setgroups is denied in this user namespace")
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"set user {uid}:{gid}")) from None
+
+
+def apply_capabilities(caps: dict | None) -> None:
+    """Bounding set first (needs CAP_SETPCAP), then the three sets, then ambient.
+
+    python-prctl drops the bounding set; capset and ambient go through the shim,
+    because python-prctl's tables stop at CAP_BPF and it has no ambient calls."""
+    import _prctl
+    caps = caps or {}
+    bounding = set(cap_numbers(caps.get("bounding"), "bounding"))
+    for cap in range(last_cap() + 1):
+        if cap not in bounding:
+            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+    from . import _shim
+    try:
+        _shim.capset(_mask(caps.get("effective")), _mask(caps.get("permitted")),
+                     _mask(caps.get("inheritable")))
+        for cap in cap_numbers(caps.get("ambient"), "ambient"):
+            try:
+                _shim.cap_ambient_raise(cap)
+            except PermissionError:
+                # Not in both permitted and inheritable: the kernel refuses, and runc
+                # carries on without it; so do we (runc's default spec asks for this).
+                pass
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "apply capabilities")) from None
+
+
+def _mask(names) -> int:
+    m = 0
+    for n in cap_numbers(names, "capabilities"):
+        m |= 1 << n
+    return m
+
+
+def set_keepcaps(on: bool) -> None:
+    import _prctl
+    _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1 if on else 0)
+
+
+def set_no_new_privs() -> None:
+    import _prctl
+    _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)

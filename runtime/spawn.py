@@ -1,0 +1,189 @@
+"""Parent side of create: clone3 the init into its namespaces and see it through set-up.
+
+The parent ↔ init protocol, over one AF_UNIX SOCK_SEQPACKET socketpair (one
+message per datagram, so no framing). The init is a forked copy of the parent,
+so it already holds the parsed config; only events cross the socket:
+
+  parent → init   "go <pid>"     uid_map/gid_map are written and the init is in its
+                                 cgroup; <pid> is its pid as the runtime sees it
+  init → parent   "hooks"        namespaces and mounts are ready, pivot_root is next:
+                                 run prestart + createRuntime hooks now
+  parent → init   "hooks-done"   they succeeded (on failure the parent kills the init)
+  init → parent   "ready"        set-up is done; the init now blocks on exec.fifo
+  init → parent   "error <msg>"  a step failed; <msg> is the one line the user sees,
+                                 the init exits
+An EOF before "ready" means the init died; its exit status is reported.
+"""
+import _socket
+import os
+
+from . import _shim as k
+from . import hooks as hooks_mod
+from .errors import PyrunError, describe_oserror
+from .init import NS_FLAGS
+
+
+class InitContext:
+    """What the init needs, computed in the parent before clone3 (the child inherits it)."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+        self.sock = None
+        self.host_pid = 0
+
+    def state_for_hooks(self, status: str) -> dict:
+        return {"ociVersion": self.config.get("ociVersion", ""), "id": self.id, "status": status,
+                "pid": self.host_pid, "bundle": self.bundle,
+                "annotations": self.config.get("annotations") or {}}
+
+
+def clone_flags(namespaces: list[dict]) -> tuple[int, dict]:
+    """(flags of namespaces to create, {type: path} of namespaces to join)."""
+    flags, joins = 0, {}
+    for ns in namespaces:
+        kind = ns["type"]
+        if kind not in NS_FLAGS:
+            raise PyrunError(f"unknown namespace type {kind!r}")
+        if ns.get("path"):
+            joins[kind] = ns["path"]
+        else:
+            flags |= NS_FLAGS[kind]
+    return flags, joins
+
+
+def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
+    """Start the init and run it to "ready". Returns (pid, pidfd)."""
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
+                                                 _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    restore = _enter_for_children(ctx.join_paths)
+    cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+    try:
+        pid, pidfd = k.clone3(flags, cgroup_fd)
+    except OSError as e:
+        parent_sock.close()
+        child_sock.close()
+        raise PyrunError(describe_oserror(e, "clone3 into new namespaces")) from None
+    finally:
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
+        restore()
+    if pid == 0:  # the init
+        parent_sock.close()
+        ctx.sock = child_sock
+        _init_signals()
+        from . import init
+        init.run(ctx)
+        os._exit(127)
+    child_sock.close()
+    try:
+        _see_through(ctx, parent_sock, pid, cgroup)
+    except BaseException:
+        _kill_and_reap(pid, pidfd)
+        raise
+    finally:
+        parent_sock.close()
+    return pid, pidfd
+
+
+def _see_through(ctx, sock, pid: int, cgroup) -> None:
+    ctx.host_pid = pid
+    linux = ctx.config.get("linux") or {}
+    if ctx.userns:
+        _write_id_maps(pid, linux, ctx.setgroups_denied)
+    if cgroup is not None and cgroup.version == 1:  # v2 used CLONE_INTO_CGROUP
+        try:
+            cgroup.enter(pid)
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"join cgroup {cgroup.path}")) from None
+    sock.send(b"go %d" % pid)
+    while True:
+        msg = sock.recv(65536)
+        if msg == b"ready":
+            return
+        if msg == b"hooks":
+            state = ctx.state_for_hooks("created")
+            hooks_mod.run(ctx.hooks.get("prestart"), state, "prestart")
+            hooks_mod.run(ctx.hooks.get("createRuntime"), state, "createRuntime")
+            sock.send(b"hooks-done")
+        elif msg.startswith(b"error "):
+            raise PyrunError(msg[6:].decode(errors="replace"))
+        else:
+            _, status = os.waitpid(pid, 0)
+            raise PyrunError(f"container init exited before it was ready ({_describe_status(status)})")
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _write_id_maps(pid: int, linux: dict, setgroups_denied: bool) -> None:
+    try:
+        if setgroups_denied:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+        for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+            lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or ())
+            if lines:
+                with open(f"/proc/{pid}/{name}", "w") as f:
+                    f.write(lines)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"write {name} of the init")) from None
+
+
+def _enter_for_children(joins: dict):
+    """pid and time namespaces apply to children only: join them here, before clone3,
+    and return the function that puts this process's pid/time_for_children back."""
+    saved = []
+    for kind, flag in (("pid", k.CLONE_NEWPID), ("time", k.CLONE_NEWTIME)):
+        path = joins.get(kind)
+        if not path:
+            continue
+        own = os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            os.close(own)
+            raise PyrunError(describe_oserror(e, f"open {kind} namespace")) from None
+        try:
+            k.setns(target, flag)
+        except OSError as e:
+            os.close(own)
+            raise PyrunError(describe_oserror(e, f"join {kind} namespace {path}")) from None
+        finally:
+            os.close(target)
+        saved.append((own, flag))
+
+    def restore():
+        for fd, flag in saved:
+            try:
+                k.setns(fd, flag)
+            finally:
+                os.close(fd)
+    return restore
+
+
+def _init_signals() -> None:
+    """Until execve the init is pid 1 of its namespace, where default dispositions are
+    ignored: make the usual termination signals end it, as they would end runc's init."""
+    import _signal
+
+    def die(signum, frame):
+        os._exit(128 + signum)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+                _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, die)
+
+
+def _kill_and_reap(pid: int, pidfd: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    if pidfd >= 0:
+        os.close(pidfd)
