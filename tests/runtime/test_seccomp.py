@@ -470,3 +470,95 @@ def test_architecture_this_libseccomp_lacks_is_named():
         seccomp.compile(allow_with(architectures=[lacking[0]]))
     assert str(e.value) == (f"linux.seccomp.architectures[0]: architecture {lacking[0]} is not "
                             f"supported by libseccomp {seccomp.libseccomp_version()}")
+
+
+# --- runc as the oracle ------------------------------------------------------------------
+# The same probe runs under runc with Podman's profile and under our filter (loaded in a
+# fork that then execs the probe, as the init does); both must see the same answers.
+
+PROBE = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {name: int(n) for name, n in (kv.split("=") for kv in os.environ["NRS"].split(","))}
+
+def sc(name, *args, x32=False):
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(nr[name] | (0x40000000 if x32 else 0)),
+                       *[ctypes.c_long(a) for a in args])
+    return ctypes.get_errno() if ret == -1 else "ok"
+
+print(json.dumps({
+    "personality(query)": sc("personality", 0xFFFFFFFF),
+    "personality(8)": sc("personality", 8),
+    "personality(4)": sc("personality", 4),
+    "socket(netlink, audit)": sc("socket", 16, 3, 9),
+    "socket(netlink, route)": sc("socket", 16, 3, 0),
+    "add_key": sc("add_key", 0, 0, 0, 0, 0),
+    "bpf": sc("bpf", 0xFFFF, 0, 0),
+    "kexec_load": sc("kexec_load", 0, 0, 0, 0),
+    "clock_settime": sc("clock_settime", 0, 0),
+    "ptrace": sc("ptrace", 0xFFFF, 0, 0, 0),
+    "io_uring_setup": sc("io_uring_setup", 0, 0),
+    "syscall 1023": sc("nr1023"),
+    "x32 getpid": sc("getpid", x32=True),
+}, sort_keys=True))
+"""
+PROBE_SYSCALLS = ["personality", "socket", "add_key", "bpf", "kexec_load", "clock_settime",
+                  "ptrace", "io_uring_setup", "getpid"]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 numbers")
+def test_podman_profile_answers_as_under_runc(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    runc = shutil.which("runc")
+    if runc is None:
+        pytest.skip("runc is not installed")
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None:
+        pytest.skip("/usr/bin/python3 is needed inside the oracle's container")
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    nrs = ",".join(f"{n}={seccomp.syscall_number(n)}" for n in PROBE_SYSCALLS) + ",nr1023=1023"
+    env = [f"NRS={nrs}", "PATH=/usr/bin:/bin"]
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    binds = [d for d in ("/usr", "/lib", "/lib64", "/bin", "/etc") if os.path.exists(d)]
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": [python, str(probe)], "cwd": "/",
+                    "env": env, "noNewPrivileges": True},
+        "root": {"path": "rootfs", "readonly": True},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]
+        + [{"destination": d, "type": "bind", "source": d, "options": ["rbind", "ro"]}
+           for d in binds + [str(tmp_path)]],
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}],
+                  "seccomp": podman_default()},
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    cid = f"pyrun-seccomp-oracle-{os.getpid()}"
+    done = subprocess.run([runc, "--root", str(tmp_path / "runc-state"), "run", "-b", str(bundle),
+                           cid], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"runc could not run the oracle container here: {done.stderr.strip()}")
+    expected = json.loads(done.stdout)
+
+    flt = seccomp.compile(podman_default())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(w, 1)
+            flt.load()
+            os.execve(python, [python, str(probe)], dict(e.split("=", 1) for e in env))
+        finally:
+            os._exit(127)
+    os.close(w)
+    with os.fdopen(r) as out:
+        got = json.loads(out.read())
+    os.waitpid(pid, 0)
+    assert got == expected, f"runc: {expected}"
+    # the probe must tell filters apart: not everything may be allowed or refused
+    assert {"ok", errno.ENOSYS, errno.EPERM, errno.EINVAL} <= set(expected.values())
