@@ -1,0 +1,31 @@
+"""imagetool: pull images from registries into OCI image layouts, unpack them into bundles.
+
+    imagetool.pull("127.0.0.1:5000/demo/busybox:latest", "/tmp/layout")
+    imagetool.unpack("/tmp/layout", "latest", "/tmp/bundle")
+
+Importing the package costs nothing: the modules behind these load on first call.
+"""
+from __future__ import annotations
+
+
+def pull(ref: str, layout: str, **opts):
+    """Pull `ref` into the OCI layout `layout`. Options: platform, creds, authfile,
+    plain_http, jobs, progress. Returns a PullResult (descriptor, fetched blobs)."""
+    from .puller import pull as _pull
+    return _pull(ref, layout, **opts)
+
+
+def unpack(layout_dir: str, tag: str | None, bundle_dir: str, **opts):
+    """Unpack the image `tag` of `layout_dir` into the OCI bundle `bundle_dir`."""
+    from .unpack import unpack as _unpack
+    _restore_api()
+    return _unpack(layout_dir, tag, bundle_dir, **opts)
+
+
+_api_unpack = unpack
+
+
+def _restore_api() -> None:
+    """Importing the submodule imagetool.unpack rebinds the package attribute `unpack` to
+    that module; put the function back so `imagetool.unpack(...)` stays callable."""
+    globals()["unpack"] = _api_unpack

@@ -1,0 +1,44 @@
+"""Session-scoped real registries (Debian's docker-registry on 127.0.0.1), open and with auth."""
+import pytest
+
+from tests.support import images
+from tests.support.registry import Registry, RegistryUnavailable
+
+USER, PASSWORD = "tester", "s3cret"
+
+
+def _start(tmp_path_factory, name, **kw):
+    try:
+        return Registry(str(tmp_path_factory.mktemp(name)), **kw).start()
+    except RegistryUnavailable as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    reg = _start(tmp_path_factory, "registry")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory):
+    reg = _start(tmp_path_factory, "auth-registry", users={USER: PASSWORD})
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def busybox():
+    return images.busybox_image()
+
+
+@pytest.fixture(scope="session")
+def seeded(registry, busybox):
+    """The open registry with busybox as OCI, as Docker v2s2, and a two-platform index."""
+    images.push(registry.address, "demo/busybox", "latest", busybox)
+    docker = images.busybox_image(docker=True, cmd=["echo", "docker"])
+    images.push(registry.address, "demo/busybox", "v2s2", docker)
+    index = images.two_platform_index()
+    images.push(registry.address, "demo/multi", "latest", index)
+    return {"oci": busybox, "docker": docker, "index": index, "registry": registry}
