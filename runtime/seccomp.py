@@ -21,6 +21,7 @@ crun does: orchestrators send the same profile for every container.
 import os
 
 from runtime._shim._native import ffi, lib
+from runtime.errors import ConfigError
 
 # Kernel action values (<linux/seccomp.h>); ERRNO and TRACE carry 16 bits of data.
 ACTIONS = {
@@ -100,7 +101,7 @@ _TREE_THRESHOLD = 32
 OCI_VERSION = "1.1.0"
 
 
-class SeccompError(Exception):
+class SeccompError(ConfigError):
     """A profile we cannot honour; str() is one line naming the field and the reason."""
 
 

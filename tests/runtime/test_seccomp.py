@@ -562,3 +562,8 @@ def test_podman_profile_answers_as_under_runc(tmp_path):
     assert got == expected, f"runc: {expected}"
     # the probe must tell filters apart: not everything may be allowed or refused
     assert {"ok", errno.ENOSYS, errno.EPERM, errno.EINVAL} <= set(expected.values())
+
+
+def test_seccomp_errors_follow_the_project_convention():
+    from runtime.errors import PyrunError
+    assert issubclass(seccomp.SeccompError, PyrunError)  # the CLI prints it as one line
