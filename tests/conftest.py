@@ -1,0 +1,79 @@
+"""Shared fixtures: a private pyrun state root per test, busybox bundles, the real CLI."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+PYRUN = os.path.join(BIN, "pyrun")
+
+
+def pytest_report_header(config):
+    return f"pyrun: {PYRUN}; uid {os.getuid()}; kernel {os.uname().release}"
+
+
+@pytest.fixture
+def root_required():
+    if os.getuid() != 0:
+        pytest.skip("needs root: real namespaces, mounts and cgroups")
+
+
+class Pyrun:
+    """The real `pyrun` binary against a private --root."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def __call__(self, *args, check=False, input=None, timeout=30, env=None, cwd=None, global_args=()):
+        # Files, not pipes: a detached container inherits pyrun's stdio and would hold a
+        # pipe open long after pyrun exits (runc's callers do the same).
+        import tempfile
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([PYRUN, "--root", self.root, *global_args, *args], stdout=out, stderr=err,
+                               text=True, input=input, timeout=timeout, env=env, cwd=cwd,
+                               stdin=None if input is not None else subprocess.DEVNULL)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
+        if check and p.returncode != 0:
+            raise AssertionError(f"pyrun {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return p
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+
+
+@pytest.fixture
+def pyrun(tmp_path, root_required):
+    state_root = str(tmp_path / "state")
+    runner = Pyrun(state_root)
+    yield runner
+    for cid in runner.ids():  # never leave a container behind, whatever the test did
+        subprocess.run([PYRUN, "--root", state_root, "delete", "--force", cid], capture_output=True)
+    shutil.rmtree(state_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory):
+    """One shared read-only busybox rootfs; bundles point at it."""
+    from tests.support.bundle import make_rootfs
+    return make_rootfs(str(tmp_path_factory.mktemp("busybox") / "rootfs"))
+
+
+@pytest.fixture
+def bundle(tmp_path, busybox_rootfs):
+    """make(args, **config changes) → bundle dir whose rootfs is a private busybox copy."""
+    from tests.support.bundle import make_bundle
+    count = [0]
+
+    def make(args=("true",), private_rootfs=False, **changes):
+        count[0] += 1
+        path = str(tmp_path / f"bundle{count[0]}")
+        return make_bundle(path, args=args, rootfs=None if private_rootfs else busybox_rootfs, **changes)
+    return make
