@@ -13,7 +13,11 @@ the profile could forbid. Where the runtime-spec is silent we do what runc does:
   index become one rule each (any may match), as Docker's profiles expect;
 - SCMP_ACT_NOTIFY is refused as the default action and for `write`, because the init
   must still write the listener fd to its parent after the filter is in place;
-- the native architecture is always in the filter, whatever `architectures` lists.
+- the native architecture is always in the filter, whatever `architectures` lists;
+- unless the default action already lets a syscall through or answers ENOSYS, syscalls
+  numbered above the highest one the profile names (per listed architecture) get
+  ENOSYS instead of the default action: they are newer than the profile, and ENOSYS
+  is what makes libc fall back (clone3 → clone) rather than fail.
 
 Exported programs may be cached by a hash of (profile, libseccomp version, kernel), as
 crun does: orchestrators send the same profile for every container.
@@ -88,6 +92,7 @@ _FLAG_NEW_LISTENER = 1 << 3
 _FLAG_TSYNC_ESRCH = 1 << 4
 _FLAG_WAIT_KILLABLE_RECV = 1 << 5
 
+_ENOSYS = 38
 _MAX_ARGS = 6
 _U64 = (1 << 64) - 1
 _ERRNO_MAX = 0xFFFF
@@ -419,7 +424,7 @@ def _build(plan: _Plan) -> bytes:
         for rule in plan.rules:
             if rule.action != plan.default_action:
                 _add_rule(ctx, rule)
-        return _export(ctx)
+        return _enosys_stub(plan) + _export(ctx)
     finally:
         lib.seccomp_release(ctx)
 
@@ -449,6 +454,102 @@ def _export(ctx) -> bytes:
         return os.pread(fd, size, 0)
     finally:
         os.close(fd)
+
+
+# The ENOSYS stub: classic BPF put in front of libseccomp's program, which starts by
+# loading the architecture again, so the stub may clobber the accumulator freely.
+
+_BPF_LD_ABS_W = 0x20
+_BPF_JEQ = 0x15
+_BPF_JGT = 0x25
+_BPF_JSET = 0x45
+_BPF_JA = 0x05
+_BPF_RET = 0x06
+_X32_SYSCALL_BIT = 0x40000000
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_PERMISSIVE = {ACTIONS["SCMP_ACT_ALLOW"], ACTIONS["SCMP_ACT_LOG"]}
+_S390 = ("s390", "s390x")
+_X32_TOKEN = 0x4000003E  # SCMP_ARCH_X32 (EM_X86_64 | __AUDIT_ARCH_LE): libseccomp's own
+
+
+def _enosys_stub(plan: _Plan) -> bytes:
+    action = plan.default_action
+    # TRACE counts as permissive, as in runc: a tracer should handle new syscalls.
+    if (action in _PERMISSIVE or action & 0xFFFF0000 == ACTIONS["SCMP_ACT_TRACE"]
+            or action == ACTIONS["SCMP_ACT_ERRNO"] | _ENOSYS):
+        return b""
+    names = {n for rule in plan.rules for n in rule.names}
+    groups = {}  # audit arch → {token: highest syscall number the profile names}
+    for token in dict.fromkeys(plan.arches):
+        numbers = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        highest = max((nr for nr in numbers if nr >= 0), default=None)
+        if highest is not None:
+            audit = _AUDIT_ARCH_X86_64 if token == _X32_TOKEN else token
+            groups.setdefault(audit, {})[token] = highest
+    if not groups:
+        return b""
+    code = [(_BPF_LD_ABS_W, None, None, 4)]
+    code += [(_BPF_JEQ, ("arch", audit), None, audit) for audit in groups]
+    code.append((_BPF_JA, None, None, "filter"))
+    for audit, highest in groups.items():
+        code.append(("label", ("arch", audit)))
+        code.append((_BPF_LD_ABS_W, None, None, 0))
+        code += _arch_checks(audit, highest)
+    code.append(("label", "enosys"))
+    code.append((_BPF_RET, None, None, ACTIONS["SCMP_ACT_ERRNO"] | _ENOSYS))
+    code.append(("label", "filter"))
+    return _assemble(code)
+
+
+def _arch_checks(audit: int, highest: dict) -> list:
+    if audit != _AUDIT_ARCH_X86_64:
+        (token, nr), = highest.items()
+        checks = []
+        if _arch_name(token) in _S390:
+            # s390 multiplexes unknown large numbers through setup(2), number 0.
+            checks.append((_BPF_JEQ, "enosys", None, 0))
+        return checks + [(_BPF_JGT, "enosys", None, nr), (_BPF_JA, None, None, "filter")]
+    x64, x32 = highest.get(_AUDIT_ARCH_X86_64), highest.get(_X32_TOKEN)
+    # x32 shares x86_64's audit arch and marks its syscalls with a bit of the number.
+    checks = [(_BPF_JSET, "x32" if x32 is not None else "filter",
+               None if x64 is not None else "filter", _X32_SYSCALL_BIT)]
+    if x64 is not None:
+        checks += [(_BPF_JGT, "enosys", None, x64), (_BPF_JA, None, None, "filter")]
+    if x32 is not None:
+        checks += [("label", "x32"), (_BPF_JGT, "enosys", None, x32),
+                   (_BPF_JA, None, None, "filter")]
+    return checks
+
+
+def _arch_name(token: int) -> str:
+    return next((n for n in ARCHITECTURES.values()
+                 if lib.seccomp_arch_resolve_name(n.encode()) == token), "")
+
+
+def _assemble(code: list) -> bytes:
+    """Resolve labels into the forward offsets BPF wants; "filter" is the end."""
+    import struct
+
+    insns, labels = [], {}
+    for item in code:
+        if item[0] == "label":
+            labels[item[1]] = len(insns)
+        else:
+            insns.append(item)
+    labels["filter"] = len(insns)
+    out = []
+    for pc, (op, jt, jf, k) in enumerate(insns):
+        def offset(target):
+            if target is None:
+                return 0
+            off = labels[target] - pc - 1
+            if not 0 <= off <= 255:
+                raise SeccompError(f"{_WHERE}: ENOSYS stub jump out of range")
+            return off
+        if op == _BPF_JA:
+            k, jt, jf = labels[k] - pc - 1, None, None
+        out.append(struct.pack("=HBBI", op, offset(jt), offset(jf), k))
+    return b"".join(out)
 
 
 # The cache: programs by a hash of everything that shapes them.

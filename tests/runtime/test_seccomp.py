@@ -136,6 +136,27 @@ def test_kill_and_trap_end_the_process_with_sigsys(action):
     assert killed_by(status) == signal.SIGSYS
 
 
+@pytest.mark.parametrize("architectures,newer", [(["SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+                                                  errno.ENOSYS), ([], errno.EPERM)])
+def test_syscalls_newer_than_the_profile_get_enosys(tmp_path, architectures, newer):
+    if os.uname().machine != "x86_64":
+        pytest.skip("x86_64 architecture names")
+    needed = ["write", "exit", "exit_group", "brk", "mmap", "munmap", "mremap", "madvise",
+              "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "futex", "getpid", "gettid"]
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": architectures,
+               "syscalls": [{"names": needed, "action": "SCMP_ACT_ALLOW"}]}
+    mkdir = seccomp.syscall_number("mkdir")
+    assert mkdir < max(seccomp.syscall_number(n) for n in needed)
+    x32 = "SCMP_ARCH_X32" in architectures  # else an x32 call is a foreign ABI: killed
+    report, _ = in_child(profile, lambda _: {
+        "mkdir": errno_of(os.mkdir, tmp_path / "d"), "new": raw_syscall(1023),
+        "new x32": raw_syscall(X32_BIT | 1023) if x32 else None})
+    assert report["mkdir"] == errno.EPERM  # older than the profile: the default action
+    # runc's rule: only listed architectures get the stub, so [] keeps the default action
+    assert report["new"] == newer
+    assert report["new x32"] == (newer if x32 else None)
+
+
 def test_rule_equal_to_default_action_is_skipped():
     profile = {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.EPERM,
                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
@@ -507,8 +528,16 @@ PROBE_SYSCALLS = ["personality", "socket", "add_key", "bpf", "kexec_load", "cloc
                   "ptrace", "io_uring_setup", "getpid"]
 
 
+def podman_default_eperm():
+    """Podman's profile as older ones were: unlisted syscalls get EPERM."""
+    profile = podman_default()
+    del profile["defaultErrnoRet"]
+    return profile
+
+
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the probe uses x86_64 numbers")
-def test_podman_profile_answers_as_under_runc(tmp_path):
+@pytest.mark.parametrize("make_profile", [podman_default, podman_default_eperm])
+def test_podman_profile_answers_as_under_runc(tmp_path, make_profile):
     import shutil
     import subprocess
     import sys
@@ -535,7 +564,7 @@ def test_podman_profile_answers_as_under_runc(tmp_path):
         + [{"destination": d, "type": "bind", "source": d, "options": ["rbind", "ro"]}
            for d in binds + [str(tmp_path)]],
         "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}],
-                  "seccomp": podman_default()},
+                  "seccomp": make_profile()},
     }
     (bundle / "config.json").write_text(json.dumps(config))
     cid = f"pyrun-seccomp-oracle-{os.getpid()}"
@@ -545,7 +574,7 @@ def test_podman_profile_answers_as_under_runc(tmp_path):
         pytest.skip(f"runc could not run the oracle container here: {done.stderr.strip()}")
     expected = json.loads(done.stdout)
 
-    flt = seccomp.compile(podman_default())
+    flt = seccomp.compile(make_profile())
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -562,6 +591,7 @@ def test_podman_profile_answers_as_under_runc(tmp_path):
     assert got == expected, f"runc: {expected}"
     # the probe must tell filters apart: not everything may be allowed or refused
     assert {"ok", errno.ENOSYS, errno.EPERM, errno.EINVAL} <= set(expected.values())
+    assert expected["syscall 1023"] == errno.ENOSYS  # newer than the profile
 
 
 def test_seccomp_errors_follow_the_project_convention():
