@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 from .layout import Layout, LayoutError
 from .reference import Reference, parse
@@ -37,19 +37,19 @@ class PullError(Exception):
     """One line naming the thing and the reason."""
 
 
-@dataclass
 class PullResult:
-    reference: str
-    descriptor: dict                         # what index.json now lists for the tag
-    fetched: list[str] = field(default_factory=list)   # blob digests downloaded
-    bytes_fetched: int = 0
+    def __init__(self, reference: str, descriptor: dict):
+        self.reference = reference
+        self.descriptor = descriptor          # what index.json now lists for the tag
+        self.fetched: list[str] = []          # blob digests downloaded
+        self.bytes_fetched = 0
+
+    def __repr__(self) -> str:
+        return f"PullResult({self.reference}, {self.descriptor.get('digest')}, fetched={self.fetched})"
 
 
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
+class Platform(namedtuple("Platform", "os architecture variant", defaults=(None,))):
+    __slots__ = ()
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
@@ -225,26 +225,41 @@ def _fetch_all(client, repository, layout, blobs, jobs, progress, state, result)
             for d in todo:
                 fetch(d)
             return
-        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-        with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-            futures = [pool.submit(fetch, d) for d in todo]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.done() and f.exception() is not None for f in futures):
-                cancel.set()
-                for f in futures:
-                    f.cancel()
-                wait(futures)
-                raise _first_error([f for f in futures if not f.cancelled() and f.exception()])
+        _run_workers(fetch, todo, min(jobs, len(todo)), cancel)
     finally:
         if progress:
             progress.close()
 
 
-def _first_error(failed) -> BaseException:
-    # A real failure outranks the "cancelled" ones it caused in other workers.
-    errors = [f.exception() for f in failed]
-    errors.sort(key=lambda e: "cancelled" in str(e))
-    return errors[0]
+def _run_workers(fn, items: list, workers: int, cancel: threading.Event) -> None:
+    """fn(item) on `workers` threads; the first failure cancels the rest and is raised.
+    Plain threads: concurrent.futures imports logging (~5 ms) for nothing we use."""
+    queue = list(reversed(items))
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        while not cancel.is_set():
+            with lock:
+                if not queue:
+                    return
+                item = queue.pop()
+            try:
+                fn(item)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                with lock:
+                    errors.append(e)
+                cancel.set()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        # A real failure outranks the "cancelled" ones it caused in other workers.
+        errors.sort(key=lambda e: "cancelled" in str(e))
+        raise errors[0]
 
 
 def _progress(enabled: bool | None):

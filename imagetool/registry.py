@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -126,12 +125,13 @@ class RequestsTransport:
         return Response(resp.status_code, resp.headers, read, resp.close)
 
 
-@dataclass
 class Response:
-    status: int
-    headers: object          # case-insensitive .get()
-    read: object             # read(n=-1) -> bytes
-    release: object          # give the connection back (or drop it)
+    """status; headers with case-insensitive .get(); read(n) -> bytes; release() gives the
+    connection back (or drops it). Plain classes here: dataclasses costs ~10 ms to import."""
+    __slots__ = ("status", "headers", "read", "release")
+
+    def __init__(self, status: int, headers, read, release):
+        self.status, self.headers, self.read, self.release = status, headers, read, release
 
 
 def _net_error(e: BaseException) -> Exception:
@@ -154,27 +154,26 @@ def _net_error(e: BaseException) -> Exception:
 
 # -- the client -----------------------------------------------------------------
 
-@dataclass
 class RetryPolicy:
-    budget: float = 20.0        # seconds one request may spend retrying
-    attempts: int = 5
-    base_delay: float = 0.25
+    def __init__(self, budget: float = 20.0, attempts: int = 5, base_delay: float = 0.25):
+        self.budget = budget            # seconds one request may spend retrying
+        self.attempts = attempts
+        self.base_delay = base_delay
 
 
-@dataclass
 class Client:
-    """One registry host; credentials are (user, password) or None."""
-    host: str                    # where the API answers, e.g. 127.0.0.1:5000
-    plain_http: bool = False
-    creds: tuple[str, str] | None = None
-    transport: object = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    _auth: dict = field(default_factory=dict)      # scope → Authorization header value
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """One registry host (where the API answers, e.g. 127.0.0.1:5000);
+    credentials are (user, password) or None."""
 
-    def __post_init__(self):
-        if self.transport is None:
-            self.transport = StdlibTransport() if self.plain_http else RequestsTransport()
+    def __init__(self, host: str, plain_http: bool = False, creds: tuple[str, str] | None = None,
+                 transport=None, retry: RetryPolicy | None = None):
+        self.host = host
+        self.plain_http = plain_http
+        self.creds = creds
+        self.transport = transport or (StdlibTransport() if plain_http else RequestsTransport())
+        self.retry = retry or RetryPolicy()
+        self._auth: dict = {}           # scope → Authorization header value
+        self._lock = threading.Lock()
 
     @property
     def base(self) -> str:
@@ -411,12 +410,9 @@ class Client:
         return got, hasher
 
 
-@dataclass
 class Manifest:
-    data: bytes
-    media_type: str
-    digest: str
-    doc: dict
+    def __init__(self, data: bytes, media_type: str, digest: str, doc: dict):
+        self.data, self.media_type, self.digest, self.doc = data, media_type, digest, doc
 
     @property
     def is_index(self) -> bool:
