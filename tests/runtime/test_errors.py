@@ -1,0 +1,154 @@
+"""Every bad input: one line on stderr, exit 1, and nothing left behind."""
+import json
+import os
+
+import pytest
+
+from tests.support.bundle import write_config
+
+
+def _one_line_error(p, *needles):
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def _nothing_left(pyrun, cid):
+    assert pyrun.ids() == []
+    for ctrl in ("pids", "memory", "freezer"):
+        assert not os.path.exists(f"/sys/fs/cgroup/{ctrl}/{cid}")
+    # no init left running with this container's bundle as cwd or in its cgroup
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cg = open(f"/proc/{pid}/cgroup").read()
+            except OSError:
+                continue
+            assert f"/{cid}\n" not in cg, f"process {pid} left in cgroup of {cid}"
+
+
+def _edit(bundle_dir, fn):
+    path = os.path.join(bundle_dir, "config.json")
+    cfg = json.load(open(path))
+    fn(cfg)
+    write_config(bundle_dir, cfg)
+    return bundle_dir
+
+
+def test_missing_config(pyrun, tmp_path):
+    (tmp_path / "empty").mkdir()
+    p = pyrun("create", "-b", str(tmp_path / "empty"), "e1")
+    _one_line_error(p, "config.json not found")
+    _nothing_left(pyrun, "e1")
+
+
+def test_malformed_json(pyrun, bundle):
+    b = bundle()
+    with open(os.path.join(b, "config.json"), "w") as f:
+        f.write('{"ociVersion": "1.0.2",\n "process": }')
+    _one_line_error(pyrun("create", "-b", b, "e1"), "config.json", "line 2")
+    _nothing_left(pyrun, "e1")
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda c: c["process"]["user"].__setitem__("uid", "root"), "uid"),
+    (lambda c: c.__setitem__("ociVersion", 5), "ociVersion"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "bogus"}), "namespaces"),
+    (lambda c: c["mounts"].append({"destination": "/x", "options": "ro"}), "options"),
+])
+def test_schema_violation(pyrun, bundle, edit, needle):
+    b = _edit(bundle(), edit)
+    _one_line_error(pyrun("create", "-b", b, "e1"), needle)
+    _nothing_left(pyrun, "e1")
+
+
+def test_missing_rootfs(pyrun, bundle):
+    b = _edit(bundle(), lambda c: c["root"].__setitem__("path", "nope"))
+    _one_line_error(pyrun("create", "-b", b, "e1"), "rootfs", "does not exist")
+    _nothing_left(pyrun, "e1")
+
+
+def test_missing_executable_fails_create(pyrun, bundle):
+    b = bundle(["/no/such/binary"])
+    _one_line_error(pyrun("create", "-b", b, "e1"), "/no/such/binary")
+    _nothing_left(pyrun, "e1")
+    b = bundle(["nosuchcmd"])
+    _one_line_error(pyrun("run", "-b", b, "e2"), "executable file not found")
+    _nothing_left(pyrun, "e2")
+
+
+def test_bad_cwd(pyrun, bundle):
+    b = _edit(bundle(), lambda c: c["process"].__setitem__("cwd", "/does/not/exist"))
+    _one_line_error(pyrun("create", "-b", b, "e1"), "cwd")
+    _nothing_left(pyrun, "e1")
+
+
+def test_unknown_capability(pyrun, bundle):
+    b = _edit(bundle(), lambda c: c["process"]["capabilities"]["bounding"].append("CAP_MAKE_COFFEE"))
+    _one_line_error(pyrun("create", "-b", b, "e1"), "CAP_MAKE_COFFEE")
+    _nothing_left(pyrun, "e1")
+
+
+def test_namespace_path_missing(pyrun, bundle):
+    def edit(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
+        c["linux"]["namespaces"].append({"type": "network", "path": "/var/run/netns/nope"})
+    _one_line_error(pyrun("create", "-b", _edit(bundle(), edit), "e1"), "network", "/var/run/netns/nope")
+    _nothing_left(pyrun, "e1")
+
+
+def test_duplicate_id(pyrun, bundle):
+    b = bundle(["sleep", "100"])
+    pyrun("create", "-b", b, "dup", check=True)
+    _one_line_error(pyrun("create", "-b", b, "dup"), "container with id exists: dup")
+    assert pyrun.ids() == ["dup"]
+
+
+@pytest.mark.parametrize("cid", ["bad/id", "..", ".", "a b", "x\ny"])
+def test_invalid_id(pyrun, bundle, cid):
+    _one_line_error(pyrun("create", "-b", bundle(), cid), "invalid container id")
+    assert pyrun.ids() == []
+
+
+@pytest.mark.parametrize("cmd", [["start"], ["state"], ["kill"], ["delete"], ["pause"], ["resume"]])
+def test_unknown_container(pyrun, cmd):
+    _one_line_error(pyrun(*cmd, "ghost"), "container does not exist")
+
+
+def test_wrong_state(pyrun, bundle):
+    b = bundle(["sleep", "100"])
+    pyrun("create", "-b", b, "w", check=True)
+    _one_line_error(pyrun("resume", "w"), "created")
+    _one_line_error(pyrun("pause", "w"), "created")
+    pyrun("start", "w", check=True)
+    _one_line_error(pyrun("start", "w"), "running")
+    _one_line_error(pyrun("delete", "w"), "not stopped")
+    pyrun("kill", "w", "KILL", check=True)
+    import time
+    for _ in range(200):
+        if json.loads(pyrun("state", "w").stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    _one_line_error(pyrun("kill", "w"), "not running")
+    _one_line_error(pyrun("start", "w"), "stopped")
+
+
+def test_usage_errors(pyrun):
+    _one_line_error(pyrun("create"), "requires")
+    _one_line_error(pyrun("kill", "--nope", "x"), "not defined")
+    _one_line_error(pyrun("kill", "x", "SIGNOPE"))
+    assert pyrun("frobnicate").returncode == 1
+
+
+def test_crashed_create_is_removable(pyrun, bundle):
+    """A state dir without state.json (create died half way) shows as creating; delete -f removes it."""
+    os.makedirs(os.path.join(pyrun.root, "half"))
+    s = json.loads(pyrun("state", "half", check=True).stdout)
+    assert s["status"] == "creating"
+    _one_line_error(pyrun("delete", "half"), "not stopped")
+    pyrun("delete", "--force", "half", check=True)
+    assert pyrun.ids() == []
+    assert pyrun("delete", "--force", "half").returncode == 0
