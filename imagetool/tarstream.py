@@ -1,0 +1,338 @@
+"""A lean, strict, streaming tar reader for image layers.
+
+Why not `tarfile`: it builds a TarInfo per member, seeks, and accepts
+things a layer must not contain (it tolerates bad checksums in some modes,
+sparse members, …). Layers are ustar/PAX/GNU archives written by Go's
+archive/tar, BuildKit, umoci or Python; this reader accepts exactly those
+and says which entry is wrong otherwise.
+
+The reader pulls decompressed chunks from an iterator and hands the caller
+one `Header` at a time; the caller must consume the entry's data (with
+`copy_to`, `read_data` or `skip_data`) before asking for the next header.
+"""
+from __future__ import annotations
+
+import os
+
+BLOCK = 512
+# PAX and GNU long-name records are metadata; Go caps them at 1 MiB too.
+MAX_META = 1 << 20
+
+REG, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
+_REGULAR_TYPES = {"0": REG, "\0": REG, "7": REG}
+_PLAIN_TYPES = {"1", "2", "3", "4", "5", "6"}
+_NAMES = {"S": "GNU sparse file", "M": "GNU multi-volume continuation", "V": "volume label"}
+
+
+class TarError(Exception):
+    """Malformed or unsupported archive content; str() is one line."""
+
+
+class Header:
+    __slots__ = ("name", "type", "mode", "uid", "gid", "size", "mtime_ns", "linkname",
+                 "devmajor", "devminor", "xattrs")
+
+    def __init__(self, name, type_, mode, uid, gid, size, mtime_ns, linkname,
+                 devmajor, devminor, xattrs):
+        self.name = name
+        self.type = type_
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.linkname = linkname
+        self.devmajor = devmajor
+        self.devminor = devminor
+        self.xattrs = xattrs
+
+
+def _cstr(field: bytes) -> str:
+    end = field.find(b"\0")
+    if end >= 0:
+        field = field[:end]
+    return field.decode("utf-8", "surrogateescape")
+
+
+def _number(field: bytes, what: str, name: str) -> int:
+    if field and field[0] & 0x80:
+        # GNU base-256: big-endian two's complement, first byte 0x80 or 0xff.
+        value = int.from_bytes(field[1:], "big")
+        if field[0] == 0xFF:
+            value -= 1 << (8 * (len(field) - 1))
+        elif field[0] != 0x80:
+            raise TarError(f"{name or '?'}: malformed {what} field in tar header")
+        return value
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarError(f"{name or '?'}: malformed {what} field in tar header") from None
+
+
+def _checksum_ok(block: bytes, stored: int) -> bool:
+    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    if unsigned == stored:
+        return True
+    # Some old writers summed signed chars.
+    signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
+    return signed == stored
+
+
+def _pax_time_ns(value: str, name: str) -> int:
+    sign = 1
+    if value.startswith("-"):
+        sign, value = -1, value[1:]
+    whole, _, frac = value.partition(".")
+    if not whole.isdigit() or (frac and not frac.isdigit()):
+        raise TarError(f"{name}: malformed PAX mtime {value!r}")
+    return sign * (int(whole) * 1_000_000_000 + int((frac + "000000000")[:9]))
+
+
+def _pax_records(data: bytes, name: str) -> dict[str, bytes]:
+    records: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0:
+            break  # NUL padding after the last record
+        space = data.find(b" ", pos)
+        if space < 0:
+            raise TarError(f"{name}: malformed PAX header record")
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise TarError(f"{name}: malformed PAX header record length") from None
+        end = pos + length
+        if length <= space - pos + 1 or end > len(data) or data[end - 1] != 0x0A:
+            raise TarError(f"{name}: malformed PAX header record")
+        key, eq, value = data[space + 1:end - 1].partition(b"=")
+        if not eq:
+            raise TarError(f"{name}: malformed PAX header record (no '=')")
+        records[key.decode("utf-8", "surrogateescape")] = value
+        pos = end
+    return records
+
+
+class TarReader:
+    """Pull-parser over an iterator of byte chunks (the decompressed layer)."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._buf = b""
+        self._pos = 0
+        self._pending = 0  # bytes of the current entry's data + padding not yet consumed
+        self._data_left = 0
+        self.offset = 0  # bytes consumed before _buf
+
+    # -- buffer primitives -----------------------------------------------------
+
+    def _fill(self) -> bool:
+        for chunk in self._chunks:
+            if chunk:
+                self.offset += self._pos
+                rest = self._buf[self._pos:]
+                self._buf = rest + chunk if rest else chunk
+                self._pos = 0
+                return True
+        return False
+
+    def _read(self, n: int) -> bytes:
+        while len(self._buf) - self._pos < n:
+            if not self._fill():
+                got = self._buf[self._pos:]
+                self._pos = len(self._buf)
+                return got
+        start = self._pos
+        self._pos = start + n
+        return self._buf[start:start + n]
+
+    def _skip(self, n: int, name: str) -> None:
+        while n:
+            avail = len(self._buf) - self._pos
+            if avail == 0:
+                if not self._fill():
+                    raise TarError(f"{name}: archive truncated")
+                continue
+            step = avail if avail < n else n
+            self._pos += step
+            n -= step
+
+    # -- entry data --------------------------------------------------------------
+
+    def copy_to(self, fd: int, name: str) -> None:
+        """Write the current entry's data to fd."""
+        n = self._data_left
+        write = os.write
+        while n:
+            avail = len(self._buf) - self._pos
+            if avail == 0:
+                if not self._fill():
+                    raise TarError(f"{name}: archive truncated inside file data")
+                continue
+            step = avail if avail < n else n
+            view = memoryview(self._buf)[self._pos:self._pos + step]
+            while view:
+                done = write(fd, view)
+                view = view[done:]
+            self._pos += step
+            n -= step
+        self._data_left = 0
+        self._finish_entry(name)
+
+    def read_data(self, limit: int, name: str) -> bytes:
+        if self._data_left > limit:
+            raise TarError(f"{name}: entry of {self._data_left} bytes is larger than {limit}")
+        data = self._read(self._data_left)
+        if len(data) != self._data_left:
+            raise TarError(f"{name}: archive truncated inside entry data")
+        self._data_left = 0
+        self._finish_entry(name)
+        return data
+
+    def skip_data(self, name: str) -> None:
+        self._skip(self._data_left, name)
+        self._data_left = 0
+        self._finish_entry(name)
+
+    def _finish_entry(self, name: str) -> None:
+        self._skip(self._pending, name)
+        self._pending = 0
+
+    def drain(self) -> int:
+        """Consume whatever follows the end-of-archive marker (the diff_id covers it)."""
+        extra = len(self._buf) - self._pos
+        self._pos = len(self._buf)
+        for chunk in self._chunks:
+            extra += len(chunk)
+        return extra
+
+    # -- headers -------------------------------------------------------------------
+
+    def next(self) -> Header | None:
+        """The next entry's header, or None at the end of the archive."""
+        if self._data_left or self._pending:
+            raise TarError("internal: previous entry's data not consumed")
+        pax: dict[str, bytes] = {}
+        long_name = long_link = None
+        last = "?"
+        while True:
+            block = self._read(BLOCK)
+            if len(block) < BLOCK:
+                if not block and not pax and long_name is None and long_link is None:
+                    # A stream without end-of-archive blocks: Go's reader accepts it too.
+                    return None
+                raise TarError(f"{last}: archive truncated in a header")
+            if block.count(0) == BLOCK:
+                nxt = self._read(BLOCK)
+                if nxt and nxt.count(0) != len(nxt):
+                    raise TarError(f"{last}: data after a zero block where end of archive was expected")
+                return None
+            raw_name = _cstr(block[0:100])
+            last = raw_name or last
+            stored = _number(block[148:156], "checksum", raw_name)
+            if not _checksum_ok(block, stored):
+                raise TarError(f"{raw_name or '?'}: tar header checksum mismatch")
+            typeflag = chr(block[156])
+            size = _number(block[124:136], "size", raw_name)
+            if size < 0:
+                raise TarError(f"{raw_name or '?'}: negative size {size} in tar header")
+            if typeflag in ("x", "g", "L", "K"):
+                if size > MAX_META:
+                    raise TarError(f"{raw_name or '?'}: {size}-byte metadata record is too large")
+                data = self._read(size)
+                if len(data) != size:
+                    raise TarError(f"{raw_name or '?'}: archive truncated in a metadata record")
+                self._skip(-size % BLOCK, raw_name)
+                if typeflag == "x":
+                    pax.update(_pax_records(data, raw_name))
+                elif typeflag == "L":
+                    long_name = _cstr(data)
+                elif typeflag == "K":
+                    long_link = _cstr(data)
+                # "g" (global PAX header, e.g. git-archive's comment): ignored, as Docker does.
+                continue
+            return self._header(block, typeflag, size, raw_name, pax, long_name, long_link)
+
+    def _header(self, block, typeflag, size, raw_name, pax, long_name, long_link) -> Header:
+        name = raw_name
+        if block[257:263] == b"ustar\0":
+            prefix = _cstr(block[345:500])
+            if prefix:
+                name = prefix + "/" + name
+        if long_name is not None:
+            name = long_name
+        linkname = long_link if long_link is not None else _cstr(block[157:257])
+        mode = _number(block[100:108], "mode", name)
+        uid = _number(block[108:116], "uid", name)
+        gid = _number(block[116:124], "gid", name)
+        mtime_ns = _number(block[136:148], "mtime", name) * 1_000_000_000
+        xattrs = None
+        if pax:
+            name, linkname, size, uid, gid, mtime_ns, xattrs = self._apply_pax(
+                pax, name, linkname, size, uid, gid, mtime_ns)
+        if not name:
+            raise TarError("tar entry with an empty name")
+        if typeflag in _REGULAR_TYPES:
+            if name.endswith("/") and typeflag == "\0":
+                typeflag, size = DIR, 0  # pre-POSIX directory
+            else:
+                typeflag = REG
+        elif typeflag == "D":
+            typeflag = DIR  # GNU dumpdir: a directory whose data is a listing (skipped)
+        elif typeflag in _PLAIN_TYPES:
+            size = 0  # header-only types carry no data whatever the size field says (as Go reads them)
+        else:
+            what = _NAMES.get(typeflag, f"type {typeflag!r}")
+            raise TarError(f"{name}: unsupported tar entry ({what})")
+        if uid < 0 or gid < 0:
+            raise TarError(f"{name}: negative owner {uid}:{gid}")
+        devmajor = devminor = 0
+        if typeflag == CHAR or typeflag == BLOCKDEV:
+            devmajor = _number(block[329:337], "devmajor", name)
+            devminor = _number(block[337:345], "devminor", name)
+        self._data_left = size
+        self._pending = -size % BLOCK
+        return Header(name, typeflag, mode & 0o7777, uid, gid, size, mtime_ns, linkname,
+                      devmajor, devminor, xattrs)
+
+    @staticmethod
+    def _apply_pax(pax, name, linkname, size, uid, gid, mtime_ns):
+        def text(v: bytes) -> str:
+            return v.decode("utf-8", "surrogateescape")
+
+        def integer(key: str) -> int:
+            v = pax[key]
+            if not v.isdigit():
+                raise TarError(f"{name}: malformed PAX {key} {text(v)!r}")
+            return int(v)
+
+        xattrs = None
+        if "path" in pax:
+            name = text(pax["path"])
+        if "linkpath" in pax:
+            linkname = text(pax["linkpath"])
+        if "size" in pax:
+            size = integer("size")
+        if "uid" in pax:
+            uid = integer("uid")
+        if "gid" in pax:
+            gid = integer("gid")
+        if "mtime" in pax:
+            mtime_ns = _pax_time_ns(text(pax["mtime"]), name)
+        for key, value in pax.items():
+            if key.startswith("SCHILY.xattr."):
+                xattrs = xattrs or {}
+                xattrs[key[13:]] = value
+            elif key.startswith("LIBARCHIVE.xattr."):
+                import base64
+                import urllib.parse
+                xattrs = xattrs or {}
+                try:
+                    xattrs[urllib.parse.unquote(key[17:])] = base64.b64decode(value + b"==")
+                except ValueError:
+                    raise TarError(f"{name}: malformed PAX {key}") from None
+            elif key.startswith("GNU.sparse."):
+                raise TarError(f"{name}: unsupported tar entry (GNU sparse file)")
+        return name, linkname, size, uid, gid, mtime_ns, xattrs

@@ -1,0 +1,334 @@
+"""imagetool.unpack: layers into a rootfs, compared with umoci, and hostile input."""
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import subprocess
+
+import pytest
+
+from imagetool.unpack import UnpackError, rootless_xattr, unpack
+from tests.support import images, layers
+from tests.support.layers import Raw, raw_tar
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="needs root (chown, mknod)")
+needs_umoci = pytest.mark.skipif(not layers.have("umoci"), reason="umoci not installed")
+
+
+def _layout(tmp_path, tars, **kw):
+    lay = str(tmp_path / "layout")
+    image = layers.write_image(lay, tars, **kw)
+    return lay, image
+
+
+# -- what a rootfs must look like ----------------------------------------------------------
+
+@needs_root
+def test_feature_layers_semantics(tmp_path):
+    lay, _ = _layout(tmp_path, layers.feature_layers())
+    unpack(lay, "latest", str(tmp_path / "b"))
+    r = tmp_path / "b" / "rootfs"
+    # whiteouts and opaque directories
+    assert not (r / "gone").exists()
+    assert sorted(os.listdir(r / "opaque")) == ["new", "new2"]
+    assert stat.S_IMODE(os.stat(r / "opaque").st_mode) == 0o750
+    assert not (r / "ro-dir" / "inside").exists()
+    # type replacement both ways
+    assert (r / "replace-me" / "now-a-dir").read_bytes() == b"dir now\n"
+    assert (r / "dir-to-file").read_bytes() == b"file now\n"
+    # a whiteout never hides what its own layer wrote
+    assert os.readlink(r / "bin" / "sym") == "link-to-tool"
+    # links: the hardlink was whited out above it, the symlinks stay verbatim
+    assert not os.path.lexists(r / "bin" / "link-to-tool")
+    assert os.readlink(r / "bin" / "abs") == "/etc/passwd"
+    # modes, owners, special bits, devices, fifo
+    st = os.lstat(r / "bin" / "tool")
+    assert stat.S_IMODE(st.st_mode) == 0o4755
+    st = os.lstat(r / "bin" / "sgid")
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o2755, 1000, 10)
+    assert stat.S_IMODE(os.lstat(r / "tmp").st_mode) == 0o1777
+    st = os.lstat(r / "dev" / "null")
+    assert stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+    st = os.lstat(r / "dev" / "loop9")
+    assert stat.S_ISBLK(st.st_mode) and st.st_gid == 6 and stat.S_IMODE(st.st_mode) == 0o660
+    st = os.lstat(r / "run" / "fifo")
+    assert stat.S_ISFIFO(st.st_mode) and st.st_uid == 1000
+    st = os.lstat(r / "home" / "app")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (1000, 0o700, 1_600_000_005 * 10**9)
+    # mtimes of directories survive their contents being written
+    assert os.lstat(r / "etc").st_mtime_ns == 1_600_000_001 * 10**9
+    assert os.lstat(r / "ro-dir").st_mtime_ns == 1_600_000_007 * 10**9
+    assert stat.S_IMODE(os.lstat(r / "ro-dir").st_mode) == 0o555
+    assert os.lstat(r / "bin" / "abs").st_mtime_ns == 1_700_000_000 * 10**9
+    # PAX: long names, fractional mtimes, xattrs
+    long_file = r / "deep" / ("d" * 120) / "file"
+    assert long_file.read_bytes() == b"long\n"
+    assert os.lstat(long_file).st_mtime_ns == 1_600_000_006_500_000_000
+    assert os.getxattr(r / "xattr-file", "user.comment") == b"hello"
+
+
+@needs_root
+@needs_umoci
+def test_same_rootfs_as_umoci(tmp_path):
+    lay, _ = _layout(tmp_path, layers.feature_layers())
+    unpack(lay, "latest", str(tmp_path / "ours"))
+    layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"))
+    ours = layers.snapshot(str(tmp_path / "ours" / "rootfs"))
+    theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
+    assert layers.diff(ours, theirs, layers.FEATURE_IMPLICIT) == []
+
+
+@needs_root
+@needs_umoci
+def test_umoci_written_layer_same_as_umoci(tmp_path):
+    """A layer written by Go's archive/tar (through umoci insert), read by both."""
+    src = tmp_path / "src"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "busybox").write_bytes(open(images.BUSYBOX, "rb").read())
+    os.chmod(src / "bin" / "busybox", 0o755)
+    os.symlink("busybox", src / "bin" / "sh")
+    os.link(src / "bin" / "busybox", src / "bin" / "hard")
+    (src / "suid").write_bytes(b"s")
+    os.chmod(src / "suid", 0o4711)
+    os.mkfifo(src / "fifo", 0o640)
+    os.mknod(src / "tty", 0o620 | stat.S_IFCHR, os.makedev(5, 0))
+    os.chown(src / "tty", 0, 5, follow_symlinks=False)
+    (src / "empty").write_bytes(b"")
+    deep = src / ("long" * 40)
+    deep.mkdir()
+    (deep / "f").write_bytes(b"f" * 70000)
+    os.setxattr(src / "suid", "user.note", b"kept")
+    lay = str(tmp_path / "layout")
+    layers.umoci_layout_from_dir(lay, "t", str(src))
+    unpack(lay, "t", str(tmp_path / "ours"))
+    layers.umoci_unpack(lay, "t", str(tmp_path / "umoci"))
+    ours = layers.snapshot(str(tmp_path / "ours" / "rootfs"))
+    theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
+    assert layers.diff(ours, theirs) == []
+    assert ours[None] == [["/bin/busybox", "/bin/hard"]]
+
+
+def test_uncompressed_and_multi_member_gzip(tmp_path):
+    tar = raw_tar([Raw("a", data=b"a" * 3000), Raw("b", data=b"b")])
+    lay, image = _layout(tmp_path, [tar], compress=False)
+    unpack(lay, None, str(tmp_path / "b1"))
+    assert (tmp_path / "b1" / "rootfs" / "a").read_bytes() == b"a" * 3000
+    # two gzip members, as pigz or `cat a.gz b.gz` produce
+    two = gzip.compress(tar[:1024]) + gzip.compress(tar[1024:])
+    lay2 = str(tmp_path / "layout2")
+    image = layers.write_image(lay2, [tar])
+    layers.rewrite_layer(lay2, image, 0, two, fix_diff_id=True)
+    unpack(lay2, "latest", str(tmp_path / "b2"))
+    assert (tmp_path / "b2" / "rootfs" / "b").read_bytes() == b"b"
+
+
+@needs_root
+def test_uid_gid_map(tmp_path):
+    tar = raw_tar([Raw("f", data=b"x", uid=1000, gid=10), Raw("d/", "5", uid=5, gid=5)])
+    lay, _ = _layout(tmp_path, [tar])
+    m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    unpack(lay, None, str(tmp_path / "b"), uid_map=m, gid_map=m)
+    r = tmp_path / "b" / "rootfs"
+    assert (os.lstat(r / "f").st_uid, os.lstat(r / "f").st_gid) == (101000, 100010)
+    assert os.lstat(r / "d").st_uid == 100005
+    assert os.lstat(r).st_uid == 100000
+    small = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    with pytest.raises(UnpackError, match=r"^f: uid 1000 is not in the uid map$"):
+        unpack(lay, None, str(tmp_path / "b2"), uid_map=small, gid_map=m)
+    assert not (tmp_path / "b2").exists()
+
+
+def test_rootless_flavour(tmp_path):
+    lay, _ = _layout(tmp_path, layers.feature_layers())
+    unpack(lay, None, str(tmp_path / "b"), rootless=True)
+    r = tmp_path / "b" / "rootfs"
+    me = os.geteuid()
+    st = os.lstat(r / "dev" / "null")
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o666 and st.st_size == 0
+    st = os.lstat(r / "bin" / "sgid")
+    assert st.st_uid == me and stat.S_IMODE(st.st_mode) == 0o2755
+    assert os.getxattr(r / "bin" / "sgid", "user.rootlesscontainers") == rootless_xattr(1000, 10)
+    assert os.getxattr(r / "home" / "app", "user.rootlesscontainers") == rootless_xattr(1000, 1000)
+    assert "user.rootlesscontainers" not in os.listxattr(r / "etc" / "passwd")
+    assert stat.S_ISFIFO(os.lstat(r / "run" / "fifo").st_mode)
+
+
+@needs_root
+@needs_umoci
+def test_rootless_same_as_umoci_rootless(tmp_path):
+    lay, _ = _layout(tmp_path, layers.feature_layers())
+    unpack(lay, None, str(tmp_path / "ours"), rootless=True)
+    layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"), rootless=True)
+    ours = layers.snapshot(str(tmp_path / "ours" / "rootfs"))
+    theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
+    assert layers.diff(ours, theirs, layers.FEATURE_IMPLICIT) == []
+
+
+@needs_root
+def test_rootless_as_unprivileged_user(tmp_path):
+    """A real unprivileged process (nobody) unpacks into read-only directories."""
+    import shutil
+    import sys
+    import tempfile
+    if not layers.have("setpriv"):
+        pytest.skip("setpriv not installed")
+    work = tempfile.mkdtemp(prefix="imagetool-nobody-", dir="/tmp")
+    try:
+        os.chmod(work, 0o755)
+        lay = os.path.join(work, "layout")
+        layers.write_image(lay, layers.feature_layers())
+        for d, ds, fs in os.walk(lay):
+            os.chmod(d, 0o755)
+            for f in fs:
+                os.chmod(os.path.join(d, f), 0o644)
+        out = os.path.join(work, "out")
+        os.mkdir(out)
+        os.chown(out, 65534, 65534)
+        code = ("import sys; from imagetool.unpack import unpack; "
+                "unpack(sys.argv[1], None, sys.argv[2], rootless=True)")
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            sys.executable, "-c", code, lay, os.path.join(out, "b")],
+                           capture_output=True, text=True, cwd="/",
+                           env={"PYTHONPATH": os.getcwd(), "PATH": "/usr/bin:/bin"})
+        if p.returncode and "No module named" in p.stderr:
+            pytest.skip("the project is not readable by nobody")
+        assert p.returncode == 0, p.stderr
+        st = os.lstat(os.path.join(out, "b", "rootfs", "ro-dir"))
+        assert st.st_uid == 65534 and stat.S_IMODE(st.st_mode) == 0o555
+        st = os.lstat(os.path.join(out, "b", "rootfs", "bin", "sgid"))
+        assert st.st_uid == 65534 and stat.S_IMODE(st.st_mode) == 0o2755
+    finally:
+        shutil.rmtree(work)
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def _assert_refused(tmp_path, lay, match, tag=None, **kw):
+    bundle = tmp_path / "bundle"
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir(exist_ok=True)
+    (sentinel / "keep").write_bytes(b"keep")
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(UnpackError) as exc:
+        unpack(lay, tag, str(bundle), **kw)
+    msg = str(exc.value)
+    assert "\n" not in msg and msg
+    assert match in msg, msg
+    assert not bundle.exists()
+    assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(sentinel) == ["keep"]
+    assert not os.path.exists("/tmp/imagetool-absolute-pwned")
+    return msg
+
+
+HOSTILE_REASONS = {
+    "dotdot-file": "../../sentinel/pwned: path escapes the root with '..'",
+    "dotdot-deep": "path escapes the root",
+    "absolute": "/tmp/imagetool-absolute-pwned: absolute path in layer",
+    "hardlink-out": "../../sentinel/target: path escapes the root",
+    "hardlink-abs": "/etc/passwd: absolute path in layer",
+    "hardlink-missing": "evil: hardlink target nope does not exist",
+    "negative-size": "neg: negative size",
+    "huge-size": "huge: archive truncated",
+    "truncated": "big: archive truncated",
+    "bad-checksum": "bad: tar header checksum mismatch",
+    "root-not-dir": "refusing to change the type of the root directory",
+    "sparse": "sparse: unsupported tar entry (GNU sparse file)",
+    "pax-huge": "metadata record is too large",
+    "pax-negative-size": "malformed PAX size",
+    "symlink-loop": "too many levels of symbolic links",
+    "file-as-parent": "f/x: parent f is not a directory",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_REASONS))
+def test_hostile_layer_refused(tmp_path, case):
+    lay, _ = _layout(tmp_path, layers.hostile_corpus()[case])
+    _assert_refused(tmp_path, lay, HOSTILE_REASONS[case])
+
+
+@pytest.mark.parametrize("case", sorted(layers.confined_corpus()))
+def test_symlink_tricks_stay_inside(tmp_path, case):
+    tars, inside = layers.confined_corpus()[case]
+    lay, _ = _layout(tmp_path / "x", tars) if False else _layout(tmp_path, tars)
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    outside_before = sorted(os.listdir(tmp_path))
+    unpack(lay, None, str(tmp_path / "b"))
+    assert os.listdir(sentinel) == []
+    assert sorted(os.listdir(tmp_path)) == sorted(outside_before + ["b"])
+    assert os.path.lexists(tmp_path / "b" / "rootfs" / inside)
+
+
+def test_digest_mismatch(tmp_path):
+    lay, image = _layout(tmp_path, [raw_tar([Raw("a", data=b"a" * 100)])])
+    layers.corrupt_blob(lay, image.layers[0].digest)
+    msg = _assert_refused(tmp_path, lay, image.layers[0].digest)
+    assert "does not match its digest" in msg or "gzip" in msg or "truncated" in msg
+
+
+def test_diff_id_mismatch(tmp_path):
+    tar = raw_tar([Raw("a", data=b"a")])
+    lay, image = _layout(tmp_path, [tar])
+    other = gzip.compress(raw_tar([Raw("a", data=b"b")]))
+    layers.rewrite_layer(lay, image, 0, other, fix_diff_id=False)
+    _assert_refused(tmp_path, lay, "does not match diff_id")
+
+
+def test_truncated_gzip(tmp_path):
+    tar = raw_tar([Raw("a", data=os.urandom(20000))])
+    lay, image = _layout(tmp_path, [tar])
+    short = gzip.compress(tar)[:-100]
+    layers.rewrite_layer(lay, image, 0, short, fix_diff_id=False)
+    _assert_refused(tmp_path, lay, "truncated")
+
+
+def test_zstd_without_decompressor(tmp_path):
+    lay, image = _layout(tmp_path, [raw_tar([Raw("a")])])
+    import json
+    mpath = layers.blob_file(lay, image.manifest.digest)
+    doc = json.loads(open(mpath).read())
+    doc["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    new = images.Blob(image.manifest.media_type, json.dumps(doc).encode())
+    images.write_layout(lay, {"latest": images.Image(new, image.config, image.layers)})
+    try:
+        import zstandard  # noqa: F401
+        pytest.skip("zstandard is installed")
+    except ImportError:
+        pass
+    _assert_refused(tmp_path, lay, "zstd-compressed layer")
+
+
+def test_unsupported_media_type(tmp_path):
+    lay, image = _layout(tmp_path, [raw_tar([Raw("a")])])
+    import json
+    mpath = layers.blob_file(lay, image.manifest.digest)
+    doc = json.loads(open(mpath).read())
+    doc["layers"][0]["mediaType"] = "application/x-rar"
+    new = images.Blob(image.manifest.media_type, json.dumps(doc).encode())
+    images.write_layout(lay, {"latest": images.Image(new, image.config, image.layers)})
+    _assert_refused(tmp_path, lay, "unsupported layer media type 'application/x-rar'")
+
+
+def test_missing_layout_tag_and_busy_bundle(tmp_path):
+    _assert_refused(tmp_path, str(tmp_path / "nope"), "no such layout directory")
+    lay, _ = _layout(tmp_path, [raw_tar([Raw("a")])])
+    _assert_refused(tmp_path, lay, "no such tag", tag="v9")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("mine")
+    with pytest.raises(UnpackError, match="exists and is not empty"):
+        unpack(lay, None, str(busy))
+    assert (busy / "x").read_text() == "mine"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unpack(lay, None, str(empty))
+    assert (empty / "rootfs" / "a").exists()
+
+
+def test_unknown_user_removes_bundle(tmp_path):
+    lay, _ = _layout(tmp_path, [raw_tar([Raw("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n")])],
+                     user="ghost")
+    _assert_refused(tmp_path, lay, "user 'ghost' not found in the image's /etc/passwd")
