@@ -6,7 +6,7 @@ import os
 
 from specs import SpecError
 
-__all__ = ["default_config", "load_config", "validate_config", "validate_state"]
+__all__ = ["default_config", "load_config", "validate_config", "validate_state", "schema_enums"]
 
 OCI_VERSION = "1.0.2-dev"  # what `runc spec` (runc 1.1.x) writes; peers compare this
 
@@ -127,3 +127,31 @@ def load_config(path: str) -> dict:
         raise SpecError(f"{path}: invalid JSON: {e}") from None
     validate_config(obj, path)
     return obj
+
+
+# JSON pointers into runtime-config.json of the enumerations a runtime reports
+# in `features` (runc's features.go derives them from its parser's tables; we
+# derive them from the schema the validator enforces, so they cannot drift).
+_ENUMS = {
+    "namespaces": "#/definitions/namespace/properties/type",
+    "seccompActions": "#/definitions/seccompAction",
+    "seccompOperators": "#/definitions/seccomp/properties/syscalls/items/properties/args/items/properties/op",
+    "seccompArchs": "#/definitions/seccomp/properties/architectures/items",
+    "seccompFlags": "#/definitions/seccomp/properties/flags/items",
+    "hooks": "#/properties/hooks/properties",
+    "rootfsPropagation": "#/definitions/linux/properties/rootfsPropagation",
+    "schedulerPolicies": "#/definitions/process/properties/scheduler/properties/policy",
+    "ioPriorityClasses": "#/definitions/process/properties/ioPriority/properties/class",
+    "memoryPolicyModes": "#/definitions/linux/properties/memoryPolicy/properties/mode",
+}
+
+
+def schema_enums() -> dict[str, list[str]]:
+    """The values our config schema accepts for each enumerated field, by kind."""
+    from specs._validator import _resolve
+
+    out = {}
+    for kind, pointer in _ENUMS.items():
+        node, _ = _resolve(pointer, "runtime-config.json")
+        out[kind] = list(node["enum"]) if "enum" in node else list(node)
+    return out

@@ -124,3 +124,20 @@ def test_hot_path_imports_neither_json_nor_re(tmp_path):
             % path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_schema_enums_are_what_the_validator_enforces():
+    from specs.runtime import schema_enums
+
+    enums = schema_enums()
+    assert enums["namespaces"] == ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"]
+    assert enums["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
+                              "poststart", "poststop"]
+    assert "SCMP_ACT_NOTIFY" in enums["seccompActions"] and "SCMP_CMP_MASKED_EQ" in enums["seccompOperators"]
+    for arch in enums["seccompArchs"]:
+        c = default_config()
+        c["linux"]["seccomp"] = {"defaultAction": enums["seccompActions"][0], "architectures": [arch]}
+        validate_config(c)
+    c["linux"]["seccomp"]["architectures"] = ["SCMP_ARCH_NOPE"]
+    with pytest.raises(SpecError):
+        validate_config(c)
