@@ -89,6 +89,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     try:
         fifo = os.path.join(cdir, st.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
         cgroup = _make_cgroup(linux.get("cgroupsPath"), cid)
         ctx = spawn.InitContext(
             id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
@@ -99,7 +100,11 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
             dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in mounts),
             cgroup_dirs=cgroup.hierarchies if cgroup else {},
             setgroups_denied=False, no_new_keyring=no_new_keyring)
-        pid, pidfd = spawn.spawn(ctx, flags, cgroup)
+        ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        try:
+            pid, pidfd = spawn.spawn(ctx, flags, cgroup)
+        finally:
+            os.close(ctx.fifo_fd)
         from .container import OCI_VERSION, _now_rfc3339, proc_start_time
         record = {
             "ociVersion": config.get("ociVersion", OCI_VERSION), "id": cid, "pid": pid,

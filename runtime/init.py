@@ -63,6 +63,8 @@ def _init(ctx) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     _join_namespaces(ctx)
+    if ctx.unshare_cgroupns:
+        k.unshare(k.CLONE_NEWCGROUP)
     if ctx.new_utsns:
         _set_names(config)
     elif config.get("hostname"):
@@ -72,7 +74,7 @@ def _init(ctx) -> None:
     rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
     rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
-    fifo_fd = os.open(ctx.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = _compile_seccomp(linux)
     process.preload()
     if ctx.hooks.get("startContainer"):

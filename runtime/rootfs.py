@@ -11,6 +11,7 @@ Every destination is resolved with openat2(RESOLVE_IN_ROOT) and mounted through
 /proc/self/fd/N, so a symlink in the image can never lead a mount outside the rootfs.
 """
 import os
+import posixpath
 import stat
 
 from . import _shim as k
@@ -99,22 +100,39 @@ def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
     return k.openat2(root_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0, _RESOLVE)
 
 
-def mkdir_in_root(root_fd: int, path: str, mode: int = 0o755) -> int:
-    """mkdir -p of `path` inside the root; returns an O_PATH fd of the directory."""
+def mkdir_in_root(root_fd: int, path: str, mode: int = 0o755, _depth: int = 0) -> int:
+    """mkdir -p of `path` inside the root; returns an O_PATH fd of the directory.
+
+    A symlink on the way whose target does not exist yet is followed the way
+    RESOLVE_IN_ROOT would follow it: its target is created inside the root."""
+    if _depth > 40:
+        raise OSError(40, "Too many levels of symbolic links", path)
     fd = os.dup(root_fd)
+    here = "/"
     try:
         for part in [p for p in path.split("/") if p not in ("", ".")]:
             try:
                 nfd = k.openat2(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
             except FileNotFoundError:
-                os.mkdir(part, mode, dir_fd=fd)
-                nfd = k.openat2(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
+                try:
+                    os.mkdir(part, mode, dir_fd=_dirfd(fd))
+                    nfd = k.openat2(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
+                except FileExistsError:  # a dangling symlink: create what it names, inside the root
+                    target = os.readlink(part, dir_fd=_dirfd(fd))
+                    nfd = mkdir_in_root(root_fd, posixpath.normpath(posixpath.join(here, target)),
+                                        mode, _depth + 1)
             os.close(fd)
             fd = nfd
+            here = posixpath.join(here, part)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+def _dirfd(fd: int) -> int:
+    """O_PATH fds serve as dir_fd for mkdirat/readlinkat directly."""
+    return fd
 
 
 def create_in_root(root_fd: int, path: str, is_dir: bool) -> int:

@@ -55,6 +55,12 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     """Start the init and run it to "ready". Returns (pid, pidfd)."""
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    # The cgroup namespace's root is the cgroup its creator is in. Without
+    # CLONE_INTO_CGROUP (v1 hosts) the init reaches its cgroup only after clone3,
+    # so it unshares the cgroup namespace itself once the parent placed it.
+    ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
+    if ctx.unshare_cgroupns:
+        flags &= ~k.CLONE_NEWCGROUP
     restore = _enter_for_children(ctx.join_paths)
     cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
     try:
