@@ -34,12 +34,17 @@ $(VENV)/bin/python: | $(VENV)/.apt
 $(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_shim/build_shim.py $(wildcard runtime/_shim/src/*.py)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
+	@# Byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every pyrun call
+	@# would otherwise recompile its modules (~10 ms each time).
+	$(PY) -m compileall -q runtime specs imagetool
 	@touch $@
 
 demo: setup
-	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash tests/demo.sh
+	$(PY) -m compileall -q runtime specs imagetool
+	$(PY) -m tests.demo
 
 test: setup
+	$(PY) -m compileall -q runtime specs imagetool
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 bench: setup
