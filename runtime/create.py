@@ -99,7 +99,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
             new_ipcns=bool(flags & CLONE_NEWIPC), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
             dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in mounts),
             cgroup_dirs=cgroup.hierarchies if cgroup else {},
-            setgroups_denied=False, no_new_keyring=no_new_keyring)
+            setgroups_denied=False, no_new_keyring=no_new_keyring,
+            seccomp_cache=root.rstrip("/") + "-cache/seccomp")
         ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         try:
             pid, pidfd = spawn.spawn(ctx, flags, cgroup)

@@ -75,7 +75,8 @@ def _init(ctx) -> None:
     rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
-    seccomp = _compile_seccomp(linux)
+    seccomp = _compile_seccomp(linux, ctx)
+    listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     process.preload()
     if ctx.hooks.get("startContainer"):
         from . import hooks
@@ -119,8 +120,8 @@ def _init(ctx) -> None:
     if ctx.hooks.get("startContainer"):
         from . import hooks
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
-    _become_process(ctx, proc, seccomp)
     _reset_signals()
+    _become_process(ctx, proc, seccomp, listener)
     os.execve(path, proc["args"], {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else ""
                                    for e in env})
 
@@ -149,28 +150,51 @@ def _set_names(config: dict) -> None:
         k.setdomainname(config["domainname"])
 
 
-def _compile_seccomp(linux: dict):
+def _compile_seccomp(linux: dict, ctx):
     if not linux.get("seccomp"):
         return None
     from . import seccomp
-    return seccomp.compile(linux["seccomp"])
+    return seccomp.compile(linux["seccomp"], cache_dir=ctx.seccomp_cache)
 
 
-def _become_process(ctx, proc: dict, seccomp) -> None:
-    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order."""
-    caps = proc.get("capabilities")
+def _connect_seccomp_agent(linux: dict):
+    """listenerPath is a host path: connect while it is reachable, send after the load."""
+    from . import seccomp
+    import json  # noqa: F401 - send_listener needs it after pivot_root
+    return seccomp.connect_listener(linux["seccomp"]["listenerPath"])
+
+
+def _become_process(ctx, proc: dict, seccomp, listener) -> None:
+    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order.
+
+    Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in
+    before the capabilities are dropped; with it, as late as possible."""
+    nnp = bool(proc.get("noNewPrivileges"))
     user = proc.get("user") or {}
     if user.get("umask") is not None:
         os.umask(user["umask"])
+    if seccomp is not None and not nnp:
+        _load_seccomp(ctx, seccomp, listener)
+    process.drop_bounding_set(proc.get("capabilities"))
     process.set_keepcaps(True)
     process.set_user(user, allow_setgroups=not ctx.setgroups_denied)
     process.set_keepcaps(False)
-    process.apply_capabilities(caps)
-    if proc.get("noNewPrivileges"):
+    process.apply_capabilities(proc.get("capabilities"))
+    if nnp:
         process.set_no_new_privs()
+    if seccomp is not None and nnp:
+        _load_seccomp(ctx, seccomp, listener)
     os.closerange(3 + ctx.preserve_fds, 1 << 20)  # nothing of the runtime reaches the container
-    if seccomp is not None:
-        seccomp.load()
+
+
+def _load_seccomp(ctx, seccomp, listener) -> None:
+    fd = seccomp.load()
+    if listener is not None:
+        from . import seccomp as mod
+        sc = ctx.config["linux"]["seccomp"]
+        mod.send_listener(sc["listenerPath"], fd, ctx.state_for_hooks("running"), ctx.host_pid,
+                          sc.get("listenerMetadata", ""), sock=listener)
+        os.close(fd)
 
 
 def _reset_signals() -> None:

@@ -112,17 +112,24 @@ def set_user(user: dict, allow_setgroups: bool = True) -> None:
         raise PyrunError(describe_oserror(e, f"set user {uid}:{gid}")) from None
 
 
-def apply_capabilities(caps: dict | None) -> None:
-    """Bounding set first (needs CAP_SETPCAP), then the three sets, then ambient.
-
-    python-prctl drops the bounding set; capset and ambient go through the shim,
-    because python-prctl's tables stop at CAP_BPF and it has no ambient calls."""
+def drop_bounding_set(caps: dict | None) -> None:
+    """While CAP_SETPCAP is still effective, i.e. before the uid changes."""
     import _prctl
+    bounding = set(cap_numbers((caps or {}).get("bounding"), "bounding"))
+    try:
+        for cap in range(last_cap() + 1):
+            if cap not in bounding:
+                _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "drop capability bounding set")) from None
+
+
+def apply_capabilities(caps: dict | None) -> None:
+    """The effective, permitted and inheritable sets at once, then ambient.
+
+    python-prctl drops the bounding set (above); capset and ambient go through the
+    shim, because python-prctl's tables stop at CAP_BPF and it has no ambient calls."""
     caps = caps or {}
-    bounding = set(cap_numbers(caps.get("bounding"), "bounding"))
-    for cap in range(last_cap() + 1):
-        if cap not in bounding:
-            _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
     from . import _shim
     try:
         _shim.capset(_mask(caps.get("effective")), _mask(caps.get("permitted")),
@@ -146,6 +153,7 @@ def _mask(names) -> int:
 
 
 def set_keepcaps(on: bool) -> None:
+    """Keep the permitted set across the setuid away from root."""
     import _prctl
     _prctl.prctl(_prctl.PR_SET_KEEPCAPS, 1 if on else 0)
 

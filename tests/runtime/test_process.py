@@ -1,0 +1,164 @@
+"""The container process as the spec describes it, read back from inside real containers."""
+import json
+import os
+import time
+
+from tests.support.bundle import write_config
+
+
+def _cfg(b):
+    return json.load(open(os.path.join(b, "config.json")))
+
+
+def _run(pyrun, b, cid="c1"):
+    p = pyrun("run", "-b", b, cid)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def _status_field(out: str, name: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith(name + ":"))
+
+
+def test_user_groups_umask_cwd_env(pyrun, bundle):
+    b = bundle(["sh", "-c", "id -u; id -g; id -G; umask; pwd; echo $GREETING"])
+    cfg = _cfg(b)
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001], "umask": 0o027}
+    cfg["process"]["cwd"] = "/tmp"
+    cfg["process"]["env"].append("GREETING=hi there")
+    write_config(b, cfg)
+    assert _run(pyrun, b).splitlines() == ["1000", "1001", "1001 2000 2001", "0027", "/tmp", "hi there"]
+
+
+def test_capabilities_sets(pyrun, bundle):
+    b = bundle(["cat", "/proc/self/status"])
+    cfg = _cfg(b)
+    cfg["process"]["capabilities"] = {
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_NET_BIND_SERVICE"],
+    }
+    write_config(b, cfg)
+    out = _run(pyrun, b)
+    bit = {"CAP_CHOWN": 0, "CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10, "CAP_SYS_ADMIN": 21}
+    mask = lambda *names: f"{sum(1 << bit[n] for n in names):016x}"  # noqa: E731
+    assert _status_field(out, "CapBnd") == mask("CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN")
+    assert _status_field(out, "CapInh") == mask("CAP_NET_BIND_SERVICE")
+    assert _status_field(out, "CapAmb") == mask("CAP_NET_BIND_SERVICE")
+    # execve as root recomputes effective/permitted from the bounding set (root's file caps),
+    # so read them for a non-root user, where they are exactly ambient's.
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    write_config(b, cfg)
+    out = _run(pyrun, b, "c2")
+    assert _status_field(out, "CapEff") == mask("CAP_NET_BIND_SERVICE")
+    assert _status_field(out, "CapPrm") == mask("CAP_NET_BIND_SERVICE")
+    assert _status_field(out, "CapAmb") == mask("CAP_NET_BIND_SERVICE")
+
+
+def test_no_new_privileges_rlimits_oom_score(pyrun, bundle):
+    b = bundle(["sh", "-c", "grep NoNewPrivs /proc/self/status; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"])
+    cfg = _cfg(b)
+    cfg["process"]["noNewPrivileges"] = True
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 768}]
+    cfg["process"]["oomScoreAdj"] = 123
+    write_config(b, cfg)
+    assert _run(pyrun, b).split() == ["NoNewPrivs:", "1", "512", "768", "123"]
+    cfg["process"]["noNewPrivileges"] = False
+    write_config(b, cfg)
+    assert _run(pyrun, b, "c2").split()[:2] == ["NoNewPrivs:", "0"]
+
+
+def test_seccomp_makes_mkdir_fail_with_errno(pyrun, bundle):
+    b = bundle(["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?"])
+    cfg = _cfg(b)
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
+    cfg["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 18}],
+    }
+    for nnp in (True, False):
+        cfg["process"]["noNewPrivileges"] = nnp
+        write_config(b, cfg)
+        out = _run(pyrun, b, f"c{nnp}")
+        assert "Seccomp:\t2" in out
+        assert "Invalid cross-device link" in out and "rc=1" in out  # EXDEV is 18
+
+
+def test_hooks_run_at_their_moments_with_state_on_stdin(pyrun, bundle, tmp_path):
+    out = tmp_path / "hooks"
+    out.mkdir()
+    b = bundle(["sh", "-c", "echo started"])
+    cfg = _cfg(b)
+
+    def hook(kind):
+        # /bin/sh of the host for runtime-namespace hooks; the container's busybox sh has
+        # the same path, and createContainer/startContainer run before/after pivot_root.
+        return [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {out}/{kind}.json"]}]
+    cfg["hooks"] = {k: hook(k) for k in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    write_config(b, cfg)
+    pyrun("create", "-b", b, "h1", check=True)
+    pid = json.loads(pyrun("state", "h1", check=True).stdout)["pid"]
+    for kind in ("prestart", "createRuntime", "createContainer"):
+        state = json.loads((out / f"{kind}.json").read_text())
+        assert state["id"] == "h1" and state["pid"] == pid and state["bundle"] == b, kind
+    assert not (out / "poststart.json").exists()
+    pyrun("start", "h1", check=True)
+    assert json.loads((out / "poststart.json").read_text())["status"] in ("running", "stopped")
+    for _ in range(200):
+        if json.loads(pyrun("state", "h1").stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    pyrun("delete", "h1", check=True)
+    assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
+
+
+def test_failing_create_runtime_hook_aborts_and_cleans_up(pyrun, bundle):
+    b = bundle(["true"])
+    cfg = _cfg(b)
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
+    write_config(b, cfg)
+    p = pyrun("create", "-b", b, "h1")
+    assert p.returncode == 1
+    assert "createRuntime hook" in p.stderr and "exit status 3" in p.stderr and "nope" in p.stderr
+    assert pyrun.ids() == []
+
+
+def test_hook_timeout(pyrun, bundle):
+    b = bundle(["true"])
+    cfg = _cfg(b)
+    cfg["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]}
+    write_config(b, cfg)
+    t = time.monotonic()
+    p = pyrun("create", "-b", b, "h1")
+    assert p.returncode == 1 and "timed out" in p.stderr
+    assert time.monotonic() - t < 5
+    assert pyrun.ids() == []
+
+
+def test_failing_poststop_hook_is_logged_not_fatal(pyrun, bundle):
+    b = bundle(["true"])
+    cfg = _cfg(b)
+    cfg["hooks"] = {"poststop": [{"path": "/bin/false"}]}
+    write_config(b, cfg)
+    p = pyrun("run", "-b", b, "h1")
+    assert p.returncode == 0
+    assert "poststop hook" in p.stderr
+    assert pyrun.ids() == []
+
+
+def test_preserve_fds(pyrun, bundle, tmp_path):
+    import subprocess
+    from tests.conftest import PYRUN
+    b = bundle(["sh", "-c", "cat <&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"])
+    data = tmp_path / "data"
+    data.write_text("through fd 3\n")
+    with open(data) as f:
+        p = subprocess.run([PYRUN, "--root", pyrun.root, "run", "--preserve-fds", "1", "-b", b, "c1"],
+                           pass_fds=(3,), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30, preexec_fn=lambda: os.dup2(f.fileno(), 3))
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "through fd 3"
+    assert lines[1].split() == ["0", "1", "2", "3", "4"]  # 4 is ls's own directory fd
