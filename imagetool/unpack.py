@@ -73,6 +73,9 @@ def unpack(layout_dir: str, tag: str | None, bundle_dir: str, *, rootless: bool 
     old_umask = os.umask(0)
     try:
         os.mkdir(rootfs, 0o700)
+        # A setgid bundle parent would hand its group (and the bit) down to every
+        # directory and file made below; chmod drops the inherited bit.
+        os.chmod(rootfs, 0o700)
         applier = _Applier(rootfs, rootless, uid_map, gid_map)
         try:
             for desc, diff_id in layers:
@@ -578,7 +581,9 @@ class _Applier:
     def finish(self) -> None:
         """Apply directory metadata, deepest first."""
         root = self.root
-        for key in sorted(self.dir_meta, key=lambda k: k.count("/"), reverse=True):
+        # Children before parents, the root itself last: a parent's final mode
+        # (0555, 0000) must not stop us from reaching what is below it.
+        for key in sorted(self.dir_meta, key=lambda k: k.count("/") if k else -1, reverse=True):
             mode, uid, gid, mtime_ns, xattrs = self.dir_meta[key]
             root.trim()
             if key:
@@ -591,6 +596,8 @@ class _Applier:
             try:
                 h = _DirHeader(name, uid, gid, xattrs)
                 owner = self._owner(h)
+                if owner is None and not self.rootless:
+                    owner = self.me  # directories are few: always chown, whatever mkdir inherited
                 if owner is not None:
                     os.fchown(fd, *owner)
                 x = self._xattrs(h)

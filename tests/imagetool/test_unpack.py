@@ -332,3 +332,17 @@ def test_unknown_user_removes_bundle(tmp_path):
     lay, _ = _layout(tmp_path, [raw_tar([Raw("etc/passwd", data=b"root:x:0:0::/root:/bin/sh\n")])],
                      user="ghost")
     _assert_refused(tmp_path, lay, "user 'ghost' not found in the image's /etc/passwd")
+
+
+@needs_root
+def test_setgid_bundle_parent_does_not_leak_its_group(tmp_path):
+    parent = tmp_path / "sgid"
+    parent.mkdir()
+    os.chown(parent, 0, 50)
+    os.chmod(parent, 0o2775)
+    lay, _ = _layout(tmp_path, [raw_tar([Raw("d/", "5"), Raw("d/f", data=b"x"), Raw("g", data=b"y")])])
+    unpack(lay, None, str(parent / "b"))
+    r = parent / "b" / "rootfs"
+    for p in (r, r / "d", r / "d" / "f", r / "g"):
+        st = os.lstat(p)
+        assert (st.st_gid, st.st_mode & stat.S_ISGID) == (0, 0), p
