@@ -15,11 +15,12 @@ def _one_id(pos: list[str], cmd: str, extra_ok: int = 0) -> str:
     return pos[0]
 
 
-def _create(g, o, pos, cmd):
+def _create(g, o, pos, cmd, console=None, config=None):
     cid = _one_id(pos, cmd)
     return Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
-                            console_socket=o["console_socket"] or None, no_pivot=o["no_pivot"],
-                            no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"])
+                            console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
+                            no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
+                            config=config, _validated=config is not None)
 
 
 def create(g, o, pos):
@@ -32,8 +33,19 @@ def start(g, o, pos):
 
 def run(g, o, pos):
     from . import foreground
-    c = _create(g, o, pos, "run")
-    return foreground.run(c, detach=o["detach"], keep=o["keep"])
+    from .create import load_config
+    _one_id(pos, "run")
+    config = load_config(os.path.abspath(o["bundle"] or os.getcwd()))
+    ours = theirs = None
+    if not o["detach"] and not o["console_socket"] and (config.get("process") or {}).get("terminal"):
+        import socket  # the init hands us the pty master over a socketpair; we proxy it
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        c = _create(g, o, pos, "run", console=theirs, config=config)
+    finally:
+        if theirs is not None:
+            theirs.close()
+    return foreground.run(c, detach=o["detach"], keep=o["keep"], console_conn=ours)
 
 
 def state(g, o, pos):

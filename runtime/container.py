@@ -122,11 +122,13 @@ class Container:
     @classmethod
     def create(cls, cid: str, bundle: str, root: str = st.DEFAULT_ROOT, *, pid_file: str | None = None,
                console_socket: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
-               preserve_fds: int = 0, config: dict | None = None) -> "Container":
+               preserve_fds: int = 0, config: dict | None = None,
+               _validated: bool = False) -> "Container":
+        """Create from `bundle`; `config` replaces bundle/config.json (validated all the same)."""
         from . import create
         return create.create(cls, cid, bundle, root, pid_file=pid_file, console_socket=console_socket,
                              no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                             preserve_fds=preserve_fds, config=config)
+                             preserve_fds=preserve_fds, config=config, validated=_validated)
 
     def start(self) -> None:
         lock = st.lock(self.dir)

@@ -44,7 +44,7 @@ def validate_config(config) -> None:
 
 
 def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new_keyring,
-           preserve_fds, config):
+           preserve_fds, config, validated=False):
     from . import hooks, process, rootfs, spawn
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
@@ -52,7 +52,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         raise ConfigError(f"bundle {bundle} does not exist")
     if config is None:
         config = load_config(bundle)
-    else:
+    elif not validated:
         validate_config(config)
     linux = config.get("linux")
     if linux is None:

@@ -2,12 +2,16 @@
 import os
 
 
-def run(c, detach: bool, keep: bool) -> int:
+def run(c, detach: bool, keep: bool, console_conn=None) -> int:
     import _signal
     if detach:
         c.start()
         return 0
     pid = c.pid
+    master = -1
+    if console_conn is not None:
+        from . import console
+        master = console.receive_master(console_conn)
 
     def forward(signum, frame):
         try:
@@ -23,7 +27,10 @@ def run(c, detach: bool, keep: bool) -> int:
             pass
     try:
         c.start()
-        _, status = os.waitpid(pid, 0)
+        if master >= 0:
+            from . import console
+            console.proxy(master, pid)
+        _, status = _waitpid(pid)
     except BaseException:
         c.delete(force=True)
         raise
@@ -31,3 +38,11 @@ def run(c, detach: bool, keep: bool) -> int:
     if not keep:
         c.delete(force=True)
     return code
+
+
+def _waitpid(pid: int):
+    while True:
+        try:
+            return os.waitpid(pid, 0)
+        except InterruptedError:
+            continue

@@ -78,6 +78,7 @@ def _init(ctx) -> None:
     seccomp = _compile_seccomp(linux, ctx)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     process.preload()
+    console_sock = _console_socket(ctx) if proc.get("terminal") else None
     if ctx.hooks.get("startContainer"):
         from . import hooks
         hooks.preload()
@@ -90,10 +91,10 @@ def _init(ctx) -> None:
         hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("created"), "createContainer")
 
     rootfs.pivot(ctx.rootfs, ctx.no_pivot)
-    rootfs.finalize(config, linux)
-    if ctx.console_socket:
+    if console_sock is not None:
         from . import console
-        console.setup_in_container(ctx.console_socket, proc.get("consoleSize"))
+        console.setup(console_sock, proc.get("consoleSize"), bind_console=True)
+    rootfs.finalize(config, linux)
 
     # Settle what can fail before reporting ready, so `create` fails instead of `start`.
     process.apply_rlimits(proc.get("rlimits"))
@@ -124,6 +125,15 @@ def _init(ctx) -> None:
     _become_process(ctx, proc, seccomp, listener)
     os.execve(path, proc["args"], {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else ""
                                    for e in env})
+
+
+def _console_socket(ctx):
+    """--console-socket is a host path: connect before pivot_root. `run` hands a socket."""
+    from . import console
+    console.preload()
+    if isinstance(ctx.console_socket, str):
+        return console.connect(ctx.console_socket)
+    return ctx.console_socket
 
 
 def _join_namespaces(ctx) -> None:
