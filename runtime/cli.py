@@ -50,6 +50,24 @@ COMMANDS = {
         (("format", "f"), "str", "table", "select one of: table or json"),
         (("quiet", "q"), "bool", False, "display only container IDs"),
     ]),
+    "exec": ("execute new process inside the container", "<container-id> <command> [command options]", [
+        (("console-socket",), "str", "", "path to an AF_UNIX socket which will receive the pty master fd"),
+        (("cwd",), "str", "", "current working directory in the container"),
+        (("env", "e"), "list", [], "set environment variables"),
+        (("tty", "t"), "bool", False, "allocate a pseudo-TTY"),
+        (("user", "u"), "str", "", "UID (format: <uid>[:<gid>])"),
+        (("additional-gids", "g"), "list", [], "additional gids"),
+        (("process", "p"), "str", "", "path to the process.json"),
+        (("detach", "d"), "bool", False, "detach from the container's process"),
+        (("pid-file",), "str", "", "specify the file to write the process id to"),
+        (("process-label",), "str", "", "set the asm process label for the process commonly used with selinux"),
+        (("apparmor",), "str", "", "set the apparmor profile for the process"),
+        (("no-new-privs",), "bool", False, "set the no new privileges value for the process"),
+        (("cap", "c"), "list", [], "add a capability to the bounding set for the process"),
+        (("preserve-fds",), "int", 0, "pass N additional file descriptors to the container"),
+        (("cgroup",), "list", [], "run the process in an (existing) sub-cgroup(s)"),
+        (("ignore-paused",), "bool", False, "allow exec in a paused container"),
+    ]),
     "pause": ("pause suspends all processes inside the container", "<container-id>", []),
     "resume": ("resumes all processes that have been previously paused", "<container-id>", []),
     "ps": ("ps displays the processes running inside a container", "<container-id> [ps options]",
@@ -162,3 +180,9 @@ def main(argv: list[str]) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as e:  # a failure nobody anticipated still gets one line
+        from .errors import describe_oserror
+        log.error(describe_oserror(e, cmd))
+        if g["debug"]:
+            raise
+        return 1

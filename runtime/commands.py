@@ -48,6 +48,33 @@ def run(g, o, pos):
     return foreground.run(c, detach=o["detach"], keep=o["keep"], console_conn=ours)
 
 
+def exec(g, o, pos):  # noqa: A001 - the command's name
+    from . import exec as execmod
+    if not pos:
+        raise UsageError('"exec" requires a minimum of 1 argument')
+    c = Container.load(pos[0], g["root"])
+    if c.record is None:
+        raise PyrunError(f"cannot exec in container {c.id}: it is creating")
+    if o["apparmor"] or o["process_label"]:
+        raise PyrunError("exec: apparmor and SELinux labels are not supported on this host")
+    if o["cgroup"]:
+        raise PyrunError("exec: --cgroup is not supported yet")
+    proc = execmod.process_from_cli(c.record.get("config") or {}, o, pos[1:])
+    console = o["console_socket"] or None
+    if proc.get("terminal") and not console and not o["detach"]:
+        import socket  # the child hands us the pty master; we proxy it
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid_code = execmod.run_exec(c, proc, detach=False, pid_file=o["pid_file"] or None,
+                                        console_socket=theirs, preserve_fds=o["preserve_fds"],
+                                        console_conn=ours)
+        finally:
+            theirs.close()
+        return pid_code
+    return execmod.run_exec(c, proc, detach=o["detach"], pid_file=o["pid_file"] or None,
+                            console_socket=console, preserve_fds=o["preserve_fds"])
+
+
 def state(g, o, pos):
     from . import fastjson
     s = Container.load(_one_id(pos, "state"), g["root"]).state()

@@ -215,16 +215,23 @@ def _warn(msg: str) -> None:
     log.warning(msg)
 
 
-def _signal_pid(pid: int, start_time: int, sig: int) -> None:
-    """Signal through a pidfd, after checking the pid is still the process we started."""
-    import _signal
+def _open_pidfd(pid: int, start_time: int) -> int:
+    """A pidfd for `pid`, once it is known to be the process we started (its start time):
+    from then on the pidfd cannot be confused with a reused pid."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         raise StateError("container not running") from None
+    if proc_start_time(pid) != start_time:
+        os.close(pidfd)
+        raise StateError("container not running")
+    return pidfd
+
+
+def _signal_pid(pid: int, start_time: int, sig: int) -> None:
+    import _signal
+    pidfd = _open_pidfd(pid, start_time)
     try:
-        if proc_start_time(pid) != start_time:
-            raise StateError("container not running")
         _signal.pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         raise StateError("container not running") from None

@@ -1,17 +1,26 @@
-"""`pyrun run` in the foreground: start, forward signals, wait, pass the exit status through."""
+"""Foreground `run` and `exec`: forward signals, proxy a terminal, pass the exit status through."""
 import os
 
 
 def run(c, detach: bool, keep: bool, console_conn=None) -> int:
-    import _signal
     if detach:
         c.start()
         return 0
-    pid = c.pid
-    master = -1
-    if console_conn is not None:
-        from . import console
-        master = console.receive_master(console_conn)
+    forward_signals(c.pid)
+    try:
+        c.start()
+        code = wait_foreground(c.pid, console_conn)
+    except BaseException:
+        c.delete(force=True)
+        raise
+    if not keep:
+        c.delete(force=True)
+    return code
+
+
+def forward_signals(pid: int) -> None:
+    """Every signal we can catch goes on to `pid`, as runc's signal proxy does."""
+    import _signal
 
     def forward(signum, frame):
         try:
@@ -25,24 +34,17 @@ def run(c, detach: bool, keep: bool, console_conn=None) -> int:
             _signal.signal(sig, forward)
         except (OSError, ValueError):
             pass
-    try:
-        c.start()
-        if master >= 0:
-            from . import console
-            console.proxy(master, pid)
-        _, status = _waitpid(pid)
-    except BaseException:
-        c.delete(force=True)
-        raise
-    code = os.WTERMSIG(status) + 128 if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    if not keep:
-        c.delete(force=True)
-    return code
 
 
-def _waitpid(pid: int):
+def wait_foreground(pid: int, console_conn=None) -> int:
+    """Proxy the pty if there is one, reap `pid`, and turn its status into ours."""
+    if console_conn is not None:
+        from . import console
+        console.proxy(console.receive_master(console_conn), pid)
     while True:
         try:
-            return os.waitpid(pid, 0)
+            _, status = os.waitpid(pid, 0)
+            break
         except InterruptedError:
             continue
+    return os.WTERMSIG(status) + 128 if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)

@@ -75,7 +75,7 @@ def _init(ctx) -> None:
     rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
-    seccomp = _compile_seccomp(linux, ctx)
+    seccomp = compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     process.preload()
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
@@ -121,10 +121,14 @@ def _init(ctx) -> None:
     if ctx.hooks.get("startContainer"):
         from . import hooks
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
-    _reset_signals()
-    _become_process(ctx, proc, seccomp, listener)
-    os.execve(path, proc["args"], {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else ""
-                                   for e in env})
+    reset_signals()
+    become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
+                   preserve_fds=ctx.preserve_fds, keep_fds=(), setgroups_denied=ctx.setgroups_denied)
+    os.execve(path, proc["args"], env_dict(env))
+
+
+def env_dict(env: list[str]) -> dict:
+    return {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else "" for e in env}
 
 
 def _console_socket(ctx):
@@ -160,11 +164,11 @@ def _set_names(config: dict) -> None:
         k.setdomainname(config["domainname"])
 
 
-def _compile_seccomp(linux: dict, ctx):
+def compile_seccomp(linux: dict, cache_dir: str | None):
     if not linux.get("seccomp"):
         return None
     from . import seccomp
-    return seccomp.compile(linux["seccomp"], cache_dir=ctx.seccomp_cache)
+    return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
 
 
 def _connect_seccomp_agent(linux: dict):
@@ -174,40 +178,58 @@ def _connect_seccomp_agent(linux: dict):
     return seccomp.connect_listener(linux["seccomp"]["listenerPath"])
 
 
-def _become_process(ctx, proc: dict, seccomp, listener) -> None:
+def _listener_sender(ctx, sock):
+    """SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath with our state."""
+    def send(fd: int) -> None:
+        from . import seccomp
+        sc = ctx.config["linux"]["seccomp"]
+        seccomp.send_listener(sc["listenerPath"], fd, ctx.state_for_hooks("running"), ctx.host_pid,
+                              sc.get("listenerMetadata", ""), sock=sock)
+    return send
+
+
+def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, keep_fds: tuple,
+                   setgroups_denied: bool) -> None:
     """Credentials, capabilities and seccomp: the last privileged acts, in runc's order.
 
     Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in
-    before the capabilities are dropped; with it, as late as possible."""
+    before the capabilities are dropped; with it, as late as possible. Shared by
+    the init and by exec."""
     nnp = bool(proc.get("noNewPrivileges"))
     user = proc.get("user") or {}
     if user.get("umask") is not None:
         os.umask(user["umask"])
+
+    def load():
+        fd = seccomp.load()
+        if send_listener_fd is not None:
+            send_listener_fd(fd)
+            os.close(fd)
     if seccomp is not None and not nnp:
-        _load_seccomp(ctx, seccomp, listener)
+        load()
     process.drop_bounding_set(proc.get("capabilities"))
     process.set_keepcaps(True)
-    process.set_user(user, allow_setgroups=not ctx.setgroups_denied)
+    process.set_user(user, allow_setgroups=not setgroups_denied)
     process.set_keepcaps(False)
     process.apply_capabilities(proc.get("capabilities"))
     if nnp:
         process.set_no_new_privs()
     if seccomp is not None and nnp:
-        _load_seccomp(ctx, seccomp, listener)
-    os.closerange(3 + ctx.preserve_fds, 1 << 20)  # nothing of the runtime reaches the container
+        load()
+    _close_from(3 + preserve_fds, keep_fds)
 
 
-def _load_seccomp(ctx, seccomp, listener) -> None:
-    fd = seccomp.load()
-    if listener is not None:
-        from . import seccomp as mod
-        sc = ctx.config["linux"]["seccomp"]
-        mod.send_listener(sc["listenerPath"], fd, ctx.state_for_hooks("running"), ctx.host_pid,
-                          sc.get("listenerMetadata", ""), sock=listener)
-        os.close(fd)
+def _close_from(first: int, keep: tuple) -> None:
+    """Nothing of the runtime reaches the container: close every fd from `first` on,
+    except `keep` (close-on-exec fds that report the execve itself)."""
+    lo = first
+    for fd in sorted(f for f in keep if f >= first):
+        os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
 
 
-def _reset_signals() -> None:
+def reset_signals() -> None:
     """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve."""
     import _signal
     for sig in range(1, _signal.NSIG):

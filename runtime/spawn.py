@@ -139,27 +139,29 @@ def _write_id_maps(pid: int, linux: dict, setgroups_denied: bool) -> None:
 
 
 def _enter_for_children(joins: dict):
-    """pid and time namespaces apply to children only: join them here, before clone3,
-    and return the function that puts this process's pid/time_for_children back."""
+    """pid and time namespaces apply to children only: join them here, before clone3.
+
+    Returns the function that puts time_for_children back. pid_for_children cannot
+    go back (the kernel refuses an ancestor), so after joining a pid namespace by
+    path, prestart/createRuntime hooks start inside it too."""
     saved = []
     for kind, flag in (("pid", k.CLONE_NEWPID), ("time", k.CLONE_NEWTIME)):
         path = joins.get(kind)
         if not path:
             continue
-        own = os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        own = os.open(f"/proc/self/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) if kind == "time" else -1
         try:
             target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as e:
-            os.close(own)
             raise PyrunError(describe_oserror(e, f"open {kind} namespace")) from None
         try:
             k.setns(target, flag)
         except OSError as e:
-            os.close(own)
             raise PyrunError(describe_oserror(e, f"join {kind} namespace {path}")) from None
         finally:
             os.close(target)
-        saved.append((own, flag))
+        if own >= 0:
+            saved.append((own, flag))
 
     def restore():
         for fd, flag in saved:

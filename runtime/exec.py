@@ -1,0 +1,241 @@
+"""`exec`: start one more process inside a running container.
+
+Parent side (this process):
+  1. the target's namespaces are those of its init that differ from ours;
+     pid and time apply to children only, so we join those here, via the init's pidfd
+  2. we make ourselves non-dumpable (the child inherits it: while it still runs the
+     runtime's interpreter, nothing in the container may open its /proc/PID/exe or
+     mem — CVE-2019-5736), then clone3 the child into the container's cgroup
+  3. on v1 hosts the child is written into each cgroup; then "go"
+  4. the socket is close-on-exec: EOF means the child's execve succeeded,
+     "error <msg>" is its one-line reason
+Child side: connect the console socket while host paths are reachable, join
+the remaining namespaces in one setns(pidfd, …), then the same process steps
+as the init (init.become_process), and execve.
+"""
+import os
+
+from . import _shim as k
+from .errors import ConfigError, PyrunError, describe_oserror
+from .init import NS_FLAGS
+
+# /proc/PID/ns names for the namespace types
+NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
+            "user": "user", "cgroup": "cgroup", "time": "time"}
+CHILDREN_ONLY = k.CLONE_NEWPID | k.CLONE_NEWTIME
+
+
+def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
+    """runc's rules: --process replaces everything; otherwise the container's process
+    is the template, with args replaced and the flags applied on top."""
+    if o["process"]:
+        from . import fastjson
+        try:
+            with open(o["process"], "rb") as f:
+                proc = fastjson.loads(f.read())
+        except OSError as e:
+            raise ConfigError(describe_oserror(e, f"read process file {o['process']}")) from None
+        except ValueError as e:
+            raise ConfigError(f"process file {o['process']}: {e}") from None
+        _validate_process(proc, o["process"])
+        return proc
+    if not args:
+        raise ConfigError("exec: process args cannot be empty")
+    import copy
+    proc = copy.deepcopy(config.get("process") or {})
+    proc["args"] = list(args)
+    proc["terminal"] = bool(o["tty"])
+    proc.pop("consoleSize", None)
+    proc["env"] = list(proc.get("env") or ()) + list(o["env"])
+    if o["cwd"]:
+        proc["cwd"] = o["cwd"]
+    user = dict(proc.get("user") or {"uid": 0, "gid": 0})
+    if o["user"]:
+        uid, _, gid = o["user"].partition(":")
+        try:
+            user = {"uid": int(uid), "gid": int(gid) if gid else 0}
+        except ValueError:
+            raise ConfigError(f"exec: invalid --user {o['user']!r}: expected UID[:GID]") from None
+    if o["additional_gids"]:
+        try:
+            user["additionalGids"] = [int(g) for g in o["additional_gids"]]
+        except ValueError:
+            raise ConfigError("exec: --additional-gids takes numeric group ids") from None
+    proc["user"] = user
+    if o["cap"]:
+        caps = proc.setdefault("capabilities", {})
+        for kind in ("bounding", "effective", "permitted", "ambient"):
+            caps[kind] = list(caps.get(kind) or ()) + [c for c in o["cap"] if c not in (caps.get(kind) or ())]
+    if o["no_new_privs"]:
+        proc["noNewPrivileges"] = True
+    _validate_process(proc, "exec")
+    return proc
+
+
+def _validate_process(proc, what: str) -> None:
+    from . import process
+    if not isinstance(proc, dict) or not isinstance(proc.get("args"), list) or not proc["args"]:
+        raise ConfigError(f"{what}: process needs a non-empty args list")
+    try:
+        from specs.runtime import validate_config
+        from specs import SpecError
+    except ImportError:
+        pass
+    else:
+        try:
+            validate_config({"ociVersion": "1.0.0", "root": {"path": "rootfs"}, "process": proc})
+        except SpecError as e:
+            raise ConfigError(f"{what}: {e}".replace("config.json: ", "")) from None
+    process.check(proc)
+
+
+def namespaces_to_join(pid: int) -> int:
+    flags = 0
+    for kind, name in NS_FILES.items():
+        try:
+            theirs = os.readlink(f"/proc/{pid}/ns/{name}")
+        except FileNotFoundError:
+            continue
+        if theirs != os.readlink(f"/proc/self/ns/{name}"):
+            flags |= NS_FLAGS[kind]
+    return flags
+
+
+def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
+             console_socket, preserve_fds: int, console_conn=None) -> int:
+    """Start `proc` in the container; returns its exit status (0 at once with detach)."""
+    status = container._require("exec")
+    if status == "paused":
+        raise PyrunError(f"cannot exec in a paused container {container.id}")
+    if proc.get("terminal") and not console_socket and detach:
+        raise ConfigError("cannot allocate tty if pyrun will detach without setting console socket")
+    from .container import _open_pidfd
+    init_pidfd = _open_pidfd(container.pid, container.record["pid_start"])
+    try:
+        child, child_pidfd = _spawn(container, proc, init_pidfd, console_socket, preserve_fds)
+    finally:
+        os.close(init_pidfd)
+    if pid_file:
+        from .state import write_atomic
+        write_atomic(os.path.abspath(pid_file), str(child).encode(), 0o644)
+    os.close(child_pidfd)
+    if detach:
+        return 0
+    from .foreground import forward_signals, wait_foreground
+    forward_signals(child)
+    return wait_foreground(child, console_conn)
+
+
+def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[int, int]:
+    import _prctl
+    import _socket
+    join = namespaces_to_join(container.pid)
+    cgroup = container.cgroup()
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
+                                                 _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+    restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
+    cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+    try:
+        pid, pidfd = k.clone3(0, cgroup_fd)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "clone3 for exec")) from None
+    finally:
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
+        restore()
+    if pid == 0:
+        parent_sock.close()
+        _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,
+               preserve_fds)
+        os._exit(127)
+    child_sock.close()
+    try:
+        if cgroup is not None and cgroup.version == 1:
+            try:
+                cgroup.enter(pid)
+            except OSError as e:
+                raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
+        parent_sock.send(b"go")
+        msg = parent_sock.recv(65536)
+        if msg.startswith(b"error "):
+            raise PyrunError(msg[6:].decode(errors="replace"))
+    except BaseException:
+        from .spawn import _kill_and_reap
+        _kill_and_reap(pid, pidfd)
+        raise
+    finally:
+        parent_sock.close()
+    return pid, pidfd
+
+
+def _join_for_children(pidfd: int, flags: int):
+    """Join the pid/time namespaces for our children. The kernel never lets a process
+    move its pid_for_children back up to an ancestor namespace, so that one stays:
+    the exec process forks nothing else. time_for_children is put back."""
+    if not flags:
+        return lambda: None
+    own_time = os.open("/proc/self/ns/time", os.O_RDONLY | os.O_CLOEXEC) if flags & k.CLONE_NEWTIME else -1
+    try:
+        k.setns(pidfd, flags)
+    except OSError as e:
+        if own_time >= 0:
+            os.close(own_time)
+        raise PyrunError(describe_oserror(e, "join the container's pid namespace")) from None
+
+    def restore():
+        if own_time >= 0:
+            try:
+                k.setns(own_time, k.CLONE_NEWTIME)
+            finally:
+                os.close(own_time)
+    return restore
+
+
+def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds) -> None:
+    from . import init, process
+    try:
+        config = container.record.get("config") or {}
+        linux = config.get("linux") or {}
+        process.preload()
+        seccomp = init.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
+        console_sock = None
+        if proc.get("terminal"):
+            from . import console
+            console.preload()
+            console_sock = console.connect(console_socket) if isinstance(console_socket, str) else console_socket
+        if sock.recv(16) != b"go":
+            os._exit(1)
+        if join:
+            try:
+                k.setns(init_pidfd, join)
+            except OSError as e:
+                raise PyrunError(describe_oserror(e, "join the container's namespaces")) from None
+        os.close(init_pidfd)
+        if console_sock is not None:
+            from . import console
+            console.setup(console_sock, proc.get("consoleSize"), bind_console=False)
+        process.apply_rlimits(proc.get("rlimits"))
+        try:
+            os.chdir(proc.get("cwd") or "/")
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
+        env = list(proc.get("env") or ())
+        path = process.find_executable(proc["args"][0], env)
+        init.reset_signals()
+        init.become_process(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(),),
+                            setgroups_denied=False)
+        os.execve(path, proc["args"], init.env_dict(env))
+    except PyrunError as e:
+        _report(sock, str(e))
+    except OSError as e:
+        _report(sock, describe_oserror(e, f"exec {proc['args'][0]!r}"))
+    except BaseException as e:  # noqa: BLE001 - the child must report, never unwind
+        _report(sock, f"exec: {type(e).__name__}: {e}")
+
+
+def _report(sock, msg: str) -> None:
+    try:
+        sock.send(b"error " + msg.encode(errors="replace"))
+    finally:
+        os._exit(1)

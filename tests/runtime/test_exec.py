@@ -1,0 +1,109 @@
+"""`pyrun exec`: a new process inside a running container, with runc's flags."""
+import json
+import os
+import socket
+import time
+
+import pytest
+
+
+@pytest.fixture
+def running(pyrun, bundle):
+    b = bundle(["sleep", "1000"])
+    pyrun("run", "-d", "-b", b, "x1", check=True)
+    return json.loads(pyrun("state", "x1", check=True).stdout)["pid"]
+
+
+def _exec(pyrun, *args, check=True):
+    p = pyrun("exec", *args)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_exec_joins_namespaces_and_cgroup(pyrun, running):
+    out = _exec(pyrun, "x1", "sh", "-c", "echo $$; readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt;"
+                "cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup | grep pids").stdout.splitlines()
+    init = running
+    assert out[0] != "1" and int(out[0]) > 1  # a pid of the container's namespace
+    assert out[1] == os.readlink(f"/proc/{init}/ns/pid")
+    assert out[2] == os.readlink(f"/proc/{init}/ns/mnt")
+    assert out[3].strip() == "sleep 1000"
+    assert out[4].endswith(":/x1")
+
+
+def test_exec_exit_status_and_missing_binary(pyrun, running):
+    assert _exec(pyrun, "x1", "sh", "-c", "exit 9", check=False).returncode == 9
+    p = _exec(pyrun, "x1", "nosuchbinary", check=False)
+    assert p.returncode == 1 and "nosuchbinary" in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_exec_flags(pyrun, running):
+    out = _exec(pyrun, "--env", "FOO=bar", "-e", "BAZ=qux", "--cwd", "/tmp", "-u", "1000:1001",
+                "--additional-gids", "2000", "--no-new-privs", "x1",
+                "sh", "-c", "echo $FOO $BAZ; pwd; id -u; id -G; grep NoNewPrivs /proc/self/status").stdout
+    assert out.splitlines() == ["bar qux", "/tmp", "1000", "1001 2000", "NoNewPrivs:\t1"]
+
+
+def test_exec_cap_adds_capability(pyrun, running):
+    out = _exec(pyrun, "--cap", "CAP_SYS_ADMIN", "x1", "grep", "CapBnd", "/proc/self/status").stdout
+    assert int(out.split()[1], 16) & (1 << 21)
+    out = _exec(pyrun, "x1", "grep", "CapBnd", "/proc/self/status").stdout
+    assert not int(out.split()[1], 16) & (1 << 21)
+
+
+def test_exec_process_file(pyrun, running, tmp_path):
+    proc = {"args": ["sh", "-c", "echo $A; id -u"], "env": ["A=from-file", "PATH=/bin"], "cwd": "/",
+            "user": {"uid": 7, "gid": 7}}
+    f = tmp_path / "process.json"
+    f.write_text(json.dumps(proc))
+    assert _exec(pyrun, "--process", str(f), "x1").stdout.split() == ["from-file", "7"]
+    f.write_text(json.dumps({"args": "not-a-list"}))
+    p = _exec(pyrun, "--process", str(f), "x1", check=False)
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
+
+
+def test_exec_detach_pid_file(pyrun, running, tmp_path):
+    pidfile = tmp_path / "exec.pid"
+    _exec(pyrun, "-d", "--pid-file", str(pidfile), "x1", "sleep", "77")
+    pid = int(pidfile.read_text())
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read() == b"sleep\x0077\x00"
+    assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{running}/ns/pid")
+
+
+def test_exec_holds_no_runtime_fds(pyrun, running):
+    out = _exec(pyrun, "x1", "ls", "/proc/self/fd").stdout.split()
+    assert sorted(int(x) for x in out) == [0, 1, 2, 3]
+
+
+def test_exec_tty_over_console_socket(pyrun, running, tmp_path):
+    path = str(tmp_path / "c.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(10)
+    _exec(pyrun, "-t", "-d", "--console-socket", path, "x1", "sh", "-c", "tty; echo on-tty")
+    conn, _ = srv.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    out = b""
+    deadline = time.monotonic() + 5
+    while b"on-tty" not in out and time.monotonic() < deadline:
+        try:
+            out += os.read(fds[0], 4096)
+        except OSError:
+            break
+    assert b"/dev/pts/" in out and b"on-tty" in out
+
+
+def test_exec_into_stopped_or_missing(pyrun, bundle):
+    b = bundle(["true"])
+    pyrun("run", "-d", "-b", b, "gone", check=True)
+    for _ in range(200):
+        if json.loads(pyrun("state", "gone").stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    p = _exec(pyrun, "gone", "true", check=False)
+    assert p.returncode == 1 and "stopped" in p.stderr
+    p = _exec(pyrun, "ghost", "true", check=False)
+    assert p.returncode == 1 and "does not exist" in p.stderr
