@@ -198,6 +198,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
         process.preload()
+        helper_fd = process.sealed_exec_helper()
         seccomp = init.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
         console_sock = None
         if proc.get("terminal"):
@@ -223,9 +224,9 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         env = list(proc.get("env") or ())
         path = process.find_executable(proc["args"][0], env)
         init.reset_signals()
-        init.become_process(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(),),
-                            setgroups_denied=False)
-        os.execve(path, proc["args"], init.env_dict(env))
+        init.become_process(proc, seccomp, None, preserve_fds=preserve_fds,
+                            keep_fds=(sock.fileno(), helper_fd), setgroups_denied=False)
+        process.execve(helper_fd, path, proc["args"], init.env_dict(env))
     except PyrunError as e:
         _report(sock, str(e))
     except OSError as e:

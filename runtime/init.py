@@ -78,6 +78,7 @@ def _init(ctx) -> None:
     seccomp = compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     process.preload()
+    helper_fd = process.sealed_exec_helper()
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
     if ctx.hooks.get("startContainer"):
         from . import hooks
@@ -123,8 +124,8 @@ def _init(ctx) -> None:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
     reset_signals()
     become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
-                   preserve_fds=ctx.preserve_fds, keep_fds=(), setgroups_denied=ctx.setgroups_denied)
-    os.execve(path, proc["args"], env_dict(env))
+                   preserve_fds=ctx.preserve_fds, keep_fds=(helper_fd,), setgroups_denied=ctx.setgroups_denied)
+    process.execve(helper_fd, path, proc["args"], env_dict(env))
 
 
 def env_dict(env: list[str]) -> dict:

@@ -39,6 +39,34 @@ def preload() -> None:
     from . import _shim  # noqa: F401
 
 
+EXEC_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shim", "pyrun-exec")
+EXEC_HELPER_MAGIC = "pyrun-exec\x01"
+
+
+def sealed_exec_helper() -> int:
+    """A sealed memfd holding pyrun-exec, the last hop into the container's program.
+
+    While the runtime runs, /proc/self/exe is the host's Python interpreter; the
+    container's program is exec'd through this memfd so that /proc/self/exe is
+    never a host file at the moment the container's code takes over
+    (CVE-2019-5736). Made before pivot_root, while the helper's path is visible."""
+    import fcntl
+    try:
+        with open(EXEC_HELPER, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "read the exec helper (reinstall pyrun)")) from None
+    fd = os.memfd_create("pyrun-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, data)
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
+                fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    return fd
+
+
+def execve(helper_fd: int, path: str, args: list[str], env: dict) -> None:
+    os.execve(helper_fd, [EXEC_HELPER_MAGIC, path, *args], env)
+
+
 def last_cap() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:

@@ -107,3 +107,33 @@ def test_exec_into_stopped_or_missing(pyrun, bundle):
     assert p.returncode == 1 and "stopped" in p.stderr
     p = _exec(pyrun, "ghost", "true", check=False)
     assert p.returncode == 1 and "does not exist" in p.stderr
+
+
+def test_runtime_binary_unreachable_through_proc_self_exe(pyrun, bundle, tmp_path):
+    """CVE-2019-5736: a container program that is /proc/self/exe (or a script whose
+    interpreter is) must never get the host's runtime binary to run, or to write."""
+    import hashlib
+    import sys
+    real = os.path.realpath(sys.executable)
+    before = hashlib.sha256(open(real, "rb").read()).hexdigest()
+    b = bundle(["/proc/self/exe", "-c", "open('/proc/self/exe', 'wb').write(b'pwned')"],
+               private_rootfs=True)
+    with open(os.path.join(b, "rootfs", "bin", "evil"), "w") as f:
+        f.write("#!/proc/self/exe\nprint('interpreter escaped')\n")
+    os.chmod(os.path.join(b, "rootfs", "bin", "evil"), 0o755)
+    p = pyrun("run", "-b", b, "cve1")
+    assert p.returncode != 0 and "refusing" in p.stderr
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["process"]["args"] = ["/bin/evil"]
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    p = pyrun("run", "-b", b, "cve2")
+    assert p.returncode != 0 and "escaped" not in p.stdout
+    # and through exec into a running container
+    cfg["process"]["args"] = ["sleep", "100"]
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    pyrun("run", "-d", "-b", b, "cve3", check=True)
+    p = pyrun("exec", "cve3", "/bin/evil")
+    assert p.returncode != 0 and "escaped" not in p.stdout
+    p = pyrun("exec", "cve3", "sh", "-c", "readlink /proc/self/exe")
+    assert p.stdout.strip() == "/bin/busybox"
+    assert hashlib.sha256(open(real, "rb").read()).hexdigest() == before
