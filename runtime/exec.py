@@ -217,6 +217,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             from . import console
             console.setup(console_sock, proc.get("consoleSize"), bind_console=False)
         process.apply_rlimits(proc.get("rlimits"))
+        process.apply_scheduling(proc)
         try:
             os.chdir(proc.get("cwd") or "/")
         except OSError as e:

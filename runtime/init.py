@@ -100,6 +100,7 @@ def _init(ctx) -> None:
     # Settle what can fail before reporting ready, so `create` fails instead of `start`.
     process.apply_rlimits(proc.get("rlimits"))
     process.set_oom_score_adj(proc.get("oomScoreAdj"))
+    process.apply_scheduling(proc)
     env = list(proc.get("env") or ())
     try:
         os.chdir(proc.get("cwd") or "/")
@@ -206,6 +207,7 @@ def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, 
         if send_listener_fd is not None:
             send_listener_fd(fd)
             os.close(fd)
+    process.apply_lsm(proc)
     if seccomp is not None and not nnp:
         load()
     process.drop_bounding_set(proc.get("capabilities"))

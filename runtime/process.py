@@ -92,6 +92,24 @@ def check(process: dict) -> None:
     for r in process.get("rlimits") or ():
         if r.get("type") not in RLIMITS:
             raise ConfigError(f"unknown rlimit type {r.get('type')!r}")
+    sched = process.get("scheduler")
+    if sched:
+        if sched.get("policy") not in SCHED_POLICIES:
+            raise ConfigError(f"unknown scheduler policy {sched.get('policy')!r}")
+        for f in sched.get("flags") or ():
+            if f not in SCHED_FLAGS:
+                raise ConfigError(f"unknown scheduler flag {f!r}")
+    io = process.get("ioPriority")
+    if io and io.get("class") not in IOPRIO_CLASSES:
+        raise ConfigError(f"unknown ioPriority class {io.get('class')!r}")
+    affinity = process.get("execCPUAffinity") or {}
+    for key in ("initial", "final"):
+        if affinity.get(key):
+            try:
+                parse_cpus(affinity[key])
+            except ValueError:
+                raise ConfigError(f"execCPUAffinity.{key}: invalid CPU list {affinity[key]!r}") from None
+    check_lsm(process)
     if not process.get("args"):
         raise ConfigError("process.args must not be empty")
 
@@ -103,6 +121,81 @@ def apply_rlimits(rlimits) -> None:
             resource.setrlimit(RLIMITS[r["type"]], (r["soft"], r["hard"]))
         except (OSError, ValueError) as e:
             raise PyrunError(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']}: {e}") from None
+
+
+SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
+                  "SCHED_ISO": 4, "SCHED_IDLE": 5, "SCHED_DEADLINE": 6}
+SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+               "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+               "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+               "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+
+
+def apply_scheduling(proc: dict) -> None:
+    """scheduler, ioPriority and execCPUAffinity, before the process drops privileges."""
+    from . import _shim
+    sched = proc.get("scheduler")
+    if sched:
+        flags = 0
+        for f in sched.get("flags") or ():
+            flags |= SCHED_FLAGS[f]
+        try:
+            _shim.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+                                sched.get("priority", 0), sched.get("runtime", 0),
+                                sched.get("deadline", 0), sched.get("period", 0))
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"set scheduler {sched['policy']}")) from None
+    io = proc.get("ioPriority")
+    if io:
+        try:
+            _shim.ioprio_set(IOPRIO_CLASSES[io["class"]], io.get("priority", 0))
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"set I/O priority {io['class']}")) from None
+    affinity = proc.get("execCPUAffinity") or {}
+    cpus = affinity.get("final") or affinity.get("initial")
+    if cpus:
+        try:
+            os.sched_setaffinity(0, parse_cpus(cpus))
+        except (OSError, ValueError) as e:
+            raise PyrunError(f"set CPU affinity {cpus!r}: {e}") from None
+
+
+def parse_cpus(text: str) -> set[int]:
+    """The kernel's cpu list format: "0-3,7"."""
+    cpus = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def check_lsm(proc: dict) -> None:
+    """apparmorProfile/selinuxLabel: refused where the host has no such LSM, as runc does."""
+    if proc.get("apparmorProfile") and not os.path.exists("/sys/kernel/security/apparmor"):
+        raise ConfigError(f"apparmor profile {proc['apparmorProfile']!r} requested but AppArmor is not enabled on this host")
+    if proc.get("selinuxLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+        raise ConfigError(f"SELinux label {proc['selinuxLabel']!r} requested but SELinux is not enabled on this host")
+
+
+def apply_lsm(proc: dict) -> None:
+    """The label takes effect at the next execve (the helper's, then the program's)."""
+    label = None
+    if proc.get("apparmorProfile"):
+        label, path = f"exec {proc['apparmorProfile']}", "/proc/self/attr/apparmor/exec"
+        if not os.path.exists(path):
+            path = "/proc/self/attr/exec"
+    elif proc.get("selinuxLabel"):
+        label, path = proc["selinuxLabel"], "/proc/self/attr/exec"
+    if label:
+        try:
+            with open(path, "w") as f:
+                f.write(label)
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"set LSM label {label!r}")) from None
 
 
 def set_oom_score_adj(value) -> None:

@@ -98,6 +98,20 @@ def cap_ambient_raise(cap: int) -> None:
     _check(lib.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0), "prctl(PR_CAP_AMBIENT_RAISE)", cap)
 
 
+def sched_setattr(policy: int, flags: int = 0, nice: int = 0, priority: int = 0, runtime: int = 0,
+                  deadline: int = 0, period: int = 0) -> None:
+    _check(lib.pyrun_sched_setattr(policy, flags, nice, priority, runtime, deadline, period),
+           "sched_setattr")
+
+
+def ioprio_set(ioclass: int, level: int) -> None:
+    _check(lib.pyrun_ioprio_set(ioclass, level), "ioprio_set")
+
+
+def ioprio_get(pid: int) -> int:
+    return _check(lib.pyrun_ioprio_get(pid), "ioprio_get", pid)
+
+
 def unshare(flags: int) -> None:
     _check(lib.unshare(flags), "unshare", hex(flags))
 

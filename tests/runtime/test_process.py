@@ -162,3 +162,32 @@ def test_preserve_fds(pyrun, bundle, tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0] == "through fd 3"
     assert lines[1].split() == ["0", "1", "2", "3", "4"]  # 4 is ls's own directory fd
+
+
+def test_scheduler_iopriority_affinity(pyrun, bundle):
+    b = bundle(["sh", "-c", "cut -d' ' -f41 /proc/self/stat; ionice; taskset -p $$; cat /proc/self/stat | cut -d' ' -f19"])
+    cfg = _cfg(b)
+    cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+    cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
+    cfg["process"]["execCPUAffinity"] = {"final": "0"}
+    write_config(b, cfg)
+    out = _run(pyrun, b).splitlines()
+    assert out[0] == "3"                       # SCHED_BATCH
+    assert out[1] == "best-effort: prio 6"
+    assert out[2].endswith(": 1")              # mask of cpu 0
+    assert out[3] == "5"                       # nice
+
+
+def test_bad_scheduler_and_missing_lsm_are_refused(pyrun, bundle):
+    for change, needle in (({"scheduler": {"policy": "SCHED_TURBO"}}, "SCHED_TURBO"),
+                           ({"apparmorProfile": "docker-default"}, "AppArmor"),
+                           ({"execCPUAffinity": {"final": "x-y"}}, "execCPUAffinity")):
+        b = bundle(["true"])
+        cfg = _cfg(b)
+        cfg["process"].update(change)
+        write_config(b, cfg)
+        p = pyrun("create", "-b", b, "bad")
+        if "apparmorProfile" in change and os.path.exists("/sys/kernel/security/apparmor"):
+            continue  # this host has AppArmor: nothing to refuse
+        assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        assert pyrun.ids() == []

@@ -24,6 +24,10 @@ int pyrun_pidfd_getfd(int pidfd, int targetfd);
 int pyrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
 int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
           unsigned long arg5);
+int pyrun_sched_setattr(uint32_t policy, uint64_t flags, int32_t nice, uint32_t priority,
+                        uint64_t runtime, uint64_t deadline, uint64_t period);
+int pyrun_ioprio_set(int ioclass, int level);
+int pyrun_ioprio_get(int pid);
 """
 
 CUSTOMIZATIONS = r"""
@@ -87,5 +91,42 @@ int pyrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable)
     data[0].inheritable = (uint32_t)inheritable;
     data[1].inheritable = (uint32_t)(inheritable >> 32);
     return (int)syscall(SYS_capset, &hdr, data);
+}
+
+/* sched_setattr(2): the only call that takes SCHED_DEADLINE's three times. */
+struct pyrun_sched_attr {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+};
+
+int pyrun_sched_setattr(uint32_t policy, uint64_t flags, int32_t nice, uint32_t priority,
+                        uint64_t runtime, uint64_t deadline, uint64_t period)
+{
+    struct pyrun_sched_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.size = sizeof(attr);
+    attr.sched_policy = policy;
+    attr.sched_flags = flags;
+    attr.sched_nice = nice;
+    attr.sched_priority = priority;
+    attr.sched_runtime = runtime;
+    attr.sched_deadline = deadline;
+    attr.sched_period = period;
+    return (int)syscall(SYS_sched_setattr, 0, &attr, 0);
+}
+
+/* ioprio_set(2)/ioprio_get(2) for this process: class in the top 3 of 16 bits. */
+int pyrun_ioprio_set(int ioclass, int level)
+{
+    return (int)syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (ioclass << 13) | level);
+}
+
+int pyrun_ioprio_get(int pid)
+{
+    return (int)syscall(SYS_ioprio_get, 1, pid);
 }
 """
