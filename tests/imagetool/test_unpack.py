@@ -346,3 +346,29 @@ def test_setgid_bundle_parent_does_not_leak_its_group(tmp_path):
     for p in (r, r / "d", r / "d" / "f", r / "g"):
         st = os.lstat(p)
         assert (st.st_gid, st.st_mode & stat.S_ISGID) == (0, 0), p
+
+
+def test_gnu_and_v7_tar_formats(tmp_path):
+    """GNU long names/links ('L'/'K') and base-256 numbers, as GNU tar writes them."""
+    import io
+    import tarfile
+    long_dir = "g" * 150
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, kind, extra in [(long_dir, tarfile.DIRTYPE, {}),
+                                  (long_dir + "/file", tarfile.REGTYPE, {"uid": 0o10000000}),
+                                  ("sym", tarfile.SYMTYPE, {"linkname": long_dir + "/file"})]:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.mtime = 1_650_000_000
+            for k, v in extra.items():
+                setattr(info, k, v)
+            data = b"gnu\n" if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    lay, _ = _layout(tmp_path, [buf.getvalue()])
+    unpack(lay, None, str(tmp_path / "b"), rootless=True)
+    r = tmp_path / "b" / "rootfs"
+    assert (r / long_dir / "file").read_bytes() == b"gnu\n"
+    assert os.readlink(r / "sym") == long_dir + "/file"
+    assert os.getxattr(r / long_dir / "file", "user.rootlesscontainers") == rootless_xattr(0o10000000, 0)
