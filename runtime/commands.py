@@ -20,7 +20,15 @@ def _create(g, o, pos, cmd, console=None, config=None):
     return Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
                             console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
                             no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
-                            config=config, _validated=config is not None)
+                            listen_fds=_listen_fds(), config=config, _validated=config is not None)
+
+
+def _listen_fds() -> int:
+    """systemd socket activation, as runc honours it: LISTEN_FDS meant for us (LISTEN_PID)."""
+    n, pid = os.environ.get("LISTEN_FDS"), os.environ.get("LISTEN_PID")
+    if not n or not n.isdigit() or (pid and pid != str(os.getpid())):
+        return 0
+    return int(n)
 
 
 def create(g, o, pos):

@@ -122,13 +122,17 @@ class Container:
     @classmethod
     def create(cls, cid: str, bundle: str, root: str = st.DEFAULT_ROOT, *, pid_file: str | None = None,
                console_socket: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
-               preserve_fds: int = 0, config: dict | None = None,
+               preserve_fds: int = 0, listen_fds: int = 0, config: dict | None = None,
                _validated: bool = False) -> "Container":
-        """Create from `bundle`; `config` replaces bundle/config.json (validated all the same)."""
+        """Create from `bundle`; `config` replaces bundle/config.json (validated all the same).
+
+        fds 3 … 3+listen_fds+preserve_fds-1 of this process are passed on; the first
+        `listen_fds` are socket-activation fds (LISTEN_FDS/LISTEN_PID=1 in the env)."""
         from . import create
         return create.create(cls, cid, bundle, root, pid_file=pid_file, console_socket=console_socket,
                              no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                             preserve_fds=preserve_fds, config=config, validated=_validated)
+                             preserve_fds=preserve_fds, listen_fds=listen_fds, config=config,
+                             validated=_validated)
 
     def start(self) -> None:
         lock = st.lock(self.dir)

@@ -44,7 +44,7 @@ def validate_config(config) -> None:
 
 
 def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new_keyring,
-           preserve_fds, config, validated=False):
+           preserve_fds, config, validated=False, listen_fds=0):
     from . import hooks, process, rootfs, spawn
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
@@ -83,6 +83,9 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         raise ConfigError("cannot allocate tty if pyrun will detach without setting console socket")
     if preserve_fds < 0:
         raise ConfigError("--preserve-fds must not be negative")
+    if listen_fds:
+        proc["env"] = list(proc.get("env") or ()) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
+        preserve_fds += listen_fds
 
     cdir = st.claim(root, cid)
     cgroup = None

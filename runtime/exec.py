@@ -139,11 +139,13 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
     try:
         pid, pidfd = k.clone3(0, cgroup_fd)
     except OSError as e:
+        restore()
         raise PyrunError(describe_oserror(e, "clone3 for exec")) from None
     finally:
         if cgroup_fd >= 0:
             os.close(cgroup_fd)
-        restore()
+    if pid != 0:
+        restore()  # never in the child: setns(time) would move the child itself back
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,

@@ -65,6 +65,8 @@ def _init(ctx) -> None:
     _join_namespaces(ctx)
     if ctx.unshare_cgroupns:
         k.unshare(k.CLONE_NEWCGROUP)
+    if not ctx.no_new_keyring:
+        _new_session_keyring(ctx.id)
     if ctx.new_utsns:
         _set_names(config)
     elif config.get("hostname"):
@@ -157,6 +159,15 @@ def _join_namespaces(ctx) -> None:
             raise PyrunError(describe_oserror(e, f"join {ns} namespace {path}")) from None
         finally:
             os.close(fd)
+
+
+def _new_session_keyring(cid: str) -> None:
+    """The host's session keyring must not be the container's (runc does the same)."""
+    try:
+        k.join_session_keyring(cid)
+    except OSError as e:
+        if e.errno != 38:  # ENOSYS: no keyrings in this kernel
+            raise PyrunError(describe_oserror(e, "join a new session keyring")) from None
 
 
 def _set_names(config: dict) -> None:

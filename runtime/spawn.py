@@ -62,17 +62,22 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
     restore = _enter_for_children(ctx.join_paths)
+    if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
+        # Offsets can only be written before any process is in the namespace: make
+        # it ours-for-children, write them, and let clone3 put the init in it.
+        restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
+        flags &= ~k.CLONE_NEWTIME
     cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
     try:
         pid, pidfd = k.clone3(flags, cgroup_fd)
     except OSError as e:
+        restore()
         parent_sock.close()
         child_sock.close()
         raise PyrunError(describe_oserror(e, "clone3 into new namespaces")) from None
     finally:
         if cgroup_fd >= 0:
             os.close(cgroup_fd)
-        restore()
     if pid == 0:  # the init
         parent_sock.close()
         ctx.sock = child_sock
@@ -80,6 +85,7 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         from . import init
         init.run(ctx)
         os._exit(127)
+    restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
     try:
         _see_through(ctx, parent_sock, pid, cgroup)
@@ -169,6 +175,28 @@ def _enter_for_children(joins: dict):
                 k.setns(fd, flag)
             finally:
                 os.close(fd)
+    return restore
+
+
+def _new_time_ns_for_children(offsets: dict, restore_before):
+    own = os.open("/proc/self/ns/time", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        k.unshare(k.CLONE_NEWTIME)
+        lines = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n" for clock, o in offsets.items())
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+    except OSError as e:
+        k.setns(own, k.CLONE_NEWTIME)
+        os.close(own)
+        restore_before()
+        raise PyrunError(describe_oserror(e, "set time namespace offsets")) from None
+
+    def restore():
+        try:
+            k.setns(own, k.CLONE_NEWTIME)
+        finally:
+            os.close(own)
+            restore_before()
     return restore
 
 

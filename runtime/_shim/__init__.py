@@ -112,6 +112,10 @@ def ioprio_get(pid: int) -> int:
     return _check(lib.pyrun_ioprio_get(pid), "ioprio_get", pid)
 
 
+def join_session_keyring(name: str) -> int:
+    return _check(lib.pyrun_join_session_keyring(name.encode()), "keyctl(JOIN_SESSION_KEYRING)", name)
+
+
 def unshare(flags: int) -> None:
     _check(lib.unshare(flags), "unshare", hex(flags))
 

@@ -191,3 +191,39 @@ def test_bad_scheduler_and_missing_lsm_are_refused(pyrun, bundle):
             continue  # this host has AppArmor: nothing to refuse
         assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
         assert pyrun.ids() == []
+
+
+def test_session_keyring(pyrun, bundle):
+    b = bundle(["cat", "/proc/keys"])
+    cfg = _cfg(b)
+    cfg["linux"]["maskedPaths"].remove("/proc/keys")
+    write_config(b, cfg)
+    assert "keyring-ct" in _run(pyrun, b, "keyring-ct")
+    p = pyrun("run", "--no-new-keyring", "-b", b, "keyring-no")
+    assert p.returncode == 0 and "keyring-no" not in p.stdout
+
+
+def test_time_namespace_offsets(pyrun, bundle):
+    b = bundle(["cat", "/proc/uptime"])
+    cfg = _cfg(b)
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365}, "monotonic": {"secs": 3600}}
+    write_config(b, cfg)
+    inside = float(_run(pyrun, b).split()[0])
+    host = float(open("/proc/uptime").read().split()[0])
+    assert 86400 * 365 - 60 < inside - host < 86400 * 365 + 60
+
+
+def test_listen_fds_socket_activation(pyrun, bundle, tmp_path):
+    import subprocess
+    from tests.conftest import PYRUN
+    b = bundle(["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat <&3"])
+    data = tmp_path / "sock-standin"
+    data.write_text("activated\n")
+    with open(data) as f:
+        env = dict(os.environ, LISTEN_FDS="1")  # no LISTEN_PID: meant for whoever runs
+        p = subprocess.run([PYRUN, "--root", pyrun.root, "run", "-b", b, "c1"], env=env, pass_fds=(3,),
+                           preexec_fn=lambda: os.dup2(f.fileno(), 3), stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["1 1", "activated"]

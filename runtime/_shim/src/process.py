@@ -28,6 +28,7 @@ int pyrun_sched_setattr(uint32_t policy, uint64_t flags, int32_t nice, uint32_t 
                         uint64_t runtime, uint64_t deadline, uint64_t period);
 int pyrun_ioprio_set(int ioclass, int level);
 int pyrun_ioprio_get(int pid);
+long pyrun_join_session_keyring(const char *name);
 """
 
 CUSTOMIZATIONS = r"""
@@ -128,5 +129,11 @@ int pyrun_ioprio_set(int ioclass, int level)
 int pyrun_ioprio_get(int pid)
 {
     return (int)syscall(SYS_ioprio_get, 1, pid);
+}
+
+/* keyctl(KEYCTL_JOIN_SESSION_KEYRING): a fresh session keyring for the container. */
+long pyrun_join_session_keyring(const char *name)
+{
+    return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name, 0, 0, 0);
 }
 """
