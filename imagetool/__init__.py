@@ -16,16 +16,7 @@ def pull(ref: str, layout: str, **opts):
 
 
 def unpack(layout_dir: str, tag: str | None, bundle_dir: str, **opts):
-    """Unpack the image `tag` of `layout_dir` into the OCI bundle `bundle_dir`."""
-    from .unpack import unpack as _unpack
-    _restore_api()
+    """Unpack the image `tag` of `layout_dir` into the OCI bundle `bundle_dir`.
+    Options: rootless, uid_map, gid_map (lists of OCI LinuxIDMapping dicts)."""
+    from .unpacker import unpack as _unpack
     return _unpack(layout_dir, tag, bundle_dir, **opts)
-
-
-_api_unpack = unpack
-
-
-def _restore_api() -> None:
-    """Importing the submodule imagetool.unpack rebinds the package attribute `unpack` to
-    that module; put the function back so `imagetool.unpack(...)` stays callable."""
-    globals()["unpack"] = _api_unpack

@@ -69,12 +69,7 @@ def unpack(image, bundle_dir, rootless, uid_map, gid_map):
     layout_dir, tag = split_layout_ref(image)
     uids = [_parse_map(m, "--uid-map") for m in uid_map] or None
     gids = [_parse_map(m, "--gid-map") for m in gid_map] or None
-    try:
-        from .unpack import unpack as do_unpack
-    except ImportError as e:
-        raise RuntimeError(f"unpack: not available in this build ({e})") from None
-    from . import _restore_api
-    _restore_api()
+    from .unpacker import unpack as do_unpack
     do_unpack(layout_dir, tag, bundle_dir, rootless=rootless, uid_map=uids, gid_map=gids)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from imagetool.bundle import BundleError, resolve_user, runtime_config
 from imagetool.inroot import Root
-from imagetool.unpack import UnpackError, unpack
+from imagetool.unpacker import UnpackError, unpack
 from tests.support import images, layers
 from tests.support.layers import Raw, raw_tar
 

@@ -1,4 +1,4 @@
-"""imagetool.unpack: layers into a rootfs, compared with umoci, and hostile input."""
+"""imagetool.unpacker: layers into a rootfs, compared with umoci, and hostile input."""
 from __future__ import annotations
 
 import gzip
@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from imagetool.unpack import UnpackError, rootless_xattr, unpack
+from imagetool.unpacker import UnpackError, rootless_xattr, unpack
 from tests.support import images, layers
 from tests.support.layers import Raw, raw_tar
 
@@ -186,7 +186,7 @@ def test_rootless_as_unprivileged_user(tmp_path):
         out = os.path.join(work, "out")
         os.mkdir(out)
         os.chown(out, 65534, 65534)
-        code = ("import sys; from imagetool.unpack import unpack; "
+        code = ("import sys; from imagetool.unpacker import unpack; "
                 "unpack(sys.argv[1], None, sys.argv[2], rootless=True)")
         p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                             sys.executable, "-c", code, lay, os.path.join(out, "b")],
