@@ -229,6 +229,7 @@ def libseccomp_version() -> str:
 
 def notify_receive(listener_fd: int) -> dict:
     """Block until the filter reports a syscall; returns id, pid, nr, arch and args."""
+    lib.seccomp_api_get()  # libseccomp probes the kernel's notify support on first use
     req = ffi.new("struct seccomp_notif *")
     rc = lib.seccomp_notify_receive(listener_fd, req)
     if rc < 0:

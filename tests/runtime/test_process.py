@@ -227,3 +227,51 @@ def test_listen_fds_socket_activation(pyrun, bundle, tmp_path):
                            capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["1 1", "activated"]
+
+
+def test_seccomp_notify_agent_gets_listener_and_answers(pyrun, bundle, tmp_path):
+    """SCMP_ACT_NOTIFY: the agent at listenerPath receives the fd and the container's state
+    over SCM_RIGHTS, and its answer is what mkdir sees inside the container."""
+    import socket
+    import threading
+    from runtime import seccomp
+    sock_path = str(tmp_path / "agent.sock")
+    agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    agent.bind(sock_path)
+    agent.listen(1)
+    agent.settimeout(20)
+    got = {}
+
+    def serve():
+        conn, _ = agent.accept()
+        with conn:
+            msg, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+        got["msg"] = json.loads(msg)
+        req = seccomp.notify_receive(fds[0])
+        seccomp.notify_respond(fds[0], req["id"], error=18)  # EXDEV
+        os.close(fds[0])
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    b = bundle(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?"])
+    cfg = _cfg(b)
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock_path,
+                               "listenerMetadata": "agent-data",
+                               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    write_config(b, cfg)
+    out = _run(pyrun, b, "notify1")
+    t.join(10)
+    assert "Invalid cross-device link" in out and "rc=1" in out
+    msg = got["msg"]
+    assert msg["fds"] == ["seccompFd"] and msg["metadata"] == "agent-data"
+    assert msg["state"]["id"] == "notify1" and msg["pid"] > 0
+
+
+def test_missing_hook_binary_aborts_create(pyrun, bundle):
+    b = bundle(["true"])
+    cfg = _cfg(b)
+    cfg["hooks"] = {"createContainer": [{"path": "/no/such/hook"}]}
+    write_config(b, cfg)
+    p = pyrun("create", "-b", b, "h1")
+    assert p.returncode == 1 and "/no/such/hook" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert pyrun.ids() == []
