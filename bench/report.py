@@ -39,7 +39,8 @@ def load_sections() -> dict[str, dict]:
     out = {}
     if not os.path.isdir(RESULTS_DIR):
         return out
-    for name in sorted(os.listdir(RESULTS_DIR)):
+    order = {"runtime": 0, "images": 1}
+    for name in sorted(os.listdir(RESULTS_DIR), key=lambda n: (order.get(n[:-5], 9), n)):
         if name.endswith(".json"):
             with open(os.path.join(RESULTS_DIR, name)) as f:
                 d = json.load(f)
@@ -50,7 +51,7 @@ def load_sections() -> dict[str, dict]:
 
 def fmt(value: float, unit: str) -> str:
     if unit == "s":
-        return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"
+        return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
     if unit == "KiB":
         return f"{value / MIB:.1f} MiB"
     return f"{value:g} {unit}"

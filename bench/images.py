@@ -1,0 +1,143 @@
+"""Image benchmarks: imagetool against skopeo copy + umoci unpack, from a local registry
+(Debian's docker-registry on 127.0.0.1), on busybox and on the realistic Debian image."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+
+from bench import debian
+from bench.measure import Bench, BenchError, interleave, run
+
+IMAGETOOL = os.path.join(os.path.dirname(sys.executable), "imagetool")
+OURS, PEERS = "imagetool", "skopeo+umoci"
+
+
+def _imagetool_pull(ref: str, layout: str, rss: bool = False):
+    return run([IMAGETOOL, "pull", "-q", ref, layout], rss=rss, timeout=600)
+
+
+def _imagetool_unpack(layout: str, bundle: str, rss: bool = False):
+    return run([IMAGETOOL, "unpack", f"{layout}:latest", bundle], rss=rss, timeout=600)
+
+
+def _skopeo_copy(ref: str, layout: str, rss: bool = False):
+    return run(["skopeo", "copy", "--quiet", "--insecure-policy", "--src-tls-verify=false",
+                f"docker://{ref}", f"oci:{layout}:latest"], rss=rss, timeout=600)
+
+
+def _umoci_unpack(layout: str, bundle: str, rss: bool = False):
+    return run(["umoci", "--log", "error", "unpack", "--image", f"{layout}:latest", bundle],
+               rss=rss, timeout=600)
+
+
+STEPS = {OURS: (_imagetool_pull, _imagetool_unpack), PEERS: (_skopeo_copy, _umoci_unpack)}
+
+
+def _fresh(workdir: str) -> str:
+    return tempfile.mkdtemp(prefix="round-", dir=workdir)
+
+
+def bench_pull_unpack(name: str, ref: str, workdir: str, n: int) -> tuple[Bench, Bench]:
+    """Pull into a new layout, then unpack it into a new bundle; both timed."""
+    def cycle(cand: str, rss: bool = False) -> dict:
+        pull, unpack = STEPS[cand]
+        d = _fresh(workdir)
+        try:
+            layout, bundle = os.path.join(d, "layout"), os.path.join(d, "bundle")
+            p = pull(ref, layout, rss)
+            u = unpack(layout, bundle, rss)
+            return {"pull": p.wall, "unpack": u.wall, "total": p.wall + u.wall,
+                    "pull-rss": p.maxrss_kib, "unpack-rss": u.maxrss_kib}
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    samples = interleave({c: (lambda i, c=c: cycle(c)) for c in STEPS}, n)
+    bench = Bench(f"pull-unpack-{name}", f"pull + unpack of {name} (wall per step)", "s")
+    for cand, outs in samples.items():
+        for p in ("pull", "unpack", "total"):
+            bench.values[f"{cand}:{p}"] = [o[p] for o in outs]
+    bench.ratios = [(f"{OURS}:{p}", f"{PEERS}:{p}") for p in ("total", "pull", "unpack")]
+    rss_runs = interleave({c: (lambda i, c=c: cycle(c, rss=True)) for c in STEPS}, 2, warmup=0)
+    rss = Bench(f"rss-{name}", f"peak RSS of pull and of unpack, {name}", "KiB")
+    for cand, outs in rss_runs.items():
+        for p in ("pull-rss", "unpack-rss"):
+            rss.values[f"{cand}:{p}"] = [o[p] for o in outs]
+    rss.ratios = [(f"{OURS}:{p}", f"{PEERS}:{p}") for p in ("pull-rss", "unpack-rss")]
+    return bench, rss
+
+
+def bench_unpack_alone(name: str, layout: str, workdir: str, n: int) -> Bench:
+    """imagetool unpack and umoci unpack of the very same layout (pulled once by imagetool)."""
+    def one(cand: str) -> float:
+        d = _fresh(workdir)
+        try:
+            return STEPS[cand][1](layout, os.path.join(d, "bundle")).wall
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    samples = interleave({c: (lambda i, c=c: one(c)) for c in STEPS}, n)
+    return Bench(f"unpack-{name}", f"unpack alone of {name}, same layout for both", "s", samples,
+                 [(OURS, PEERS)])
+
+
+def bench_repull(name: str, ref: str, workdir: str, n: int) -> Bench:
+    """A second pull of an image whose every blob is already in the layout."""
+    layouts = {}
+    for cand in STEPS:
+        layouts[cand] = os.path.join(_fresh(workdir), "layout")
+        STEPS[cand][0](ref, layouts[cand])
+    samples = interleave({c: (lambda i, c=c: STEPS[c][0](ref, layouts[c]).wall) for c in STEPS}, n)
+    for cand in STEPS:
+        shutil.rmtree(os.path.dirname(layouts[cand]), ignore_errors=True)
+    bench = Bench(f"repull-{name}", f"no-change re-pull of {name} into a layout that has it", "s",
+                  samples, [(OURS, PEERS)])
+    bench.notes.append("skopeo copy to an existing oci: layout (it skips blobs already present)")
+    return bench
+
+
+def run_all(workdir: str, quick: bool, log) -> tuple[list[Bench], list[str]]:
+    from tests.support import images as timg
+    from tests.support.registry import Registry
+    for tool in ("skopeo", "umoci"):
+        if not shutil.which(tool):
+            raise BenchError(f"{tool} not installed: the image benchmarks need it as the peer")
+    if not os.access(IMAGETOOL, os.X_OK):
+        raise BenchError(f"{IMAGETOOL} not installed (make setup)")
+    os.makedirs(workdir, exist_ok=True)
+    deb_image, desc = debian.load_or_build(log)
+    notes = [f"Debian image: {debian.describe(desc)}",
+             "busybox image: one layer, busybox-static and its applet links (tests/support/images.py)",
+             "registry: Debian's docker-registry on 127.0.0.1, plain HTTP; layouts and bundles are new "
+             "directories every round, removed outside the timed part"]
+    benches: list[Bench] = []
+    with Registry(os.path.join(workdir, "registry")) as reg:
+        refs = {"busybox": f"{reg.address}/bench/busybox:latest",
+                "debian": f"{reg.address}/bench/debian:latest"}
+        timg.push(reg.address, "bench/busybox", "latest", timg.busybox_image())
+        log("images: pushing the Debian image to the local registry …")
+        timg.push(reg.address, "bench/debian", "latest", deb_image)
+        counts = {"busybox": (6, 3) if quick else (20, 10), "debian": (2, 2) if quick else (5, 4)}
+        for name, ref in refs.items():
+            n, n_unpack = counts[name]
+            steps = [("pull + unpack", lambda: list(bench_pull_unpack(name, ref, workdir, n))),
+                     ("unpack alone", lambda: [_unpack_alone(name, ref, workdir, n_unpack)]),
+                     ("re-pull", lambda: [bench_repull(name, ref, workdir, max(n, 5))])]
+            for label, step in steps:
+                log(f"images: {name}: {label} …")
+                try:
+                    benches += step()
+                except BenchError as e:
+                    log(f"images: {name}: {label} FAILED: {e}")
+                    notes.append(f"FAILED {name} {label}: {e}")
+    return benches, notes
+
+
+def _unpack_alone(name: str, ref: str, workdir: str, n: int) -> Bench:
+    d = _fresh(workdir)
+    try:
+        layout = os.path.join(d, "layout")
+        _imagetool_pull(ref, layout)
+        return bench_unpack_alone(name, layout, workdir, n)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
