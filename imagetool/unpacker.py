@@ -197,39 +197,47 @@ def layer_chunks(f, desc: dict, diff_id: str):
     blob_hash, blob_hex = _hasher(desc["digest"], "layer digest")
     diff_hash, diff_hex = _hasher(diff_id, "diff_id")
     kind, mod = _decompressor(desc)
-    expect = desc.get("size")
-    read = f.readinto if hasattr(f, "readinto") else None
-    total = 0
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
-    dec = None
+    source = _HashingSource(f, blob_hash)
     if kind == "gzip":
-        dec = mod.decompressobj(31)
+        chunks = _gzip_chunks(mod, source, desc["digest"])
     elif kind == "zstd":
-        dec = mod.ZstdDecompressor().decompressobj()
-    while True:
-        n = read(buf) if read else _read_into(f, buf)
-        if not n:
-            break
-        total += n
-        data = bytes(view[:n])
-        blob_hash.update(data)
-        if dec is None:
-            diff_hash.update(data)
-            yield data
-            continue
-        if kind == "zstd":
-            out = dec.decompress(data)
-            diff_hash.update(out)
-            yield out
-            continue
+        chunks = _zstd_chunks(mod, source, desc["digest"])
+    else:
+        chunks = iter(lambda: source.read(_CHUNK), b"")
+    for out in chunks:
+        diff_hash.update(out)
+        yield out
+    expect = desc.get("size")
+    if isinstance(expect, int) and source.total != expect:
+        raise UnpackError(f"{desc['digest']}: layer blob is {source.total} bytes, manifest says {expect}")
+    if blob_hash.hexdigest() != blob_hex:
+        raise UnpackError(f"{desc['digest']}: layer content does not match its digest")
+    if diff_hash.hexdigest() != diff_hex:
+        raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
+
+
+class _HashingSource:
+    """The compressed blob as the decompressor reads it: hashed and counted on the way."""
+
+    def __init__(self, f, hasher) -> None:
+        self.f, self.hasher, self.total = f, hasher, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.hasher.update(data)
+        self.total += len(data)
+        return data
+
+
+def _gzip_chunks(zlib, source: _HashingSource, digest: str):
+    dec = zlib.decompressobj(31)
+    while data := source.read(_CHUNK):
         while data:
             try:
                 out = dec.decompress(data, _MAX_OUT)
-            except mod.error as e:
-                raise UnpackError(f"{desc['digest']}: corrupt gzip stream ({e})") from None
+            except zlib.error as e:
+                raise UnpackError(f"{digest}: corrupt gzip stream ({e})") from None
             if out:
-                diff_hash.update(out)
                 yield out
             data = dec.unconsumed_tail
             if dec.eof:
@@ -237,23 +245,32 @@ def layer_chunks(f, desc: dict, diff_id: str):
                 if not rest:
                     break
                 if rest[:2] != b"\x1f\x8b":
-                    raise UnpackError(f"{desc['digest']}: trailing garbage after gzip stream")
-                dec = mod.decompressobj(31)  # another gzip member (pigz, concatenation)
+                    raise UnpackError(f"{digest}: trailing garbage after gzip stream")
+                dec = zlib.decompressobj(31)  # another gzip member (pigz, concatenation)
                 data = rest
-    if dec is not None and kind == "gzip" and not dec.eof:
-        raise UnpackError(f"{desc['digest']}: layer truncated (gzip stream ends early)")
-    if isinstance(expect, int) and total != expect:
-        raise UnpackError(f"{desc['digest']}: layer blob is {total} bytes, manifest says {expect}")
-    if blob_hash.hexdigest() != blob_hex:
-        raise UnpackError(f"{desc['digest']}: layer content does not match its digest")
-    if diff_hash.hexdigest() != diff_hex:
-        raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
+    if not dec.eof:
+        raise UnpackError(f"{digest}: layer truncated (gzip stream ends early)")
 
 
-def _read_into(f, buf) -> int:
-    data = f.read(len(buf))
-    buf[:len(data)] = data
-    return len(data)
+def _zstd_chunks(zstandard, source: _HashingSource, digest: str):
+    """Every frame of a zstd stream (writers may concatenate frames).
+
+    A stream reader rather than decompressobj(): its read(n) bounds each step's
+    output, where one decompress() call may expand a few bytes of RLE blocks into
+    gigabytes. zstandard says nothing when the stream stops mid-frame; the diff_id
+    check after the last chunk is what refuses a cut stream.
+    """
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        source, read_size=_CHUNK, read_across_frames=True, closefd=False)
+    try:
+        while out := reader.read(_MAX_OUT):
+            yield out
+    except zstandard.ZstdError as e:
+        raise UnpackError(f"{digest}: corrupt zstd stream ({e})") from None
+    finally:
+        reader.close()
+    if source.read(1):  # the reader stopped at something it does not take for a frame
+        raise UnpackError(f"{digest}: trailing garbage after zstd stream")
 
 
 # -- applying layers ------------------------------------------------------------------------

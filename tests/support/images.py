@@ -20,6 +20,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -134,12 +135,16 @@ def build_image(layer_tars: list[bytes], *, cmd: list[str] | None = None,
                 entrypoint: list[str] | None = None, env: list[str] | None = None,
                 workdir: str = "", user: str = "", labels: dict | None = None,
                 os_name: str = "linux", arch: str = "amd64", variant: str | None = None,
-                docker: bool = False, compress: bool = True,
+                docker: bool = False, compress: bool = True, compression: str | list[str] | None = None,
                 annotations: dict | None = None) -> Image:
-    """An image from uncompressed layer tars; docker=True makes a Docker v2s2 one."""
-    layer_type = DOCKER_LAYER_GZIP if docker else (OCI_LAYER_GZIP if compress else OCI_LAYER_TAR)
-    layers = [Blob(layer_type, gzip.compress(t, mtime=0) if (compress or docker) else t)
-              for t in layer_tars]
+    """An image from uncompressed layer tars; docker=True makes a Docker v2s2 one.
+
+    compression: "gzip" (the default), "zstd", "zstd-frames" (each layer as two
+    concatenated zstd frames, as parallel writers make) or "none"; or a list, one per layer."""
+    if compression is None:
+        compression = "gzip" if (compress or docker) else "none"
+    kinds = compression if isinstance(compression, list) else [compression] * len(layer_tars)
+    layers = [compress_layer(t, kind, docker) for t, kind in zip(layer_tars, kinds)]
     config: dict = {"Env": env if env is not None else [PATH_ENV]}
     if cmd is not None:
         config["Cmd"] = cmd
@@ -164,6 +169,24 @@ def build_image(layer_tars: list[bytes], *, cmd: list[str] | None = None,
     if annotations:
         manifest["annotations"] = annotations
     return Image(Blob(manifest["mediaType"], _dumps(manifest)), config_blob, layers, platform)
+
+
+def compress_layer(tar: bytes, compression: str, docker: bool = False) -> Blob:
+    if compression == "gzip":
+        return Blob(DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP, gzip.compress(tar, mtime=0))
+    if docker:
+        raise ValueError(f"Docker v2s2 has no {compression} layers")
+    if compression == "none":
+        return Blob(OCI_LAYER_TAR, tar)
+    import zstandard
+    if compression == "zstd":
+        return Blob(OCI_LAYER_ZSTD, zstandard.ZstdCompressor(level=3, write_checksum=True).compress(tar))
+    if compression == "zstd-frames":
+        half = len(tar) // 2
+        frames = b"".join(zstandard.ZstdCompressor(level=3).compress(part)
+                          for part in (tar[:half], tar[half:]))
+        return Blob(OCI_LAYER_ZSTD, frames)
+    raise ValueError(f"unknown compression {compression!r}")
 
 
 def busybox_image(cmd: list[str] | None = None, **kw) -> Image:
