@@ -37,6 +37,9 @@ $(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runt
 	@# Byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every pyrun call
 	@# would otherwise recompile its modules (~10 ms each time).
 	$(PY) -m compileall -q runtime specs imagetool
+	@# pip drops interpreter flags from script shebangs; pyrun wants -I -S (no site),
+	@# as one word: the kernel hands everything after the interpreter over as one argument.
+	sed -i '1s|^\(#!.*python[0-9.]*\)$$|\1 -IS|' $(VENV)/bin/pyrun
 	@touch $@
 
 demo: setup
