@@ -208,19 +208,30 @@ class Client:
             return resp
         challenge = resp.headers.get("WWW-Authenticate") or ""
         _drain(resp)
-        if sent_auth:
+        if sent_auth and not sent_auth.startswith("Bearer "):
             raise AuthError(f"{what}: {self._refused()}")
+        # No auth yet, or a token that may have expired mid-pull: one fresh token decides.
         value = self._authenticate(challenge, scope, what)
         resp = self._follow(method, url, {**headers, **_authz(value)})
         if resp.status == 401:
             _drain(resp)
-            raise AuthError(f"{what}: {self._refused()}")
+            with self._lock:
+                self._auth.pop(scope, None)
+            raise AuthError(f"{what}: {self._not_authorized(value, scope)}")
         return resp
 
     def _refused(self) -> str:
         if self.creds:
             return f"credentials for {self.creds[0]!r} refused by {self.host}"
         return f"authentication required by {self.host} (use --creds, --authfile or imagetool login)"
+
+    def _not_authorized(self, value: str, scope: str | None) -> str:
+        """The registry refused what it was given right after asking for it."""
+        if not self.creds or not value.startswith("Bearer "):
+            return self._refused()
+        # The token service took the credentials but granted less than the scope asked.
+        target = scope.split(":")[1] if scope and scope.count(":") == 2 else "this registry"
+        return f"{self.creds[0]!r} is not authorized to pull {target} on {self.host}"
 
     def _follow(self, method, url, headers) -> Response:
         import urllib.parse

@@ -238,9 +238,10 @@ def _all_blobs(item: Image | Index) -> list[Blob]:
 # -- push ---------------------------------------------------------------------
 
 def push(registry: str, repo: str, tag: str, item: Image | Index,
-         auth: tuple[str, str] | None = None) -> str:
-    """Push an image or index to `registry` (host:port, plain HTTP). Returns the manifest digest."""
-    headers = {}
+         auth: tuple[str, str] | None = None, bearer: str | None = None) -> str:
+    """Push an image or index to `registry` (host:port, plain HTTP). Returns the manifest digest.
+    auth: basic credentials; bearer: a token with push access to `repo`."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     if auth:
         import base64
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()

@@ -3,6 +3,7 @@
     with Registry(tmpdir) as reg:            # open
         reg.address                          # "127.0.0.1:PORT"
     with Registry(tmpdir, users={"u": "p"}): # htpasswd basic auth (bcrypt)
+    with Registry(tmpdir, auth_config=...):  # any other `auth:` section (token auth)
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ def free_port() -> int:
 
 
 class Registry:
-    def __init__(self, workdir: str, users: dict[str, str] | None = None):
+    def __init__(self, workdir: str, users: dict[str, str] | None = None,
+                 auth_config: str = ""):
         self.workdir = workdir
         self.users = users or {}
+        self.auth_config = auth_config
         self.storage = os.path.join(workdir, "storage")
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -82,7 +85,7 @@ class Registry:
         raise RegistryUnavailable(f"docker-registry did not answer; see {self.workdir}/registry.log")
 
     def _config(self) -> str:
-        auth = ""
+        auth = self.auth_config
         if self.users:
             htpasswd = os.path.join(self.workdir, "htpasswd")
             with open(htpasswd, "w") as f:
