@@ -32,6 +32,8 @@ def _listen_fds() -> int:
 
 
 def create(g, o, pos):
+    from . import cgroups
+    cgroups.prime()
     _create(g, o, pos, "create")
 
 
@@ -40,6 +42,8 @@ def start(g, o, pos):
 
 
 def run(g, o, pos):
+    from . import cgroups
+    cgroups.prime()
     from . import foreground
     from .create import load_config
     _one_id(pos, "run")
@@ -60,6 +64,8 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
     from . import exec as execmod
     if not pos:
         raise UsageError('"exec" requires a minimum of 1 argument')
+    from . import cgroups
+    cgroups.prime()
     c = Container.load(pos[0], g["root"])
     if c.record is None:
         raise PyrunError(f"cannot exec in container {c.id}: it is creating")

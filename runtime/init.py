@@ -64,6 +64,7 @@ def _init(ctx) -> None:
         os.setresuid(0, 0, 0)
     _join_namespaces(ctx)
     if ctx.unshare_cgroupns:
+        _wait_for(ctx, b"cgroup")  # the namespace's root is the cgroup we are in now
         k.unshare(k.CLONE_NEWCGROUP)
     if not ctx.no_new_keyring:
         _new_session_keyring(ctx.id)
@@ -86,6 +87,8 @@ def _init(ctx) -> None:
         from . import hooks
         hooks.preload()
 
+    if not ctx.unshare_cgroupns:
+        _wait_for(ctx, b"cgroup")  # nothing from here on may run outside the cgroup
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
         ctx.sock.send(b"hooks")
         _wait_for(ctx, b"hooks-done")

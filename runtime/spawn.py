@@ -4,8 +4,13 @@ The parent ↔ init protocol, over one AF_UNIX SOCK_SEQPACKET socketpair (one
 message per datagram, so no framing). The init is a forked copy of the parent,
 so it already holds the parsed config; only events cross the socket:
 
-  parent → init   "go <pid>"     uid_map/gid_map are written and the init is in its
-                                 cgroup; <pid> is its pid as the runtime sees it
+  parent → init   "go <pid>"     uid_map/gid_map are written; <pid> is the init's pid
+                                 as the runtime sees it
+  parent → init   "cgroup"       the init is in its cgroup. On v1 hosts writing
+                                 cgroup.procs costs milliseconds (an RCU sync per
+                                 hierarchy), so the init sets up its mounts meanwhile
+                                 and waits for this only before it needs it: before
+                                 unsharing its cgroup namespace, else before "hooks"
   init → parent   "hooks"        namespaces and mounts are ready, pivot_root is next:
                                  run prestart + createRuntime hooks now
   parent → init   "hooks-done"   they succeeded (on failure the parent kills the init)
@@ -102,12 +107,13 @@ def _see_through(ctx, sock, pid: int, cgroup) -> None:
     linux = ctx.config.get("linux") or {}
     if ctx.userns:
         _write_id_maps(pid, linux, ctx.setgroups_denied)
+    sock.send(b"go %d" % pid)
     if cgroup is not None and cgroup.version == 1:  # v2 used CLONE_INTO_CGROUP
         try:
             cgroup.enter(pid)
         except OSError as e:
             raise PyrunError(describe_oserror(e, f"join cgroup {cgroup.path}")) from None
-    sock.send(b"go %d" % pid)
+    sock.send(b"cgroup")
     while True:
         msg = sock.recv(65536)
         if msg == b"ready":

@@ -27,6 +27,44 @@ def is_unified() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
+def prime() -> None:
+    """Warm the kernel's cgroup migration lock before we need it (v1/hybrid hosts).
+
+    The first task migration after a quiet spell waits for an RCU grace period
+    (~10-15 ms here) to put cgroup_threadgroup_rwsem into writer mode; for a short
+    while afterwards migrations take microseconds. Moving ourselves into the cgroup
+    we are already in, on a thread while create does its other work, pays that wait
+    in parallel instead of on the init's critical path. Errors do not matter here."""
+    if is_unified():
+        return
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = {line.split(":", 2)[1]: line.split(":", 2)[2].strip() for line in f}
+        for mountpoint, fstype, opts in _mounts():
+            if fstype == "cgroup":
+                key = ",".join(o for o in opts if o not in ("rw", "ro") and not o.startswith("release_agent"))
+                if key in own:
+                    procs = os.path.join(mountpoint, own[key].lstrip("/"), "cgroup.procs")
+                    break
+        else:
+            return
+    except OSError:
+        return
+    import _thread
+    _thread.start_new_thread(_move_self, (procs,))
+
+
+def _move_self(procs: str) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")  # "0" means the writing task itself
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def cgroup_path(config_path: str | None, cid: str) -> str:
     """The container's cgroup, relative to each hierarchy's root."""
     if not config_path:
