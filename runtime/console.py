@@ -106,11 +106,18 @@ def proxy(master: int, pid: int) -> None:
     stdin_tty = os.isatty(0)
     saved = termios.tcgetattr(0) if stdin_tty else None
     if stdin_tty:
+        import _signal
         import fcntl
-        try:
-            fcntl.ioctl(master, TIOCSWINSZ, fcntl.ioctl(0, TIOCGWINSZ, b"\0" * 8))
-        except OSError:
-            pass
+
+        def copy_size(*_):
+            try:
+                fcntl.ioctl(master, TIOCSWINSZ, fcntl.ioctl(0, TIOCGWINSZ, b"\0" * 8))
+            except OSError:
+                pass
+        copy_size()
+        # A resized terminal resizes the pty (the kernel then signals the container's
+        # foreground process group itself), instead of SIGWINCH being forwarded.
+        _signal.signal(_signal.SIGWINCH, copy_size)
         tty.setraw(0)
     try:
         fds = [master, 0]

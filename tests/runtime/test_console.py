@@ -76,3 +76,26 @@ def test_run_in_foreground_proxies_a_tty(pyrun, bundle):
     assert proc.wait(timeout=10) == 0, out
     os.close(master)
     assert "got:hello" in out and "/dev/pts/" in out
+
+
+def test_foreground_tty_follows_window_resize(pyrun, bundle):
+    import fcntl
+    import pty
+    import signal
+    import struct
+    import termios
+    b = _terminal_bundle(bundle, ["sh", "-c", "stty size; read x; stty size"])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 20, 70, 0, 0))
+    proc = subprocess.Popen([PYRUN, "--root", pyrun.root, "run", "-b", b, "t1"],
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    time.sleep(0.6)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 44, 132, 0, 0))
+    proc.send_signal(signal.SIGWINCH)
+    time.sleep(0.3)
+    os.write(master, b"go\r")
+    os.close(slave)
+    out = _read_all(master, timeout=5).decode()
+    assert proc.wait(timeout=10) == 0, out
+    os.close(master)
+    assert "20 70" in out and "44 132" in out, out

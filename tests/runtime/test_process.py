@@ -275,3 +275,23 @@ def test_missing_hook_binary_aborts_create(pyrun, bundle):
     p = pyrun("create", "-b", b, "h1")
     assert p.returncode == 1 and "/no/such/hook" in p.stderr and len(p.stderr.splitlines()) == 1
     assert pyrun.ids() == []
+
+
+def test_start_container_hook_runs_inside_after_start(pyrun, bundle, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    b = bundle(["true"])
+    cfg = _cfg(b)
+    cfg["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+    # resolved and run inside the container: its /bin/sh is the container's busybox
+    cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /out/state.json; hostname > /out/host"]}]}
+    write_config(b, cfg)
+    pyrun("create", "-b", b, "sc1", check=True)
+    assert not (out / "state.json").exists()
+    pyrun("start", "sc1", check=True)
+    for _ in range(200):
+        if (out / "host").exists() and (out / "host").read_text():
+            break
+        time.sleep(0.02)
+    assert json.loads((out / "state.json").read_text())["id"] == "sc1"
+    assert (out / "host").read_text().strip() == cfg["hostname"]
