@@ -111,7 +111,11 @@ def pull(ref: str, layout_dir: str, *, platform: str | None = None,
         result = _pull_into(client, reference, layout, want, jobs or DEFAULT_JOBS,
                             _progress(progress), state)
     except TransientError:
-        raise  # keep finished blobs and partials: the next pull resumes
+        # Keep finished blobs and partials: the next pull resumes. With nothing to
+        # resume from, a layout this pull made is taken back like any other failure.
+        if created and not state.added and not state.partials:
+            state.rollback(remove_layout=True)
+        raise
     except BaseException as e:
         state.rollback(remove_layout=created)
         if isinstance(e, KeyboardInterrupt):

@@ -82,7 +82,7 @@ class StdlibTransport:
                 conn.request(method, path, headers=headers)
                 resp = conn.getresponse()
                 return Response(resp.status, resp.headers, resp.read, lambda c=conn, k=key, r=resp:
-                                self._release(c, k, r))
+                                self._release(c, k, r), resp.read1)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 conn.close()
                 conns.pop(key, None)
@@ -122,16 +122,25 @@ class RequestsTransport:
                 return resp.raw.read(None if n < 0 else n, decode_content=True)
             except Exception as e:  # urllib3 wraps socket errors in its own types
                 raise _net_error(e) from None
-        return Response(resp.status_code, resp.headers, read, resp.close)
+
+        def read_some(n: int) -> bytes:
+            try:
+                return resp.raw.read1(n, decode_content=True)
+            except Exception as e:
+                raise _net_error(e) from None
+        return Response(resp.status_code, resp.headers, read, resp.close, read_some)
 
 
 class Response:
-    """status; headers with case-insensitive .get(); read(n) -> bytes; release() gives the
-    connection back (or drops it). Plain classes here: dataclasses costs ~10 ms to import."""
-    __slots__ = ("status", "headers", "read", "release")
+    """status; headers with case-insensitive .get(); read(n) -> up to n bytes, short only at
+    the end; read_some(n) -> what one receive gives (1..n bytes, b"" at the end), so bytes
+    already received are kept when the stream breaks; release() gives the connection back
+    (or drops it). Plain classes here: dataclasses costs ~10 ms to import."""
+    __slots__ = ("status", "headers", "read", "release", "read_some")
 
-    def __init__(self, status: int, headers, read, release):
+    def __init__(self, status: int, headers, read, release, read_some=None):
         self.status, self.headers, self.read, self.release = status, headers, read, release
+        self.read_some = read_some or read
 
 
 def _net_error(e: BaseException) -> Exception:
@@ -356,16 +365,15 @@ class Client:
         on a digest mismatch the file is removed and RegistryError names the digest.
         """
         digest, size = desc["digest"], desc["size"]
-        fetched = 0
+        fetched = [0]  # bytes received, also by attempts that broke off
         fresh_retry = False
         deadline = time.monotonic() + self.retry.budget
         failures = 0
         while True:
             hasher, have = _hash_existing(partial, digest, size)
             try:
-                got, hasher = self._stream_blob(repository, digest, size, partial, hasher, have,
-                                                progress, cancel)
-                fetched += got
+                hasher = self._stream_blob(repository, digest, size, partial, hasher, have,
+                                           progress, cancel, fetched)
             except _Heal as heal:  # the stream broke: resume from what we have, within budget
                 failures += 1
                 if failures >= self.retry.attempts or time.monotonic() > deadline:
@@ -373,7 +381,7 @@ class Client:
                 time.sleep(self.retry.base_delay * 2 ** (failures - 1))
                 continue
             if hasher.hexdigest() == digest.split(":", 1)[1]:
-                return fetched
+                return fetched[0]
             os.unlink(partial)
             if have and not fresh_retry:
                 # The kept prefix may be what was wrong; one clean download decides.
@@ -381,12 +389,14 @@ class Client:
                 continue
             raise RegistryError(f"{digest}: digest mismatch: content from the registry does not match")
 
-    def _stream_blob(self, repository, digest, size, partial, hasher, have, progress, cancel) -> int:
+    def _stream_blob(self, repository, digest, size, partial, hasher, have, progress, cancel,
+                     fetched: list) -> object:
+        """Append the rest of the blob to `partial`; returns the hasher fed with all of it."""
         headers = {"Accept-Encoding": "identity"}
         if have:
             headers["Range"] = f"bytes={have}-"
         if have >= size:
-            return 0, hasher
+            return hasher
         resp = self.send("GET", f"/v2/{repository}/blobs/{digest}", digest, _scope(repository),
                          headers, ok=(200, 206))
         mode = "ab"
@@ -411,6 +421,7 @@ class Client:
                         os.unlink(partial)
                         raise RegistryError(f"{digest}: registry sent more than the {size} bytes the manifest declares")
                     f.write(chunk)
+                    fetched[0] += len(chunk)
                     hasher.update(chunk)
                     if progress:
                         progress.advance(digest, len(chunk))
@@ -418,7 +429,7 @@ class Client:
             resp.release()
         if have + got < size:
             raise _Heal(f"stream ended after {have + got} of {size} bytes")
-        return got, hasher
+        return hasher
 
 
 class Manifest:
@@ -558,7 +569,9 @@ def _registry_error(body: bytes) -> tuple[str, str]:
 def _read_chunk(resp: Response) -> bytes:
     import http.client
     try:
-        return resp.read(CHUNK)
+        # read_some: a reset after 900 KiB of a 1 MiB read would otherwise lose those 900 KiB,
+        # and the resumed request could not start where the stream broke.
+        return resp.read_some(CHUNK)
     except (OSError, http.client.HTTPException) as e:  # reset, timeout, incomplete read
         raise _Heal(f"stream broken: {e or type(e).__name__}") from None
 
