@@ -22,11 +22,13 @@ def connect(path: str):
     import socket
     from .errors import PyrunError
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(30)  # a listener whose backlog is full must not hang us for ever
     try:
         s.connect(path)
     except OSError as e:
         s.close()
-        raise PyrunError(f"connect to console socket {path}: {e.strerror}") from None
+        raise PyrunError(f"connect to console socket {path}: {e.strerror or 'timed out'}") from None
+    s.settimeout(None)
     return s
 
 

@@ -34,7 +34,6 @@ RLIMITS = {
 
 def preload() -> None:
     """Import now what runs after pivot_root: the host's modules are out of reach there."""
-    import resource  # noqa: F401
     import _prctl  # noqa: F401
     from . import _shim  # noqa: F401
 
@@ -115,12 +114,12 @@ def check(process: dict) -> None:
 
 
 def apply_rlimits(rlimits) -> None:
-    import resource
+    from . import _shim
     for r in rlimits or ():
         try:
-            resource.setrlimit(RLIMITS[r["type"]], (r["soft"], r["hard"]))
-        except (OSError, ValueError) as e:
-            raise PyrunError(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']}: {e}") from None
+            _shim.setrlimit(RLIMITS[r["type"]], r["soft"], r["hard"])
+        except OSError as e:
+            raise PyrunError(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']}: {e.strerror}") from None
 
 
 SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,

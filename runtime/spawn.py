@@ -23,7 +23,6 @@ import _socket
 import os
 
 from . import _shim as k
-from . import hooks as hooks_mod
 from .errors import PyrunError, describe_oserror
 from .init import NS_FLAGS
 
@@ -119,6 +118,7 @@ def _see_through(ctx, sock, pid: int, cgroup) -> None:
         if msg == b"ready":
             return
         if msg == b"hooks":
+            from . import hooks as hooks_mod
             state = ctx.state_for_hooks("created")
             hooks_mod.run(ctx.hooks.get("prestart"), state, "prestart")
             hooks_mod.run(ctx.hooks.get("createRuntime"), state, "createRuntime")

@@ -7,7 +7,6 @@ json.loads except that NaN/Infinity are refused (they are not JSON, and Go
 peers refuse them too).
 """
 
-from __future__ import annotations
 
 import _json
 

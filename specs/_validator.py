@@ -11,7 +11,6 @@ schemas use have hand-written matchers in _NATIVE_PATTERNS, each tested
 against re.search; any other pattern falls back to re, imported lazily.
 """
 
-from __future__ import annotations
 
 import os
 

@@ -4,7 +4,6 @@ imagetool stores Docker images faithfully, so Docker's v2 schema 2 documents
 are validated with their own (small) schema rather than coerced to OCI's.
 """
 
-from __future__ import annotations
 
 from specs import SpecError
 

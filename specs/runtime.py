@@ -1,6 +1,5 @@
 """The runtime bundle format: config.json and the container state document."""
 
-from __future__ import annotations
 
 import os
 

@@ -116,6 +116,10 @@ def join_session_keyring(name: str) -> int:
     return _check(lib.pyrun_join_session_keyring(name.encode()), "keyctl(JOIN_SESSION_KEYRING)", name)
 
 
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    _check(lib.pyrun_setrlimit(resource, soft, hard), "setrlimit", resource)
+
+
 def unshare(flags: int) -> None:
     _check(lib.unshare(flags), "unshare", hex(flags))
 

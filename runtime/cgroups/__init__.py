@@ -78,6 +78,17 @@ def cgroup_path(config_path: str | None, cid: str) -> str:
     return "/" + os.path.normpath(config_path)
 
 
+def rmdir_tree(top: str) -> None:
+    """cgroup dirs are removed leaf first with rmdir (their files cannot be unlinked)."""
+    if not os.path.isdir(top):
+        return
+    for dirpath, dirnames, _ in os.walk(top, topdown=False):
+        try:
+            os.rmdir(dirpath)
+        except FileNotFoundError:
+            pass
+
+
 def manager(path: str, hierarchies: dict | None = None):
     """The Manager for `path`; `hierarchies` is what a previous call recorded."""
     if hierarchies is None:

@@ -5,8 +5,7 @@ hierarchy, as runc treats it.
 """
 import os
 
-from . import _mounts
-from .v2 import _rmdir_tree
+from . import _mounts, rmdir_tree
 
 
 class V1Manager:
@@ -88,7 +87,7 @@ class V1Manager:
 
     def destroy(self) -> None:
         for d in self._h.values():
-            _rmdir_tree(d)
+            rmdir_tree(d)
 
 
 def _inherit_cpuset(d: str) -> None:

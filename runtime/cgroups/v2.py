@@ -1,6 +1,8 @@
 """cgroup v2: one unified hierarchy at /sys/fs/cgroup."""
 import os
 
+from . import rmdir_tree
+
 ROOT = "/sys/fs/cgroup"
 
 
@@ -45,15 +47,4 @@ class V2Manager:
             return False
 
     def destroy(self) -> None:
-        _rmdir_tree(self.dir)
-
-
-def _rmdir_tree(top: str) -> None:
-    """cgroup dirs are removed leaf first with rmdir (their files cannot be unlinked)."""
-    if not os.path.isdir(top):
-        return
-    for dirpath, dirnames, _ in os.walk(top, topdown=False):
-        try:
-            os.rmdir(dirpath)
-        except FileNotFoundError:
-            pass
+        rmdir_tree(self.dir)

@@ -14,6 +14,7 @@ INCLUDES = """
 #include <linux/sched.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 """
 
 TYPES = ""
@@ -29,6 +30,7 @@ int pyrun_sched_setattr(uint32_t policy, uint64_t flags, int32_t nice, uint32_t 
 int pyrun_ioprio_set(int ioclass, int level);
 int pyrun_ioprio_get(int pid);
 long pyrun_join_session_keyring(const char *name);
+int pyrun_setrlimit(int resource, uint64_t soft, uint64_t hard);
 """
 
 CUSTOMIZATIONS = r"""
@@ -135,5 +137,12 @@ int pyrun_ioprio_get(int pid)
 long pyrun_join_session_keyring(const char *name)
 {
     return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name, 0, 0, 0);
+}
+
+/* prlimit64 on ourselves: OCI limits are u64, RLIM_INFINITY included. */
+int pyrun_setrlimit(int resource, uint64_t soft, uint64_t hard)
+{
+    struct rlimit64 lim = { soft, hard };
+    return (int)syscall(SYS_prlimit64, 0, resource, &lim, NULL);
 }
 """
