@@ -51,7 +51,11 @@ def run(g, o, pos):
     ours = theirs = None
     if not o["detach"] and not o["console_socket"] and (config.get("process") or {}).get("terminal"):
         import socket  # the init hands us the pty master over a socketpair; we proxy it
+        from .console import tty_size
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # born with the user's window size: the program may ask before we proxy
+        if not config["process"].get("consoleSize") and tty_size():
+            config["process"]["consoleSize"] = tty_size()
     try:
         c = _create(g, o, pos, "run", console=theirs, config=config)
     finally:
@@ -77,7 +81,10 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
     console = o["console_socket"] or None
     if proc.get("terminal") and not console and not o["detach"]:
         import socket  # the child hands us the pty master; we proxy it
+        from .console import tty_size
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if not proc.get("consoleSize") and tty_size():
+            proc["consoleSize"] = tty_size()
         try:
             pid_code = execmod.run_exec(c, proc, detach=False, pid_file=o["pid_file"] or None,
                                         console_socket=theirs, preserve_fds=o["preserve_fds"],

@@ -32,6 +32,17 @@ def connect(path: str):
     return s
 
 
+def tty_size(fd: int = 0) -> dict | None:
+    """The size of the user's terminal as an OCI consoleSize, or None if `fd` is no tty."""
+    import fcntl
+    import struct
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return None
+    return {"height": rows, "width": cols}
+
+
 def preload() -> None:
     import fcntl  # noqa: F401
     import socket  # noqa: F401

@@ -67,7 +67,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     process.check(proc)
     hooks.check(config.get("hooks"))
     mounts = rootfs.parse_mounts(config)
-    flags, joins = spawn.clone_flags(linux.get("namespaces") or [])
+    from .namespaces import clone_flags
+    flags, joins = clone_flags(linux.get("namespaces") or [])
     from ._shim import CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWCGROUP
     if not flags & CLONE_NEWNS and "mount" not in joins:
         raise ConfigError("a mount namespace is required (linux.namespaces has no \"mount\")")

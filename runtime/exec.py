@@ -11,17 +11,14 @@ Parent side (this process):
      "error <msg>" is its one-line reason
 Child side: connect the console socket while host paths are reachable, join
 the remaining namespaces in one setns(pidfd, …), then the same process steps
-as the init (init.become_process), and execve.
+as the init (process.become_process), and execve.
 """
 import os
 
 from . import _shim as k
 from .errors import ConfigError, PyrunError, describe_oserror
-from .init import NS_FLAGS
+from .namespaces import namespaces_to_join
 
-# /proc/PID/ns names for the namespace types
-NS_FILES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-            "user": "user", "cgroup": "cgroup", "time": "time"}
 CHILDREN_ONLY = k.CLONE_NEWPID | k.CLONE_NEWTIME
 
 
@@ -87,18 +84,6 @@ def _validate_process(proc, what: str) -> None:
         except SpecError as e:
             raise ConfigError(f"{what}: {e}".replace("config.json: ", "")) from None
     process.check(proc)
-
-
-def namespaces_to_join(pid: int) -> int:
-    flags = 0
-    for kind, name in NS_FILES.items():
-        try:
-            theirs = os.readlink(f"/proc/{pid}/ns/{name}")
-        except FileNotFoundError:
-            continue
-        if theirs != os.readlink(f"/proc/self/ns/{name}"):
-            flags |= NS_FLAGS[kind]
-    return flags
 
 
 def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
@@ -195,13 +180,13 @@ def _join_for_children(pidfd: int, flags: int):
 
 
 def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds) -> None:
-    from . import init, process
+    from . import process
     try:
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
         process.preload()
         helper_fd = process.sealed_exec_helper()
-        seccomp = init.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
+        seccomp = process.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
         console_sock = None
         if proc.get("terminal"):
             from . import console
@@ -226,10 +211,10 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
         env = list(proc.get("env") or ())
         path = process.find_executable(proc["args"][0], env)
-        init.reset_signals()
-        init.become_process(proc, seccomp, None, preserve_fds=preserve_fds,
+        process.reset_signals()
+        process.become_process(proc, seccomp, None, preserve_fds=preserve_fds,
                             keep_fds=(sock.fileno(), helper_fd), setgroups_denied=False)
-        process.execve(helper_fd, path, proc["args"], init.env_dict(env))
+        process.execve(helper_fd, path, proc["args"], process.env_dict(env))
     except PyrunError as e:
         _report(sock, str(e))
     except OSError as e:

@@ -76,11 +76,33 @@ def _default(o):
 
 
 def dumps(obj, indent: str | None = None) -> str:
-    if indent is not None:
-        # The C encoder has no indentation; this path is for humans, not the hot path.
-        import json
-        return json.dumps(obj, indent=len(indent))
-    return "".join(_encoder(None)(obj, 0))
+    """Compact JSON, or indented like json.dumps(obj, indent=...) for humans (`state`)."""
+    if indent is None:
+        return "".join(_encoder(None)(obj, 0))
+    out: list[str] = []
+    _pretty(obj, indent, "", out)
+    return "".join(out)
+
+
+def _pretty(obj, indent: str, pad: str, out: list) -> None:
+    # The C encoder has no indentation; containers are laid out here, leaves go to it.
+    inner = pad + indent
+    if isinstance(obj, dict) and obj:
+        out.append("{")
+        for i, (k, v) in enumerate(obj.items()):
+            if not isinstance(k, str):
+                raise TypeError(f"keys must be str, not {type(k).__name__}")
+            out.append(("," if i else "") + "\n" + inner + _json.encode_basestring_ascii(k) + ": ")
+            _pretty(v, indent, inner, out)
+        out.append("\n" + pad + "}")
+    elif isinstance(obj, (list, tuple)) and obj:
+        out.append("[")
+        for i, v in enumerate(obj):
+            out.append(("," if i else "") + "\n" + inner)
+            _pretty(v, indent, inner, out)
+        out.append("\n" + pad + "]")
+    else:
+        out.append("".join(_encoder(None)(obj, 0)))
 
 
 def load_file(path: str) -> object:

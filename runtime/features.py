@@ -4,7 +4,7 @@
 def features() -> dict:
     from .cli import SPEC_VERSION, VERSION
     from .hooks import KINDS
-    from .init import NS_FLAGS
+    from .namespaces import NS_FLAGS
     from .process import CAPABILITIES
     from .rootfs import EXTRA_OPTIONS, MOUNT_FLAGS, PROPAGATION_FLAGS
     from . import cgroups

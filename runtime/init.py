@@ -10,17 +10,7 @@ import os
 from . import _shim as k
 from . import process, rootfs
 from .errors import PyrunError, describe_oserror
-
-NS_FLAGS = {
-    "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
-    "ipc": k.CLONE_NEWIPC, "uts": k.CLONE_NEWUTS, "user": k.CLONE_NEWUSER,
-    "cgroup": k.CLONE_NEWCGROUP, "time": k.CLONE_NEWTIME,
-}
-# setns() order for namespaces joined by path: user first, so the others are
-# joined with the capabilities it grants; mount last, since it changes what
-# paths mean.
-JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "mount")
-
+from .namespaces import JOIN_ORDER, NS_FLAGS
 
 def run(ctx) -> None:
     try:
@@ -78,7 +68,7 @@ def _init(ctx) -> None:
     rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
-    seccomp = compile_seccomp(linux, ctx.seccomp_cache)
+    seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     process.preload()
     helper_fd = process.sealed_exec_helper()
@@ -128,14 +118,10 @@ def _init(ctx) -> None:
     if ctx.hooks.get("startContainer"):
         from . import hooks
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
-    reset_signals()
-    become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
+    process.reset_signals()
+    process.become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
                    preserve_fds=ctx.preserve_fds, keep_fds=(helper_fd,), setgroups_denied=ctx.setgroups_denied)
-    process.execve(helper_fd, path, proc["args"], env_dict(env))
-
-
-def env_dict(env: list[str]) -> dict:
-    return {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else "" for e in env}
+    process.execve(helper_fd, path, proc["args"], process.env_dict(env))
 
 
 def _console_socket(ctx):
@@ -180,13 +166,6 @@ def _set_names(config: dict) -> None:
         k.setdomainname(config["domainname"])
 
 
-def compile_seccomp(linux: dict, cache_dir: str | None):
-    if not linux.get("seccomp"):
-        return None
-    from . import seccomp
-    return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
-
-
 def _connect_seccomp_agent(linux: dict):
     """listenerPath is a host path: connect while it is reachable, send after the load."""
     from . import seccomp
@@ -204,56 +183,3 @@ def _listener_sender(ctx, sock):
     return send
 
 
-def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, keep_fds: tuple,
-                   setgroups_denied: bool) -> None:
-    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order.
-
-    Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in
-    before the capabilities are dropped; with it, as late as possible. Shared by
-    the init and by exec."""
-    nnp = bool(proc.get("noNewPrivileges"))
-    user = proc.get("user") or {}
-    if user.get("umask") is not None:
-        os.umask(user["umask"])
-
-    def load():
-        fd = seccomp.load()
-        if send_listener_fd is not None:
-            send_listener_fd(fd)
-            os.close(fd)
-    process.apply_lsm(proc)
-    if seccomp is not None and not nnp:
-        load()
-    process.drop_bounding_set(proc.get("capabilities"))
-    process.set_keepcaps(True)
-    process.set_user(user, allow_setgroups=not setgroups_denied)
-    process.set_keepcaps(False)
-    process.apply_capabilities(proc.get("capabilities"))
-    if nnp:
-        process.set_no_new_privs()
-    if seccomp is not None and nnp:
-        load()
-    _close_from(3 + preserve_fds, keep_fds)
-
-
-def _close_from(first: int, keep: tuple) -> None:
-    """Nothing of the runtime reaches the container: close every fd from `first` on,
-    except `keep` (close-on-exec fds that report the execve itself)."""
-    lo = first
-    for fd in sorted(f for f in keep if f >= first):
-        os.closerange(lo, fd)
-        lo = fd + 1
-    os.closerange(lo, 1 << 20)
-
-
-def reset_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve."""
-    import _signal
-    for sig in range(1, _signal.NSIG):
-        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
-            continue
-        try:
-            _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

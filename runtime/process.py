@@ -281,3 +281,69 @@ def set_keepcaps(on: bool) -> None:
 def set_no_new_privs() -> None:
     import _prctl
     _prctl.prctl(_prctl.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def compile_seccomp(linux: dict, cache_dir: str | None):
+    if not linux.get("seccomp"):
+        return None
+    from . import seccomp
+    return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
+
+
+def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, keep_fds: tuple,
+                   setgroups_denied: bool) -> None:
+    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order.
+
+    Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in
+    before the capabilities are dropped; with it, as late as possible. Shared by
+    the init and by exec."""
+    nnp = bool(proc.get("noNewPrivileges"))
+    user = proc.get("user") or {}
+    if user.get("umask") is not None:
+        os.umask(user["umask"])
+
+    def load():
+        fd = seccomp.load()
+        if send_listener_fd is not None:
+            send_listener_fd(fd)
+            os.close(fd)
+    apply_lsm(proc)
+    if seccomp is not None and not nnp:
+        load()
+    drop_bounding_set(proc.get("capabilities"))
+    set_keepcaps(True)
+    set_user(user, allow_setgroups=not setgroups_denied)
+    set_keepcaps(False)
+    apply_capabilities(proc.get("capabilities"))
+    if nnp:
+        set_no_new_privs()
+    if seccomp is not None and nnp:
+        load()
+    _close_from(3 + preserve_fds, keep_fds)
+
+
+def _close_from(first: int, keep: tuple) -> None:
+    """Nothing of the runtime reaches the container: close every fd from `first` on,
+    except `keep` (close-on-exec fds that report the execve itself)."""
+    lo = first
+    for fd in sorted(f for f in keep if f >= first):
+        os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+
+
+def env_dict(env: list[str]) -> dict:
+    return {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else "" for e in env}
+
+
+def reset_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve."""
+    import _signal
+    for sig in range(1, _signal.NSIG):
+        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
+            continue
+        try:
+            _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])

@@ -24,7 +24,6 @@ import os
 
 from . import _shim as k
 from .errors import PyrunError, describe_oserror
-from .init import NS_FLAGS
 
 
 class InitContext:
@@ -39,20 +38,6 @@ class InitContext:
         return {"ociVersion": self.config.get("ociVersion", ""), "id": self.id, "status": status,
                 "pid": self.host_pid, "bundle": self.bundle,
                 "annotations": self.config.get("annotations") or {}}
-
-
-def clone_flags(namespaces: list[dict]) -> tuple[int, dict]:
-    """(flags of namespaces to create, {type: path} of namespaces to join)."""
-    flags, joins = 0, {}
-    for ns in namespaces:
-        kind = ns["type"]
-        if kind not in NS_FLAGS:
-            raise PyrunError(f"unknown namespace type {kind!r}")
-        if ns.get("path"):
-            joins[kind] = ns["path"]
-        else:
-            flags |= NS_FLAGS[kind]
-    return flags, joins
 
 
 def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:

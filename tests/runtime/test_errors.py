@@ -152,3 +152,20 @@ def test_crashed_create_is_removable(pyrun, bundle):
     pyrun("delete", "--force", "half", check=True)
     assert pyrun.ids() == []
     assert pyrun("delete", "--force", "half").returncode == 0
+
+
+def test_fastjson_matches_json_module():
+    """pyrun's JSON (no `json`/`re` import on the hot path) writes exactly what json does."""
+    import json as std
+    from runtime import fastjson
+    from tests.support.bundle import default_config
+    docs = [default_config(), {"a": [1, 2.5, {"b": None, "c": "é\"\\\n"}], "e": {}, "f": [], "t": True}, [], "x"]
+    for d in docs:
+        assert fastjson.dumps(d) == std.dumps(d)
+        for ind in ("  ", "\t", "    "):
+            assert fastjson.dumps(d, indent=ind) == std.dumps(d, indent=ind)
+        assert fastjson.loads(std.dumps(d)) == d
+    with pytest.raises(ValueError):
+        fastjson.loads('{"a": NaN}')
+    with pytest.raises(ValueError):
+        fastjson.loads('{"a": 1} x')
