@@ -1,7 +1,7 @@
 """The `imagetool` console entry.
 
-`pull` of a small image from a local registry takes ~50 ms of work; click's import is ~40 ms.
-So main() runs plain `pull` invocations without click and hands everything else to the
+`pull` of a small image from a local registry takes ~50 ms of work; click's import is ~35 ms.
+So main() runs plain `pull` and `unpack` invocations without click and hands everything else to the
 click group in commands.py. Every failure ends as one line `imagetool: <thing>: <reason>`
 on stderr and exit 1 (IMAGETOOL_DEBUG=1 shows the traceback instead).
 """
@@ -10,60 +10,112 @@ from __future__ import annotations
 import os
 import sys
 
-_PULL_VALUE_FLAGS = {"--platform": "platform", "--creds": "creds", "--authfile": "authfile",
-                     "--jobs": "jobs", "-j": "jobs"}
-_PULL_BOOL_FLAGS = {"--plain-http": "plain_http", "--quiet": "quiet", "-q": "quiet"}
+# The fast path's flags, exactly as commands.py declares them: name → option key.
+# Value flags listed in _MULTI may repeat (click's multiple=True).
+_FAST = {
+    "pull": ({"--platform": "platform", "--creds": "creds", "--authfile": "authfile",
+              "--jobs": "jobs", "-j": "jobs"},
+             {"--plain-http": "plain_http", "--quiet": "quiet", "-q": "quiet"}),
+    "unpack": ({"--uid-map": "uid_map", "--gid-map": "gid_map"}, {"--rootless": "rootless"}),
+}
+_MULTI = {"uid_map", "gid_map"}
 
 
-def _fast_pull(argv: list[str]) -> bool:
-    """`pull` without click: click's import (~40 ms) is a third of a small local pull.
+def _fast(command: str, argv: list[str]) -> bool:
+    """`pull` and `unpack` without click: click's import (~35 ms) is a third of a small
+    local pull and more than half of a small unpack.
 
-    Handles only the exact flags `pull` declares; anything else (--help, --flag=value,
-    mistakes) returns False and click parses it, so behaviour and messages stay click's.
+    Handles only the exact flags the command declares; anything else (--help,
+    --flag=value, mistakes) returns False and click parses it, so behaviour and
+    messages stay click's.
     """
-    opts = {"platform": None, "creds": None, "authfile": None, "plain_http": False,
-            "jobs": None, "quiet": False}
+    value_flags, bool_flags = _FAST[command]
+    opts: dict = {k: ([] if k in _MULTI else None) for k in value_flags.values()}
+    opts.update({k: False for k in bool_flags.values()})
     args, i = [], 0
     while i < len(argv):
         a = argv[i]
-        if a in _PULL_VALUE_FLAGS and i + 1 < len(argv):
-            opts[_PULL_VALUE_FLAGS[a]] = argv[i + 1]
+        if a in value_flags and i + 1 < len(argv):
+            key = value_flags[a]
+            if key in _MULTI:
+                opts[key].append(argv[i + 1])
+            else:
+                opts[key] = argv[i + 1]
             i += 2
-        elif a in _PULL_BOOL_FLAGS:
-            opts[_PULL_BOOL_FLAGS[a]] = True
+        elif a in bool_flags:
+            opts[bool_flags[a]] = True
             i += 1
         elif a.startswith("-"):
             return False
         else:
             args.append(a)
             i += 1
-    if len(args) != 2 or (opts["jobs"] is not None and not opts["jobs"].isdigit()):
+    if len(args) != 2:
         return False
-    if opts["jobs"] is not None:
-        opts["jobs"] = int(opts["jobs"])
-    _run_pull(args, opts)
+    if command == "pull":
+        if opts["jobs"] is not None and not opts["jobs"].isdigit():
+            return False
+        if opts["jobs"] is not None:
+            opts["jobs"] = int(opts["jobs"])
+    _one_line(_RUN[command], args, opts)
     return True
 
 
-def _run_pull(args: list[str], opts: dict) -> None:
+def _one_line(run, args: list[str], opts: dict) -> None:
+    """The same one-line contract as commands._one_line_errors, without click."""
     try:
-        from .puller import pull as do_pull
-        result = do_pull(args[0], args[1], platform=opts["platform"], creds=opts["creds"],
-                         authfile=opts["authfile"], plain_http=opts["plain_http"],
-                         jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+        run(args, opts)
     except KeyboardInterrupt:
         sys.stderr.write("imagetool: interrupted\n")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 - same one-line contract as _one_line_errors
+    except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
         if os.environ.get("IMAGETOOL_DEBUG"):
             raise
-        sys.stderr.write(f"imagetool: {' '.join(str(e).split()) or type(e).__name__}\n")
+        message = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{e.filename}: {e.strerror}"
+        sys.stderr.write(f"imagetool: {message}\n")
         sys.exit(1)
+
+
+def _run_pull(args: list[str], opts: dict) -> None:
+    from .puller import pull as do_pull
+    result = do_pull(args[0], args[1], platform=opts["platform"], creds=opts["creds"],
+                     authfile=opts["authfile"], plain_http=opts["plain_http"],
+                     jobs=opts["jobs"], progress=False if opts["quiet"] else None)
     sys.stdout.write(result.descriptor["digest"] + "\n")
 
 
+def _run_unpack(args: list[str], opts: dict) -> None:
+    layout_dir, tag = split_layout_ref(args[0])
+    uids = [parse_map(m, "--uid-map") for m in opts["uid_map"]] or None
+    gids = [parse_map(m, "--gid-map") for m in opts["gid_map"]] or None
+    from .unpacker import unpack as do_unpack
+    do_unpack(layout_dir, tag, args[1], rootless=opts["rootless"], uid_map=uids, gid_map=gids)
+
+
+_RUN = {"pull": _run_pull, "unpack": _run_unpack}
+
+
+def split_layout_ref(text: str) -> tuple[str, str | None]:
+    """LAYOUT_DIR[:TAG] → (dir, tag); a path that exists as given has no tag."""
+    if os.path.isdir(text) or ":" not in text:
+        return text, None
+    path, _, tag = text.rpartition(":")
+    if "/" in tag:
+        return text, None
+    return path, tag or None
+
+
+def parse_map(text: str, flag: str) -> dict:
+    parts = text.split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise RuntimeError(f"{flag} {text}: expected CONTAINER:HOST:SIZE")
+    return {"containerID": int(parts[0]), "hostID": int(parts[1]), "size": int(parts[2])}
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "pull" and _fast_pull(sys.argv[2:]):
+    if len(sys.argv) > 1 and sys.argv[1] in _FAST and _fast(sys.argv[1], sys.argv[2:]):
         return
     from .commands import cli
     cli(prog_name="imagetool")

@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from .cli import parse_map as _parse_map, split_layout_ref
+
 
 def _one_line_errors(fn):
     @functools.wraps(fn)
@@ -174,25 +176,6 @@ def _registry_name(text: str) -> str:
     if not text or "/" in text:
         raise RuntimeError(f"{text}: not a registry host[:port]")
     return text
-
-
-def split_layout_ref(text: str) -> tuple[str, str | None]:
-    """LAYOUT_DIR[:TAG] → (dir, tag); a path that exists as given has no tag."""
-    if os.path.isdir(text) or ":" not in text:
-        return text, None
-    path, _, tag = text.rpartition(":")
-    if "/" in tag:
-        return text, None
-    return path, tag or None
-
-
-def _parse_map(text: str, flag: str) -> dict:
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise RuntimeError(f"{flag} {text}: expected CONTAINER:HOST:SIZE")
-    return {"containerID": int(parts[0]), "hostID": int(parts[1]), "size": int(parts[2])}
-
-
 
 
 if __name__ == "__main__":

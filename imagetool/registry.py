@@ -1,9 +1,10 @@
 """Registry client: the distribution API's manifests and blobs endpoints, with auth.
 
 Two transports under one small interface:
-- `StdlibTransport` (http.client): plain HTTP to localhost/127.0.0.0/8 or with --plain-http.
-  Importing requests/oras costs ~120-190 ms here, more than a whole pull of a small image from a
-  local registry, and a loopback registry needs no proxies, CA bundles or connection pooling.
+- `PlainHTTPTransport` (plainhttp.py, a socket): plain HTTP to localhost/127.0.0.0/8 or with
+  --plain-http. Importing requests/oras costs ~120-190 ms here and http.client ~25 ms, against
+  ~50 ms for a whole pull of a small image from a local registry; a loopback registry needs no
+  proxies, CA bundles or connection pooling.
 - `RequestsTransport`: requests, the plumbing oras-py is built on, for HTTPS to real registries
   (proxy settings from the environment, certifi's CA bundle).
 
@@ -56,49 +57,6 @@ class _Heal(Exception):
 
 
 # -- transports ---------------------------------------------------------------
-
-class StdlibTransport:
-    """http.client with one keep-alive connection per thread and host."""
-
-    def __init__(self, timeout: float = 30.0):
-        self.timeout = timeout
-        self._local = threading.local()
-
-    def request(self, method: str, url: str, headers: dict) -> "Response":
-        import http.client
-        import urllib.parse
-        parts = urllib.parse.urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        conns = self._local.__dict__.setdefault("conns", {})
-        path = parts.path + ("?" + parts.query if parts.query else "")
-        for attempt in (0, 1):
-            conn = conns.get(key)
-            fresh = conn is None
-            if fresh:
-                cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-                conn = cls(parts.netloc, timeout=self.timeout)
-                conns[key] = conn
-            try:
-                conn.request(method, path, headers=headers)
-                resp = conn.getresponse()
-                return Response(resp.status, resp.headers, resp.read, lambda c=conn, k=key, r=resp:
-                                self._release(c, k, r), resp.read1)
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
-                conn.close()
-                conns.pop(key, None)
-                if fresh or attempt:  # a stale keep-alive connection is retried once on a new one
-                    raise _net_error(e) from None
-            except OSError as e:
-                conn.close()
-                conns.pop(key, None)
-                raise _net_error(e) from None
-        raise AssertionError("unreachable")
-
-    def _release(self, conn, key, resp) -> None:
-        if not resp.isclosed():  # body not drained: the connection cannot be reused
-            conn.close()
-            self._local.__dict__.get("conns", {}).pop(key, None)
-
 
 class RequestsTransport:
     def __init__(self, timeout: float = 30.0, pool: int = 8):
@@ -156,6 +114,8 @@ def _net_error(e: BaseException) -> Exception:
             return _Final("connection refused")
         if isinstance(x, socket.gaierror):
             return _Final(f"cannot resolve host: {x.strerror or x}")
+        if getattr(x, "heal", None) is False:  # plainhttp.BodyError: not HTTP as we know it
+            return _Final(f"malformed response: {x}")
         todo += [getattr(x, "reason", None), x.__cause__, x.__context__,
                  *[a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]]
     return _Heal(f"network error: {e}")
@@ -179,7 +139,13 @@ class Client:
         self.host = host
         self.plain_http = plain_http
         self.creds = creds
-        self.transport = transport or (StdlibTransport() if plain_http else RequestsTransport())
+        if transport is None:
+            if plain_http:
+                from .plainhttp import PlainHTTPTransport
+                transport = PlainHTTPTransport()
+            else:
+                transport = RequestsTransport()
+        self.transport = transport
         self.retry = retry or RetryPolicy()
         self._auth: dict = {}           # scope → Authorization header value
         self._lock = threading.Lock()
@@ -191,16 +157,25 @@ class Client:
     # -- requests with auth, retries and redirects ----------------------------
 
     def send(self, method: str, path: str, what: str, scope: str | None,
-             headers: dict | None = None, ok=(200,)) -> Response:
-        """A request that ends in one of `ok`, or a one-line RegistryError naming `what`."""
+             headers: dict | None = None, ok=(200,), read_limit: int | None = None):
+        """A request that ends in one of `ok`, or a one-line RegistryError naming `what`.
+        With read_limit: (response, up to read_limit bytes of its body), the body read
+        inside the retries, so a body broken off is asked for again."""
         deadline = time.monotonic() + self.retry.budget
         attempt = 0
         while True:
             try:
                 resp = self._send_authed(method, self.base + path, what, scope, headers or {})
-                if resp.status in ok:
+                if resp.status not in ok:
+                    self._fail(resp, what)
+                if read_limit is None:
                     return resp
-                self._fail(resp, what)
+                try:
+                    return resp, resp.read(read_limit)
+                except OSError as e:
+                    raise _net_error(e) from None
+                finally:
+                    resp.release()
             except _Final as e:
                 raise RegistryError(f"{what}: {e}") from None
             except _Heal as heal:
@@ -243,8 +218,8 @@ class Client:
         return f"{self.creds[0]!r} is not authorized to pull {target} on {self.host}"
 
     def _follow(self, method, url, headers) -> Response:
-        import urllib.parse
-        origin = urllib.parse.urlsplit(url).netloc
+        from .plainhttp import join_url, split_url
+        origin = split_url(url)[1]
         for _ in range(6):
             resp = self.transport.request(method, url, {"User-Agent": USER_AGENT, **headers})
             if resp.status not in (301, 302, 303, 307, 308):
@@ -253,8 +228,8 @@ class Client:
             _drain(resp)
             if not location:
                 raise RegistryError(f"{url}: redirect without Location")
-            url = urllib.parse.urljoin(url, location)
-            if urllib.parse.urlsplit(url).netloc != origin:
+            url = join_url(url, location)
+            if split_url(url)[1] != origin:
                 # Blob storage (S3, CDN) gets signed URLs, never our credentials.
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise RegistryError(f"{url}: too many redirects")
@@ -288,11 +263,8 @@ class Client:
         realm = params["realm"]
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(
             {k: v for k, v in query.items() if v})
-        transport = self.transport
-        if urllib.parse.urlsplit(url).scheme == "https" and isinstance(transport, StdlibTransport):
-            transport = RequestsTransport()
         try:
-            resp = transport.request("GET", url, {"User-Agent": USER_AGENT, **headers})
+            resp = self.transport.request("GET", url, {"User-Agent": USER_AGENT, **headers})
         except _Heal as e:
             raise TransientError(f"{what}: token service {realm}: {e}") from None
         except _Final as e:
@@ -335,12 +307,8 @@ class Client:
 
     def get_manifest(self, repository: str, ref: str, what: str) -> "Manifest":
         """The manifest `ref` (tag or digest) names, raw bytes verified against its digest."""
-        resp = self.send("GET", f"/v2/{repository}/manifests/{ref}", what, _scope(repository),
-                         {"Accept": ACCEPT})
-        try:
-            data = resp.read(MAX_MANIFEST + 1)
-        finally:
-            resp.release()
+        resp, data = self.send("GET", f"/v2/{repository}/manifests/{ref}", what, _scope(repository),
+                               {"Accept": ACCEPT}, read_limit=MAX_MANIFEST + 1)
         if len(data) > MAX_MANIFEST:
             raise RegistryError(f"{what}: manifest larger than {MAX_MANIFEST} bytes")
         import hashlib
@@ -567,12 +535,11 @@ def _registry_error(body: bytes) -> tuple[str, str]:
 
 
 def _read_chunk(resp: Response) -> bytes:
-    import http.client
     try:
         # read_some: a reset after 900 KiB of a 1 MiB read would otherwise lose those 900 KiB,
         # and the resumed request could not start where the stream broke.
         return resp.read_some(CHUNK)
-    except (OSError, http.client.HTTPException) as e:  # reset, timeout, incomplete read
+    except OSError as e:  # reset, timeout, broken framing
         raise _Heal(f"stream broken: {e or type(e).__name__}") from None
 
 

@@ -10,7 +10,8 @@ import pytest
 
 import imagetool
 from imagetool.layout import Layout
-from imagetool.registry import RequestsTransport, StdlibTransport, TransientError
+from imagetool.plainhttp import PlainHTTPTransport
+from imagetool.registry import RequestsTransport, TransientError
 from tests.imagetool.faultproxy import FaultProxy
 from tests.support import images
 from tests.support.registry import free_port
@@ -103,7 +104,7 @@ def test_404_and_401_are_not_retried(proxy, image, tmp_path):
     assert len(_events(proxy, "/manifests/")) == 1
 
 
-@pytest.mark.parametrize("transport", [StdlibTransport, RequestsTransport])
+@pytest.mark.parametrize("transport", [PlainHTTPTransport, RequestsTransport])
 def test_reset_mid_blob_resumes_with_range(proxy, image, tmp_path, transport):
     layer = image.layers[0]
     proxy.add(f"/blobs/{layer.digest}", reset_after=250_000)
