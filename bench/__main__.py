@@ -72,7 +72,7 @@ def run_images(work: str, quick: bool) -> None:
 
 def run_profile(work: str, quick: bool) -> None:
     from bench import profile
-    profile.run_all(os.path.join(work, "profile"), quick, log)
+    profile.run_all(os.path.join(work, "profile"), quick, log, meta("quick" if quick else "full", []))
 
 
 def main(argv: list[str] | None = None) -> int:

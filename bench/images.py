@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 from bench import debian
 from bench.measure import Bench, BenchError, interleave, run
@@ -125,11 +126,16 @@ def run_all(workdir: str, quick: bool, log) -> tuple[list[Bench], list[str]]:
                      ("re-pull", lambda: [bench_repull(name, ref, workdir, max(n, 5))])]
             for label, step in steps:
                 log(f"images: {name}: {label} …")
-                try:
-                    benches += step()
-                except BenchError as e:
-                    log(f"images: {name}: {label} FAILED: {e}")
-                    notes.append(f"FAILED {name} {label}: {e}")
+                for attempt in (1, 2):  # one retry: the tree under test is edited live
+                    try:
+                        benches += step()
+                        break
+                    except BenchError as e:
+                        log(f"images: {name}: {label} FAILED (attempt {attempt}): {e}")
+                        if attempt == 2:
+                            notes.append(f"FAILED {name} {label}: {e}")
+                        else:
+                            time.sleep(20)
     return benches, notes
 
 

@@ -101,7 +101,10 @@ def run_many(argvs: list[list[str]], timeout: float = 120.0) -> float:
         deadline = t0 + timeout
         failed = []
         for p, err in zip(procs, errs):
-            code = p.wait(max(0.1, deadline - time.perf_counter()))
+            try:
+                code = p.wait(max(0.1, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"{' '.join(p.args[:6])}: still running after {timeout:.0f} s") from None
             if code != 0:
                 err.seek(0)
                 failed.append(f"{' '.join(p.args[:6])}: exit {code}: {err.read().decode(errors='replace').strip()[-200:]}")

@@ -35,7 +35,7 @@ def _run_argv(root: str, bundle: str) -> list[str]:
 
 def importtime(root: str, bundle: str) -> tuple[list[tuple[int, int, str]], str]:
     """[(self µs, cumulative µs, module with its indent)] of one `pyrun run`."""
-    p = subprocess.run([PY, "-X", "importtime", PYRUN, *_run_argv(root, bundle)],
+    p = subprocess.run([PY, *shebang_flags(), "-X", "importtime", PYRUN, *_run_argv(root, bundle)],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     rows = []
     for line in p.stderr.splitlines():
@@ -48,7 +48,7 @@ def importtime(root: str, bundle: str) -> tuple[list[tuple[int, int, str]], str]
 def cprofile(root: str, bundle: str) -> str:
     import pstats
     out = os.path.join(PROFILES, "run.prof")
-    subprocess.run([PY, "-m", "cProfile", "-o", out, PYRUN, *_run_argv(root, bundle)],
+    subprocess.run([PY, *shebang_flags(), "-m", "cProfile", "-o", out, PYRUN, *_run_argv(root, bundle)],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
     import io
@@ -73,7 +73,8 @@ def strace(root: str, bundle: str) -> tuple[list[tuple[str, float]], str] | None
     if not shutil.which("strace"):
         return None
     out = os.path.join(PROFILES, "strace-run.raw")
-    subprocess.run(["strace", "-f", "-ttt", "-o", out, "-e",
+    # --seccomp-bpf: only the traced calls stop the tracee, so the rest runs at full speed.
+    subprocess.run(["strace", "-f", "--seccomp-bpf", "-ttt", "-o", out, "-e",
                     "trace=execve,execveat,clone,clone3,openat,mount,pivot_root,exit_group,wait4",
                     PYRUN, *_run_argv(root, bundle)],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
@@ -98,20 +99,35 @@ def strace(root: str, bundle: str) -> tuple[list[tuple[str, float]], str] | None
     return phases, "\n".join(lines)
 
 
-def floor(root: str, bundle: str, modules: list[str], n: int) -> dict[str, Summary]:
+def shebang_flags() -> list[str]:
+    """The interpreter flags on pyrun's #! line (e.g. -IS), which every call pays for or saves."""
+    with open(PYRUN) as f:
+        first = f.readline()
+    return first[2:].split()[1:] if first.startswith("#!") else []
+
+
+def floor(root: str, bundle: str, modules: list[str], n: int) -> dict[str, list[float]]:
     """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work."""
-    imports = "import " + ", ".join(modules) if modules else "pass"
+    import runtime
+    project = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
+    flags = shebang_flags()
+    import sysconfig
+    site = sysconfig.get_paths()["purelib"]  # what pyrun's script appends under -S
+    imports = f"import sys; sys.path.insert(0, {project!r}); sys.path.append({site!r}); " + (
+        "import " + ", ".join(modules) if modules else "pass")
+    shown = " ".join(flags)
     cands = {
         "python -I -S -c pass": [PY, "-I", "-S", "-c", "pass"],
-        "python -c pass (site, as pyrun's #! does)": [PY, "-c", "pass"],
-        f"python -c 'import <the {len(modules)} modules run imports>'": [PY, "-c", imports],
+        "python -c pass (with site)": [PY, "-c", "pass"],
+        f"python {shown} -c 'import <the {len(modules)} modules run imports>'": [PY, *flags, "-c", imports],
     }
     fns = {k: (lambda i, a=a: run(a).wall) for k, a in cands.items()}
-    fns["pyrun run /bin/true"] = lambda i: run([PYRUN, *_run_argv(root, bundle)]).wall
-    return {k: Summary.of(v) for k, v in interleave(fns, n).items()}
+    fns[f"pyrun run /bin/true (#! flags: {shown or 'none'})"] = (
+        lambda i: run([PYRUN, *_run_argv(root, bundle)]).wall)
+    return interleave(fns, n)
 
 
-def run_all(workdir: str, quick: bool, log) -> None:
+def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
     from tests.support.bundle import make_bundle
     os.makedirs(PROFILES, exist_ok=True)
     os.makedirs(workdir, exist_ok=True)
@@ -149,15 +165,22 @@ def run_all(workdir: str, quick: bool, log) -> None:
         subprocess.run([PYRUN, "--root", root, "list", "-q"], capture_output=True)
         for cid in (os.listdir(root) if os.path.isdir(root) else []):
             subprocess.run([PYRUN, "--root", root, "delete", "--force", cid], capture_output=True)
+    from bench import report
+    from bench.measure import Bench
+    report.save_section("profile", [Bench("floor", "pyrun run /bin/true against the interpreter floor",
+                                          "s", fl)], meta or {"when": report.now()})
     with open(os.path.join(PROFILES, "summary.md"), "w") as f:
-        f.write(summary_md(rows, prof, traced[0] if traced else None, fl))
+        f.write(summary_md(rows, prof, traced[0] if traced else None,
+                           {k: Summary.of(v) for k, v in fl.items()}))
 
 
 def summary_md(rows, prof: str, phases, fl: dict[str, Summary]) -> str:
     total_self = sum(s for s, _, _ in rows)
     out = ["## Profile of `pyrun run /bin/true` (the slowest path against its peers)", "",
            "Files: bench/profiles/importtime-run.txt, cprofile-run.txt, strace-run.txt.", "",
-           "**Where the wall time goes** (interleaved, median; each row adds one thing to the one above):", "",
+           "**Where the wall time goes** (interleaved, median): the bare interpreter, with site, "
+           "the interpreter with pyrun's own #! flags importing exactly the modules `run` imports, "
+           "and the real `pyrun run`; the last two rows' difference is the work itself:", "",
            "| command | median | min | max |", "|---|---:|---:|---:|"]
     for name, s in fl.items():
         out.append(f"| `{name}` | {s.median * 1000:.1f} ms | {s.min * 1000:.1f} ms | {s.max * 1000:.1f} ms |")
@@ -173,7 +196,10 @@ def summary_md(rows, prof: str, phases, fl: dict[str, Summary]) -> str:
         out += ["", "**Phases** from `strace -f -ttt` (strace slows every traced syscall, so read the "
                 "shares, not the absolute times):", "", "| event | at |", "|---|---:|"]
         out += [f"| {name} | +{(t - t0) * 1000:.1f} ms |" for name, t in phases]
-    head = [l for l in prof.splitlines() if re.match(r"\s+\d", l)][:15]
-    out += ["", "**cProfile**, top of the cumulative list (ncalls tottime percall cumtime percall function):",
-            "", "```"] + head + ["```", ""]
+    cumulative, _, internal = prof.partition("Ordered by: internal time")
+    rows_of = lambda text, k: [l for l in text.splitlines() if re.match(r"\s+\d", l)][:k]  # noqa: E731
+    out += ["", "**cProfile** of the runtime process (ncalls tottime percall cumtime percall function); "
+            "`recv` is the parent waiting for the init's set-up, `waitpid` for the container's exit. "
+            "Top of the cumulative list:", "", "```"] + rows_of(cumulative, 15) + ["```", "",
+            "Top of the internal-time list:", "", "```"] + rows_of(internal, 10) + ["```", ""]
     return "\n".join(out)

@@ -47,6 +47,9 @@ def test_run_and_rss_of_real_processes():
     assert s.wall > 0 and s.returncode == 0
     with pytest.raises(measure.BenchError, match="exit 3: boom"):
         measure.run(["/bin/sh", "-c", "echo boom >&2; exit 3"])
+    assert measure.run_many([["/bin/true"], ["/bin/sh", "-c", "exit 0"]]) > 0
+    with pytest.raises(measure.BenchError, match="still running"):
+        measure.run_many([["sleep", "5"]], timeout=0.3)
     if not shutil.which("gcc"):
         pytest.skip("gcc not installed: the maxrss launcher cannot be built")
     small = measure.run(["/bin/true"], rss=True).maxrss_kib
@@ -82,3 +85,23 @@ def test_runtime_run_two_rounds(tmp_path):
         assert not os.path.isdir(rt.root) or os.listdir(rt.root) == []
     text = "\n".join(report.bench_table(wall))
     assert "pyrun / runc" in text or "runc" in missing
+
+
+def test_results_md_from_saved_sections(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(report, "RESULTS_MD", str(tmp_path / "results.md"))
+    monkeypatch.setattr(report, "HERE", str(tmp_path))
+    run = Bench("run", "run /bin/true", "s", {"pyrun": [0.05, 0.06], "runc": [0.04, 0.04]},
+                [("pyrun", "runc")])
+    pu = Bench("pull-unpack-busybox", "pull + unpack", "s",
+               {f"{c}:{p}": [v, v] for c, v in (("imagetool", 0.1), ("skopeo+umoci", 0.08))
+                for p in ("pull", "unpack", "total")},
+               [("imagetool:total", "skopeo+umoci:total")])
+    report.save_section("runtime", [run], {"when": "now", "mode": "quick"})
+    report.save_section("images", [pu], {"when": "now", "mode": "quick"})
+    text = report.write()
+    assert (tmp_path / "results.md").read_text() == text
+    assert "| pyrun | 55.0 ms | 50.0 ms | 60.0 ms | 2 |" in text
+    assert "pyrun / runc: **1.38×**" in text
+    assert "pull+unpack busybox: imagetool pull 100.0 ms vs skopeo 80.0 ms" in text
+    assert "run [ms]\n  pyrun: 50.00 60.00" in text
