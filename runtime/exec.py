@@ -131,6 +131,8 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
             os.close(cgroup_fd)
     if pid != 0:
         restore()  # never in the child: setns(time) would move the child itself back
+        from .cgroups import reap_primer
+        reap_primer()
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,

@@ -76,6 +76,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
+    from .cgroups import reap_primer
+    reap_primer()
     try:
         _see_through(ctx, parent_sock, pid, cgroup)
     except BaseException:

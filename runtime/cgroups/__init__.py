@@ -27,14 +27,20 @@ def is_unified() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
+_primer = 0  # pid of the process prime() forked, until reaped
+
+
 def prime() -> None:
     """Warm the kernel's cgroup migration lock before we need it (v1/hybrid hosts).
 
     The first task migration after a quiet spell waits for an RCU grace period
     (~10-15 ms here) to put cgroup_threadgroup_rwsem into writer mode; for a short
-    while afterwards migrations take microseconds. Moving ourselves into the cgroup
-    we are already in, on a thread while create does its other work, pays that wait
-    in parallel instead of on the init's critical path. Errors do not matter here."""
+    while afterwards migrations take microseconds. A forked child moves itself into
+    the cgroup it is already in, so that wait runs while create does its other work
+    instead of on the init's critical path. A process, not a thread: clone3 must
+    find this process single-threaded (a thread holding a libc lock at that moment
+    would deadlock the init). Errors do not matter here."""
+    global _primer
     if is_unified():
         return
     try:
@@ -48,21 +54,25 @@ def prime() -> None:
                     break
         else:
             return
+        _primer = os.fork()
     except OSError:
         return
-    import _thread
-    _thread.start_new_thread(_move_self, (procs,))
-
-
-def _move_self(procs: str) -> None:
-    try:
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    if _primer == 0:
         try:
+            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
             os.write(fd, b"0")  # "0" means the writing task itself
         finally:
-            os.close(fd)
-    except OSError:
-        pass
+            os._exit(0)
+
+
+def reap_primer() -> None:
+    global _primer
+    if _primer > 0:
+        try:
+            os.waitpid(_primer, 0)
+        except ChildProcessError:
+            pass
+        _primer = 0
 
 
 def cgroup_path(config_path: str | None, cid: str) -> str:
