@@ -360,6 +360,9 @@ def _flag_supported(bit: int) -> bool:
     return lib.pyrun_seccomp_flag_supported(bit) == 1
 
 
+_SYSCALL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _rule(where: str, syscall, default: int) -> _Rule:
     if not isinstance(syscall, dict):
         raise SeccompError(f"{where}: must be an object")
@@ -369,6 +372,11 @@ def _rule(where: str, syscall, default: int) -> _Rule:
     for j, name in enumerate(names):
         if not isinstance(name, str) or not name:
             raise SeccompError(f"{where}.names[{j}]: must be a non-empty string, not {name!r}")
+        # A well-formed name this libseccomp does not know (newer, or of another arch)
+        # is skipped, as runc does, so current profiles keep working; a malformed one
+        # cannot be a syscall anywhere and is refused.
+        if not _SYSCALL_CHARS.issuperset(name):
+            raise SeccompError(f"{where}.names[{j}]: {name!r} is not a syscall name")
     if "action" not in syscall:
         raise SeccompError(f"{where}.action: is required")
     action = _action(f"{where}.action", syscall["action"], syscall.get("errnoRet"),

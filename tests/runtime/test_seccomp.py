@@ -597,3 +597,10 @@ def test_podman_profile_answers_as_under_runc(tmp_path, make_profile):
 def test_seccomp_errors_follow_the_project_convention():
     from runtime.errors import PyrunError
     assert issubclass(seccomp.SeccompError, PyrunError)  # the CLI prints it as one line
+
+
+@pytest.mark.parametrize("name", ["mk dir", "MKDIR", "open;rm", "../x"])
+def test_malformed_syscall_name_is_refused(name):
+    with pytest.raises(seccomp.SeccompError, match="is not a syscall name"):
+        seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW",
+                         "syscalls": [{"names": [name], "action": "SCMP_ACT_ERRNO"}]})
