@@ -180,11 +180,7 @@ def _decompressor(desc: dict):
         import zlib
         return "gzip", zlib
     if mt in _ZSTD:
-        try:
-            import zstandard  # optional: Python 3.11 has no zstd of its own
-        except ImportError:
-            raise UnpackError(f"{desc['digest']}: zstd-compressed layer, and no zstd "
-                              "decompressor is installed (the 'zstandard' package)") from None
+        import zstandard  # a dependency: Python 3.11 has no zstd of its own
         return "zstd", zstandard
     return None, None
 
