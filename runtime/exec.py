@@ -38,8 +38,8 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
         return proc
     if not args:
         raise ConfigError("exec: process args cannot be empty")
-    import copy
-    proc = copy.deepcopy(config.get("process") or {})
+    from . import fastjson  # a deep copy of plain JSON data, without `copy`'s imports
+    proc = fastjson.loads(fastjson.dumps(config.get("process") or {}))
     proc["args"] = list(args)
     proc["terminal"] = bool(o["tty"])
     proc.pop("consoleSize", None)
@@ -65,7 +65,12 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
             caps[kind] = list(caps.get(kind) or ()) + [c for c in o["cap"] if c not in (caps.get(kind) or ())]
     if o["no_new_privs"]:
         proc["noNewPrivileges"] = True
-    _validate_process(proc, "exec")
+    # The template passed the schema at create; what the flags add is checked here
+    # (the schema validator's import is not worth paying for four fields).
+    if not proc.get("cwd", "/").startswith("/"):
+        raise ConfigError(f"exec: cwd {proc['cwd']!r} must be an absolute path")
+    from . import process
+    process.check(proc)
     return proc
 
 

@@ -137,3 +137,10 @@ def test_runtime_binary_unreachable_through_proc_self_exe(pyrun, bundle, tmp_pat
     p = pyrun("exec", "cve3", "sh", "-c", "readlink /proc/self/exe")
     assert p.stdout.strip() == "/bin/busybox"
     assert hashlib.sha256(open(real, "rb").read()).hexdigest() == before
+
+
+def test_exec_bad_flags(pyrun, running):
+    for args, needle in ((["--cwd", "relative"], "absolute"), (["--cap", "CAP_BOGUS"], "CAP_BOGUS"),
+                         (["-u", "x:y"], "--user"), (["--additional-gids", "wheel"], "numeric")):
+        p = _exec(pyrun, *args, "x1", "true", check=False)
+        assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
