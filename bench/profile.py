@@ -197,6 +197,13 @@ def summary_md(rows, prof: str, phases, fl: dict[str, Summary]) -> str:
                 "shares, not the absolute times):", "", "| event | at |", "|---|---:|"]
         out += [f"| {name} | +{(t - t0) * 1000:.1f} ms |" for name, t in phases]
     cumulative, _, internal = prof.partition("Ordered by: internal time")
+    biggest = []
+    for line in [l for l in internal.splitlines() if re.match(r"\s+\d", l)][:3]:
+        f = line.split(None, 5)
+        biggest.append(f"{f[5]} ×{f[0]}: {float(f[1]) * 1000:.0f} ms")
+    if biggest:
+        out += ["", "Largest in-process costs of the runtime process (cProfile internal time): "
+                + "; ".join(biggest) + "."]
     rows_of = lambda text, k: [l for l in text.splitlines() if re.match(r"\s+\d", l)][:k]  # noqa: E731
     out += ["", "**cProfile** of the runtime process (ncalls tottime percall cumtime percall function); "
             "`recv` is the parent waiting for the init's set-up, `waitpid` for the container's exit. "
