@@ -7,11 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 # System packages: build deps of the shim and python-prctl, the test rootfs,
-# a real registry, the peers (oracles in tests and bench), a real caller, and
-# the official OCI schemas the tests cross-check ours against.
+# a real registry, the peers (oracles in tests and bench), a real caller, the
+# official OCI schemas the tests cross-check ours against, and debootstrap for
+# the bench's Debian image.
 APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libcap-dev \
 	busybox-static docker-registry skopeo umoci runc crun podman conmon \
-	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev
+	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev \
+	debootstrap
 
 .PHONY: all setup apt venv demo test test-fast bench clean
 
@@ -51,6 +53,7 @@ test: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests
 
 bench: setup
+	$(PY) -m compileall -q runtime specs imagetool
 	$(PY) -m bench
 
 clean:
