@@ -115,18 +115,6 @@ def remove(registry: str, authfile: str | None = None) -> bool:
 
 def _write(path: str, doc: dict) -> None:
     import json
+    from .layout import _write_atomic
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    # Secrets: the file is made 0600 before anything is written into it.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    _write_atomic(path, (json.dumps(doc, indent=2) + "\n").encode(), mode=0o600)

@@ -61,6 +61,14 @@ def _fast(command: str, argv: list[str]) -> bool:
     return True
 
 
+def error_line(e: BaseException) -> str:
+    """The one line a user sees for any failure (both the click and the fast path)."""
+    message = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+        message = f"{e.filename}: {e.strerror}"
+    return f"imagetool: {message}"
+
+
 def _one_line(run, args: list[str], opts: dict) -> None:
     """The same one-line contract as commands._one_line_errors, without click."""
     try:
@@ -71,10 +79,7 @@ def _one_line(run, args: list[str], opts: dict) -> None:
     except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
         if os.environ.get("IMAGETOOL_DEBUG"):
             raise
-        message = " ".join(str(e).split()) or type(e).__name__
-        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-            message = f"{e.filename}: {e.strerror}"
-        sys.stderr.write(f"imagetool: {message}\n")
+        sys.stderr.write(error_line(e) + "\n")
         sys.exit(1)
 
 

@@ -27,10 +27,8 @@ def _one_line_errors(fn):
         except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
             if os.environ.get("IMAGETOOL_DEBUG"):
                 raise
-            message = " ".join(str(e).split()) or type(e).__name__
-            if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-                message = f"{e.filename}: {e.strerror}"
-            click.echo(f"imagetool: {message}", err=True)
+            from .cli import error_line
+            click.echo(error_line(e), err=True)
             sys.exit(1)
     return wrapper
 

@@ -51,10 +51,12 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def _write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary name, fsync, rename: readers see the old or the new file.
+    `mode` applies from creation (secrets are never readable, not even for a moment)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
