@@ -127,10 +127,11 @@ def proxy(master: int, pid: int) -> None:
                 fcntl.ioctl(master, TIOCSWINSZ, fcntl.ioctl(0, TIOCGWINSZ, b"\0" * 8))
             except OSError:
                 pass
-        copy_size()
         # A resized terminal resizes the pty (the kernel then signals the container's
         # foreground process group itself), instead of SIGWINCH being forwarded.
+        # Handler first, then the copy: a resize in between is not lost.
         _signal.signal(_signal.SIGWINCH, copy_size)
+        copy_size()
         tty.setraw(0)
     try:
         fds = [master, 0]

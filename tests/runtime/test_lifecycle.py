@@ -54,8 +54,11 @@ def test_run_forwards_signals(pyrun, bundle):
     try:
         _wait_until_exists(pyrun, "c1")
         _wait_status(pyrun, "c1", "running")
-        time.sleep(0.3)
-        run.send_signal(signal.SIGUSR1)
+        # resend until the trap is in place (pid 1 ignores signals it has no handler for)
+        deadline = time.monotonic() + 10
+        while run.poll() is None and time.monotonic() < deadline:
+            run.send_signal(signal.SIGUSR1)
+            time.sleep(0.1)
         assert run.wait(timeout=10) == 42
     finally:
         run.kill()
@@ -99,9 +102,13 @@ def test_create_start_kill_delete(pyrun, bundle, tmp_path):
 def test_kill_default_is_sigterm_and_numbers_work(pyrun, bundle):
     b = bundle(["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"])
     pyrun("run", "-d", "-b", b, "c1", check=True)
-    time.sleep(0.3)  # let the shell install its trap
-    pyrun("kill", "c1", check=True)
-    _wait_status(pyrun, "c1", "stopped")
+    # Until the shell has installed its trap, SIGTERM to a namespace's pid 1 is ignored:
+    # send it again until it lands.
+    deadline = time.monotonic() + 10
+    while json.loads(pyrun("state", "c1", check=True).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, "SIGTERM never stopped the container"
+        pyrun("kill", "c1")
+        time.sleep(0.1)
     pyrun("delete", "c1", check=True)
     pyrun("run", "-d", "-b", b, "c2", check=True)
     pyrun("kill", "c2", "9", check=True)
