@@ -218,3 +218,27 @@ def test_log_json_for_conmon(pyrun, tmp_path):
     assert p.stderr == "container does not exist\n"
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and entry["msg"] == "container does not exist"
+
+
+def test_kill_all_signals_every_process_in_the_cgroup(pyrun, bundle):
+    b = bundle(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["linux"]["cgroupsPath"] = "/pyrun-test/killall"
+    write_config(b, cfg)
+    pyrun("run", "-d", "-b", b, "ka", check=True)
+    procs = "/sys/fs/cgroup/pids/pyrun-test/killall/cgroup.procs"
+    if not os.path.exists(procs):
+        procs = "/sys/fs/cgroup/pyrun-test/killall/cgroup.procs"
+    deadline = time.monotonic() + 5
+    while len(open(procs).read().split()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pids = [int(p) for p in open(procs).read().split()]
+    assert len(pids) == 3
+    pyrun("kill", "--all", "ka", "KILL", check=True)
+    _wait_status(pyrun, "ka", "stopped")
+    for pid in pids:
+        try:
+            state = open(f"/proc/{pid}/stat").read().split()[2]
+        except FileNotFoundError:
+            continue
+        assert state == "Z", f"{pid} still alive after kill --all"
