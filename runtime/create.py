@@ -130,12 +130,15 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
 
 
 def _make_cgroup(config_path, cid):
+    """v2: made now, CLONE_INTO_CGROUP needs it. v1: spawn makes it after clone3, so
+    that the kernel's wait on the cgroup lock overlaps the init's own set-up."""
     from . import cgroups
     cg = cgroups.manager(cgroups.cgroup_path(config_path, cid))
-    try:
-        cg.create()
-    except OSError as e:
-        raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
+    if cg.version == 2:
+        try:
+            cg.create()
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
     return cg
 
 

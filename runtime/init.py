@@ -53,8 +53,14 @@ def _init(ctx) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     _join_namespaces(ctx)
+    joined = []
+
+    def cgroup_joined():  # the parent says so once it has written us into our cgroup
+        if not joined:
+            _wait_for(ctx, b"cgroup")
+            joined.append(True)
     if ctx.unshare_cgroupns:
-        _wait_for(ctx, b"cgroup")  # the namespace's root is the cgroup we are in now
+        cgroup_joined()  # the namespace's root is the cgroup we are in now
         k.unshare(k.CLONE_NEWCGROUP)
     if not ctx.no_new_keyring:
         _new_session_keyring(ctx.id)
@@ -65,7 +71,7 @@ def _init(ctx) -> None:
 
     # The root filesystem, still seeing the host's paths.
     rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
-    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
+    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx, before_cgroup=cgroup_joined)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
@@ -77,8 +83,7 @@ def _init(ctx) -> None:
         from . import hooks
         hooks.preload()
 
-    if not ctx.unshare_cgroupns:
-        _wait_for(ctx, b"cgroup")  # nothing from here on may run outside the cgroup
+    cgroup_joined()  # nothing from here on may run outside the cgroup
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
         ctx.sock.send(b"hooks")
         _wait_for(ctx, b"hooks-done")

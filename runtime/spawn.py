@@ -6,11 +6,12 @@ so it already holds the parsed config; only events cross the socket:
 
   parent → init   "go <pid>"     uid_map/gid_map are written; <pid> is the init's pid
                                  as the runtime sees it
-  parent → init   "cgroup"       the init is in its cgroup. On v1 hosts writing
-                                 cgroup.procs costs milliseconds (an RCU sync per
-                                 hierarchy), so the init sets up its mounts meanwhile
-                                 and waits for this only before it needs it: before
-                                 unsharing its cgroup namespace, else before "hooks"
+  parent → init   "cgroup"       the init is in its cgroup. On v1 hosts making the
+                                 cgroup dirs and writing cgroup.procs can wait ~10 ms
+                                 for the kernel (an RCU sync), so the init sets up its
+                                 mounts meanwhile and waits for this only when it needs
+                                 it: before unsharing its cgroup namespace, before the
+                                 first cgroup mount, and before "hooks" at the latest
   init → parent   "hooks"        namespaces and mounts are ready, pivot_root is next:
                                  run prestart + createRuntime hooks now
   parent → init   "hooks-done"   they succeeded (on failure the parent kills the init)
@@ -96,6 +97,7 @@ def _see_through(ctx, sock, pid: int, cgroup) -> None:
     sock.send(b"go %d" % pid)
     if cgroup is not None and cgroup.version == 1:  # v2 used CLONE_INTO_CGROUP
         try:
+            cgroup.create()  # v1: made now, while the init already mounts (see create.py)
             cgroup.enter(pid)
         except OSError as e:
             raise PyrunError(describe_oserror(e, f"join cgroup {cgroup.path}")) from None

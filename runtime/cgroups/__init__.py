@@ -41,8 +41,8 @@ def prime() -> None:
     find this process single-threaded (a thread holding a libc lock at that moment
     would deadlock the init). Errors do not matter here."""
     global _primer
-    if is_unified():
-        return
+    if _primer or is_unified():
+        return  # already on its way, or nothing to warm
     try:
         with open("/proc/self/cgroup") as f:
             own = {line.split(":", 2)[1]: line.split(":", 2)[2].strip() for line in f}
