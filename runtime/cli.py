@@ -6,7 +6,6 @@ is not one. The table below is the single source for parsing and for --help.
 click would cost ~40 ms of import on every orchestrator call, more than a whole
 runc invocation, so the table is interpreted by a few lines here instead.
 """
-import os
 import sys
 
 from .errors import PyrunError

@@ -12,6 +12,7 @@ from . import process, rootfs
 from .errors import PyrunError, describe_oserror
 from .namespaces import JOIN_ORDER, NS_FLAGS
 
+
 def run(ctx) -> None:
     try:
         _init(ctx)
@@ -45,7 +46,7 @@ def _wait_for(ctx, expect: bytes) -> None:
 def _init(ctx) -> None:
     config, linux = ctx.config, ctx.config.get("linux") or {}
     proc = config["process"]
-    go = ctx.sock.recv(64)  # uid/gid maps are written, the cgroup is joined
+    go = ctx.sock.recv(64)  # uid/gid maps are written (the cgroup comes later: "cgroup")
     if not go.startswith(b"go "):
         os._exit(1)
     ctx.host_pid = int(go[3:])
@@ -112,10 +113,10 @@ def _init(ctx) -> None:
     ctx.sock.close()
 
     # Block here until `pyrun start` opens the FIFO for reading.
-    try:
+    try:  # through the container's /proc: the fd was opened by the parent, O_PATH
         fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise SystemExit(f"open exec fifo: {e}")
+        raise PyrunError(describe_oserror(e, "open exec fifo (is /proc mounted?)")) from None
     os.write(fifo, b"0")
     os.close(fifo)
     os.close(fifo_fd)
@@ -125,7 +126,8 @@ def _init(ctx) -> None:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
     process.reset_signals()
     process.become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
-                   preserve_fds=ctx.preserve_fds, keep_fds=(helper_fd,), setgroups_denied=ctx.setgroups_denied)
+                           preserve_fds=ctx.preserve_fds, keep_fds=(helper_fd,),
+                           setgroups_denied=ctx.setgroups_denied)
     process.execve(helper_fd, path, proc["args"], process.env_dict(env))
 
 
