@@ -188,12 +188,13 @@ def _decompressor(desc: dict):
 def layer_chunks(f, desc: dict, diff_id: str):
     """Decompressed chunks of one layer blob, checking its digest, size and diff_id.
 
-    The checks run when the stream ends, so the consumer must exhaust it.
+    The checks run when the stream ends, so the consumer must exhaust it. `f`
+    may be a blob_source() the caller keeps, to ask it after a failure whether
+    the blob itself was intact.
     """
-    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest")
+    source = f if isinstance(f, _HashingSource) else blob_source(f, desc)
     diff_hash, diff_hex = _hasher(diff_id, "diff_id")
     kind, mod = _decompressor(desc)
-    source = _HashingSource(f, blob_hash)
     if kind == "gzip":
         chunks = _gzip_chunks(mod, source, desc["digest"])
     elif kind == "zstd":
@@ -206,17 +207,22 @@ def layer_chunks(f, desc: dict, diff_id: str):
     expect = desc.get("size")
     if isinstance(expect, int) and source.total != expect:
         raise UnpackError(f"{desc['digest']}: layer blob is {source.total} bytes, manifest says {expect}")
-    if blob_hash.hexdigest() != blob_hex:
+    if not source.intact():
         raise UnpackError(f"{desc['digest']}: layer content does not match its digest")
     if diff_hash.hexdigest() != diff_hex:
         raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
 
 
+def blob_source(f, desc: dict) -> "_HashingSource":
+    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest")
+    return _HashingSource(f, blob_hash, blob_hex)
+
+
 class _HashingSource:
     """The compressed blob as the decompressor reads it: hashed and counted on the way."""
 
-    def __init__(self, f, hasher) -> None:
-        self.f, self.hasher, self.total = f, hasher, 0
+    def __init__(self, f, hasher, hexdigest: str = "") -> None:
+        self.f, self.hasher, self.hex, self.total = f, hasher, hexdigest, 0
 
     def read(self, n: int = -1) -> bytes:
         data = self.f.read(n)
@@ -224,28 +230,111 @@ class _HashingSource:
         self.total += len(data)
         return data
 
+    def intact(self) -> bool:
+        """Read what is left and compare the digest (the whole blob's, only at its end)."""
+        while self.read(_CHUNK):
+            pass
+        return self.hasher.hexdigest() == self.hex
+
 
 def _gzip_chunks(zlib, source: _HashingSource, digest: str):
-    dec = zlib.decompressobj(31)
-    while data := source.read(_CHUNK):
-        while data:
+    """Every member of a gzip stream (pigz and `cat a.gz b.gz` write several).
+
+    Raw deflate with the gzip framing (RFC 1952) read here: zlib's own gzip
+    mode spends a tenth of the inflate time on the CRC-32, which the diff_id
+    (sha256 of the same bytes) already checks more strongly. The trailer's
+    ISIZE is still compared.
+    """
+    buf = _GzipBuffer(source, digest)
+    while True:
+        buf.skip_header()
+        dec = zlib.decompressobj(-15)
+        size = 0
+        data = buf.take()
+        while True:
+            if not data:
+                data = source.read(_CHUNK)
+                if not data:
+                    raise UnpackError(f"{digest}: layer truncated (gzip stream ends early)")
             try:
                 out = dec.decompress(data, _MAX_OUT)
             except zlib.error as e:
                 raise UnpackError(f"{digest}: corrupt gzip stream ({e})") from None
             if out:
+                size += len(out)
                 yield out
-            data = dec.unconsumed_tail
             if dec.eof:
-                rest = dec.unused_data + data
-                if not rest:
-                    break
-                if rest[:2] != b"\x1f\x8b":
-                    raise UnpackError(f"{digest}: trailing garbage after gzip stream")
-                dec = zlib.decompressobj(31)  # another gzip member (pigz, concatenation)
-                data = rest
-    if not dec.eof:
-        raise UnpackError(f"{digest}: layer truncated (gzip stream ends early)")
+                # With max_length, zlib leaves the leftover in both unused_data and
+                # unconsumed_tail: it must be taken once.
+                buf.put(dec.unused_data)
+                break
+            data = dec.unconsumed_tail
+        trailer = buf.need(8, "gzip trailer")
+        if int.from_bytes(trailer[4:], "little") != size & 0xFFFFFFFF:
+            raise UnpackError(f"{digest}: corrupt gzip stream (length in trailer does not match)")
+        if not buf.more():
+            return
+        if buf.peek(2) != b"\x1f\x8b":
+            raise UnpackError(f"{digest}: trailing garbage after gzip stream")
+
+
+class _GzipBuffer:
+    """Bytes between deflate streams: gzip headers and trailers, read from the source."""
+
+    def __init__(self, source: _HashingSource, digest: str) -> None:
+        self.source, self.digest, self.buf = source, digest, b""
+
+    def put(self, data: bytes) -> None:
+        self.buf = data + self.buf
+
+    def take(self) -> bytes:
+        data, self.buf = self.buf, b""
+        return data
+
+    def more(self) -> bool:
+        if not self.buf:
+            self.buf = self.source.read(_CHUNK)
+        return bool(self.buf)
+
+    def peek(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            data = self.source.read(_CHUNK)
+            if not data:
+                break
+            self.buf += data
+        return self.buf[:n]
+
+    def need(self, n: int, what: str) -> bytes:
+        data = self.peek(n)
+        if len(data) < n:
+            raise UnpackError(f"{self.digest}: layer truncated (in a {what})")
+        self.buf = self.buf[n:]
+        return data
+
+    def skip_header(self) -> None:
+        head = self.need(10, "gzip header")
+        if head[:2] != b"\x1f\x8b":
+            raise UnpackError(f"{self.digest}: corrupt gzip stream (not a gzip header)")
+        if head[2] != 8:
+            raise UnpackError(f"{self.digest}: corrupt gzip stream (unknown compression method)")
+        flags = head[3]
+        if flags & 0xE0:
+            raise UnpackError(f"{self.digest}: corrupt gzip stream (unknown header flags set)")
+        if flags & 0x04:  # FEXTRA
+            xlen = int.from_bytes(self.need(2, "gzip header"), "little")
+            self.need(xlen, "gzip header")
+        for bit in (0x08, 0x10):  # FNAME, FCOMMENT: NUL-terminated
+            if flags & bit:
+                self._skip_cstring()
+        if flags & 0x02:  # FHCRC
+            self.need(2, "gzip header")
+
+    def _skip_cstring(self) -> None:
+        while (end := self.buf.find(b"\0")) < 0:
+            self.buf = self.source.read(_CHUNK)
+            if not self.buf:
+                raise UnpackError(f"{self.digest}: layer truncated (in a gzip header)")
+        self.buf = self.buf[end + 1:]
 
 
 def _zstd_chunks(zstandard, source: _HashingSource, digest: str):
@@ -365,7 +454,19 @@ class _Applier:
 
     def apply_layer(self, f, desc: dict, diff_id: str) -> None:
         self.upper = set()
-        reader = tarstream.TarReader(_prefetch(layer_chunks(f, desc, diff_id)))
+        source = blob_source(f, desc)
+        chunks = _prefetch(layer_chunks(source, desc, diff_id))
+        try:
+            self._apply_entries(tarstream.TarReader(chunks), desc)
+        except (UnpackError, tarstream.TarError, inroot.InRootError, OSError):
+            # A corrupt blob inflates to garbage the tar reader trips over before the
+            # digest can be checked: name the real cause when it is that.
+            chunks.close()  # stops the inflate thread before we read on
+            if not source.intact():
+                raise UnpackError(f"{desc['digest']}: layer content does not match its digest") from None
+            raise
+
+    def _apply_entries(self, reader, desc: dict) -> None:
         root = self.root
         entry = self.entry
         try:

@@ -124,6 +124,49 @@ def test_uncompressed_and_multi_member_gzip(tmp_path):
     assert (tmp_path / "b2" / "rootfs" / "b").read_bytes() == b"b"
 
 
+def test_multi_member_gzip_large_first_member(tmp_path):
+    """The first member inflates past one bounded decompress step, so zlib leaves the
+    second member both in unused_data and in unconsumed_tail: it must be read once."""
+    tar = raw_tar([Raw("big", data=b"z" * 9_000_000), Raw("after", data=b"after\n")])
+    cut = len(tar) - 2048
+    two = gzip.compress(tar[:cut]) + gzip.compress(tar[cut:])
+    lay = str(tmp_path / "layout")
+    image = layers.write_image(lay, [tar])
+    layers.rewrite_layer(lay, image, 0, two, fix_diff_id=True)
+    unpack(lay, "latest", str(tmp_path / "b"))
+    assert (tmp_path / "b" / "rootfs" / "after").read_bytes() == b"after\n"
+    assert os.path.getsize(tmp_path / "b" / "rootfs" / "big") == 9_000_000
+
+
+def _gzip_with_header_fields(data: bytes) -> bytes:
+    """A gzip member with FEXTRA, FNAME, FCOMMENT and FHCRC set (as RFC 1952 allows)."""
+    import struct
+    import zlib
+    head = b"\x1f\x8b\x08" + bytes([0x02 | 0x04 | 0x08 | 0x10]) + b"\0\0\0\0\0\x03"
+    head += struct.pack("<H", 6) + b"AB\x02\0xy" + b"layer.tar\0" + b"a comment\0"
+    head += struct.pack("<H", zlib.crc32(head) & 0xFFFF)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    body = c.compress(data) + c.flush()
+    return head + body + struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+
+
+def test_gzip_header_fields_and_trailer_length(tmp_path):
+    tar = raw_tar([Raw("a", data=b"a" * 3000)])
+    blob = _gzip_with_header_fields(tar)
+    assert gzip.decompress(blob) == tar  # the oracle reads it too
+    lay = str(tmp_path / "layout")
+    image = layers.write_image(lay, [tar])
+    layers.rewrite_layer(lay, image, 0, blob, fix_diff_id=True)
+    unpack(lay, "latest", str(tmp_path / "b"))
+    assert (tmp_path / "b" / "rootfs" / "a").read_bytes() == b"a" * 3000
+    # a wrong ISIZE in the trailer is refused even though the deflate data is whole
+    bad = blob[:-4] + (len(tar) + 1).to_bytes(4, "little")
+    lay2 = str(tmp_path / "layout2")
+    image = layers.write_image(lay2, [tar])
+    layers.rewrite_layer(lay2, image, 0, bad, fix_diff_id=False)
+    _assert_refused(tmp_path, lay2, "length in trailer does not match")
+
+
 @needs_root
 def test_uid_gid_map(tmp_path):
     tar = raw_tar([Raw("f", data=b"x", uid=1000, gid=10), Raw("d/", "5", uid=5, gid=5)])
