@@ -14,7 +14,7 @@ import sys
 # Value flags listed in _MULTI may repeat (click's multiple=True).
 _FAST = {
     "pull": ({"--platform": "platform", "--creds": "creds", "--authfile": "authfile",
-              "--jobs": "jobs", "-j": "jobs"},
+              "--jobs": "jobs", "-j": "jobs", "--format": "format"},
              {"--plain-http": "plain_http", "--quiet": "quiet", "-q": "quiet"}),
     "unpack": ({"--uid-map": "uid_map", "--gid-map": "gid_map"}, {"--rootless": "rootless"}),
 }
@@ -57,6 +57,8 @@ def _fast(command: str, argv: list[str]) -> bool:
             return False
         if opts["jobs"] is not None:
             opts["jobs"] = int(opts["jobs"])
+        if opts["format"] not in (None, "keep", "oci"):
+            return False  # click's message for a bad choice
     _one_line(_RUN[command], args, opts)
     return True
 
@@ -87,7 +89,8 @@ def _run_pull(args: list[str], opts: dict) -> None:
     from .puller import pull as do_pull
     result = do_pull(args[0], args[1], platform=opts["platform"], creds=opts["creds"],
                      authfile=opts["authfile"], plain_http=opts["plain_http"],
-                     jobs=opts["jobs"], progress=False if opts["quiet"] else None)
+                     jobs=opts["jobs"], progress=False if opts["quiet"] else None,
+                     format=opts["format"] or "keep")
     sys.stdout.write(result.descriptor["digest"] + "\n")
 
 

@@ -46,14 +46,19 @@ def cli() -> None:
 @click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS (default only for localhost/127.0.0.0/8).")
 @click.option("--jobs", "-j", type=int, default=None, help="Blobs downloaded in parallel (default 4).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@click.option("--format", "format_", type=click.Choice(["keep", "oci"]), default="keep",
+              show_default=True,
+              help="keep: the manifest as the registry sent it; oci: Docker v2s2 rewritten to "
+                   "OCI media types (new manifest digest, same blobs).")
 @click.argument("ref")
 @click.argument("layout_dir")
 @_one_line_errors
-def pull(ref, layout_dir, platform, creds, authfile, plain_http, jobs, quiet):
+def pull(ref, layout_dir, platform, creds, authfile, plain_http, jobs, quiet, format_):
     """Pull REF into the OCI image layout LAYOUT_DIR, tagged with REF's tag."""
     from .puller import pull as do_pull
     result = do_pull(ref, layout_dir, platform=platform, creds=creds, authfile=authfile,
-                     plain_http=plain_http, jobs=jobs, progress=False if quiet else None)
+                     plain_http=plain_http, jobs=jobs, progress=False if quiet else None,
+                     format=format_)
     click.echo(result.descriptor["digest"])
 
 

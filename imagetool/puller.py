@@ -28,6 +28,16 @@ LAYER_TYPES = {
 CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json",
                 "application/vnd.docker.container.image.v1+json"}
 DEFAULT_JOBS = 4
+FORMATS = ("keep", "oci")
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# Docker v2s2 → OCI media types, as skopeo's conversion maps them (blobs unchanged).
+_TO_OCI = {
+    "application/vnd.docker.container.image.v1+json": "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+}
 _ARCH = {"x86_64": ("amd64", None), "aarch64": ("arm64", "v8"), "armv7l": ("arm", "v7"),
          "armv6l": ("arm", "v6"), "i686": ("386", None), "i386": ("386", None),
          "ppc64le": ("ppc64le", None), "s390x": ("s390x", None), "riscv64": ("riscv64", None)}
@@ -95,8 +105,16 @@ def pick_platform(index: dict, want: Platform, what: str) -> dict:
 def pull(ref: str, layout_dir: str, *, platform: str | None = None,
          creds: str | tuple[str, str] | None = None, authfile: str | None = None,
          plain_http: bool = False, jobs: int | None = None, progress: bool | None = None,
-         transport: object = None) -> PullResult:
-    """Pull `ref` into the OCI layout at `layout_dir` (made if missing), tagged with ref's tag."""
+         transport: object = None, format: str = "keep") -> PullResult:
+    """Pull `ref` into the OCI layout at `layout_dir` (made if missing), tagged with ref's tag.
+
+    format "keep" stores the manifest the registry sent, byte for byte (its digest is
+    the image's identity); "oci" rewrites a Docker v2s2 manifest to OCI media types
+    (a new manifest and digest, the same config and layer blobs), for readers such
+    as skopeo 1.9's oci: transport that only take OCI types from a layout.
+    """
+    if format not in FORMATS:
+        raise PullError(f"--format {format}: must be one of {', '.join(FORMATS)}")
     reference = parse(ref)
     want = parse_platform(platform) if platform else host_platform()
     if jobs is not None and jobs < 1:
@@ -109,7 +127,7 @@ def pull(ref: str, layout_dir: str, *, platform: str | None = None,
     state = _PullState(layout)
     try:
         result = _pull_into(client, reference, layout, want, jobs or DEFAULT_JOBS,
-                            _progress(progress), state)
+                            _progress(progress), state, format)
     except TransientError:
         # Keep finished blobs and partials: the next pull resumes. With nothing to
         # resume from, a layout this pull made is taken back like any other failure.
@@ -159,7 +177,7 @@ class _PullState:
 
 
 def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platform,
-               jobs: int, progress, state: _PullState) -> PullResult:
+               jobs: int, progress, state: _PullState, format: str = "keep") -> PullResult:
     what = str(reference)
     top = client.get_manifest(reference.repository, reference.ref, what)
     manifests = [top]
@@ -178,6 +196,9 @@ def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platf
     blobs = _blobs_of(manifest, what)
     result = PullResult(what, {})
     _fetch_all(client, reference.repository, layout, blobs, jobs, progress, state, result)
+    if format == "oci" and manifest.media_type == DOCKER_MANIFEST:
+        manifest = to_oci(manifest)
+        manifests = [manifest]
     for m in manifests:
         if layout.write_blob(m.digest, m.data):
             state.added.append(m.digest)
@@ -185,6 +206,25 @@ def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platf
     layout.set_tag(reference.tag, desc)
     result.descriptor = layout.resolve(reference.tag) if reference.tag else desc
     return result
+
+
+def to_oci(manifest):
+    """A Docker v2s2 manifest as an OCI image manifest: media types rewritten, the
+    config and layer descriptors otherwise as they were (same blobs, digests, sizes)."""
+    import hashlib
+    import json
+    from .registry import Manifest
+    doc = dict(manifest.doc)
+    doc["mediaType"] = OCI_MANIFEST
+
+    def convert(d: dict) -> dict:
+        return {**d, "mediaType": _TO_OCI.get(d.get("mediaType"), d.get("mediaType"))}
+
+    doc["config"] = convert(doc["config"])
+    doc["layers"] = [convert(d) for d in doc["layers"]]
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    return Manifest(data, OCI_MANIFEST, digest, doc)
 
 
 def _blobs_of(manifest, what: str) -> list[dict]:

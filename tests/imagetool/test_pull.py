@@ -115,6 +115,45 @@ def test_pull_docker_v2s2_stored_faithfully(seeded, tmp_path):
     # not see this tag; storing the manifest as served keeps the digest the registry names.
 
 
+def test_pull_docker_v2s2_as_oci_is_read_by_skopeo_and_umoci(seeded, tmp_path):
+    reg, image = seeded["registry"], seeded["docker"]
+    dest = str(tmp_path / "layout")
+    proc = run_cli("pull", "-q", "--format", "oci", f"{reg.address}/demo/busybox:v2s2", dest)
+    assert proc.returncode == 0, proc.stderr
+    layout = Layout(dest)
+    desc = layout.resolve("v2s2")
+    assert proc.stdout.strip() == desc["digest"] != image.manifest.digest
+    assert desc["mediaType"] == images.OCI_MANIFEST
+    doc = layout.read_json(desc["digest"])
+    served = json.loads(image.manifest.data)
+    assert doc["mediaType"] == images.OCI_MANIFEST
+    assert doc["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert {d["mediaType"] for d in doc["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    # the blobs are the registry's, untouched: same digests and sizes
+    strip = lambda d: {k: v for k, v in d.items() if k != "mediaType"}  # noqa: E731
+    assert strip(doc["config"]) == strip(served["config"])
+    assert [strip(d) for d in doc["layers"]] == [strip(d) for d in served["layers"]]
+    assert not layout.has_blob(image.manifest.digest)  # only the converted manifest is stored
+    if not shutil.which("skopeo") or not shutil.which("umoci"):
+        pytest.skip("skopeo or umoci not installed")
+    out = subprocess.run(["skopeo", "inspect", f"oci:{dest}:v2s2"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["Digest"] == desc["digest"]
+    assert info["Layers"] == [d["digest"] for d in served["layers"]]
+    bundle = str(tmp_path / "umoci-bundle")
+    out = subprocess.run(["umoci", "--log", "error", "unpack", "--image", f"{dest}:v2s2", bundle],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert os.path.isfile(os.path.join(bundle, "rootfs", "bin", "busybox"))
+    assert json.load(open(os.path.join(bundle, "config.json")))["process"]["args"] == ["echo", "docker"]
+    # the default keeps the registry's manifest, in the same layout, beside it
+    imagetool.pull(f"{reg.address}/demo/busybox:v2s2", dest)
+    assert Layout(dest).resolve("v2s2")["digest"] == image.manifest.digest
+    proc = run_cli("pull", "--format", "docker", f"{reg.address}/demo/busybox:v2s2", dest)
+    assert proc.returncode != 0 and "--format" in proc.stderr
+
+
 @pytest.mark.parametrize("platform,arch", [(None, "amd64"), ("linux/arm64", "arm64"),
                                            ("linux/arm64/v8", "arm64"), ("linux/amd64", "amd64")])
 def test_pull_index_picks_platform(seeded, tmp_path, platform, arch):
