@@ -84,7 +84,7 @@ def unpack(image, bundle_dir, rootless, uid_map, gid_map):
 @click.argument("image", metavar="LAYOUT_DIR[:TAG]")
 @_one_line_errors
 def inspect(image, raw, show_config):
-    """Describe an image in a layout (JSON)."""
+    """Describe an image in a layout (JSON, with skopeo inspect's keys)."""
     import json
     from .layout import Layout
     layout_dir, tag = split_layout_ref(image)
@@ -98,38 +98,102 @@ def inspect(image, raw, show_config):
         click.echo(json.dumps({"Digest": desc["digest"], "MediaType": desc.get("mediaType"),
                                "Manifests": manifest["manifests"]}, indent=2))
         return
-    config_blob = layout.read_json(manifest["config"]["digest"])
+    config_blob = layout.read_json(_config_desc(manifest, desc)["digest"])
     if show_config:
         click.echo(json.dumps(config_blob, indent=2))
         return
     config = config_blob.get("config") or {}
+    layers = manifest.get("layers") or []
+    tags = sorted(t for t, d in layout.tags() if t and d.get("digest") == desc["digest"])
     click.echo(json.dumps({
+        "Name": layout_dir,
         "Tag": (desc.get("annotations") or {}).get("org.opencontainers.image.ref.name"),
         "Digest": desc["digest"],
+        "RepoTags": tags,
         "MediaType": desc.get("mediaType") or manifest.get("mediaType"),
         "Created": config_blob.get("created"),
+        "DockerVersion": config_blob.get("docker_version", ""),
+        "Labels": config.get("Labels"),
         "Architecture": config_blob.get("architecture"),
         "Os": config_blob.get("os"),
         "Variant": config_blob.get("variant"),
+        "Layers": [layer["digest"] for layer in layers],
+        "LayersData": [{"MIMEType": layer.get("mediaType"), "Digest": layer["digest"],
+                        "Size": layer.get("size"), "Annotations": layer.get("annotations")}
+                       for layer in layers],
+        "Env": config.get("Env"),
         "Entrypoint": config.get("Entrypoint"),
         "Cmd": config.get("Cmd"),
-        "Env": config.get("Env"),
         "WorkingDir": config.get("WorkingDir"),
         "User": config.get("User"),
-        "Labels": config.get("Labels"),
-        "Layers": [layer["digest"] for layer in manifest.get("layers", [])],
-        "Size": sum(layer.get("size", 0) for layer in manifest.get("layers", [])),
+        "Size": sum(layer.get("size", 0) for layer in layers),
     }, indent=2))
 
 
+def _config_desc(manifest: dict, desc: dict) -> dict:
+    config = manifest.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+        raise RuntimeError(f"{desc['digest']}: not an image manifest (no config)")
+    return config
+
+
+def _ls_row(layout, tag, desc: dict) -> dict:
+    """What `ls` shows for one index.json entry: from the manifest and its config."""
+    row = {"tag": tag, "digest": desc.get("digest"), "mediaType": desc.get("mediaType"),
+           "platform": None, "size": None, "created": None}
+    manifest = layout.read_json(desc["digest"])
+    if "manifests" in manifest:
+        plats = [_platform_text(d.get("platform") or {}) for d in manifest["manifests"]]
+        row["platform"] = ",".join(p for p in plats if p) or None
+        row["size"] = desc.get("size", 0) + sum(d.get("size", 0) for d in manifest["manifests"])
+        return row
+    config_desc = _config_desc(manifest, desc)
+    config = layout.read_json(config_desc["digest"])
+    row["platform"] = _platform_text(config) or _platform_text(desc.get("platform") or {}) or None
+    row["size"] = (desc.get("size", 0) + config_desc.get("size", 0)
+                   + sum(d.get("size", 0) for d in manifest.get("layers") or []))
+    row["created"] = config.get("created")
+    return row
+
+
+def _platform_text(p: dict) -> str:
+    return "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+
+
+def _human_size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
 @cli.command(name="ls")
+@click.option("--format", "format_", type=click.Choice(["table", "json"]), default="table",
+              show_default=True, help="A table for people or JSON for programs.")
 @click.argument("layout_dir")
 @_one_line_errors
-def ls_(layout_dir):
-    """List the tags of a layout: TAG, DIGEST, MEDIA TYPE."""
+def ls_(layout_dir, format_):
+    """List the images of a layout: TAG, DIGEST, PLATFORM, SIZE, CREATED.
+
+    SIZE is the stored size (manifest, config and compressed layers).
+    """
     from .layout import Layout
-    for tag, desc in Layout(layout_dir).tags():
-        click.echo(f"{tag or '<none>'}\t{desc.get('digest')}\t{desc.get('mediaType', '')}")
+    layout = Layout(layout_dir)
+    rows = [_ls_row(layout, tag, desc) for tag, desc in layout.tags()]
+    if format_ == "json":
+        import json
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [("TAG", "DIGEST", "PLATFORM", "SIZE", "CREATED")]
+    for r in rows:
+        table.append((r["tag"] or "<none>", r["digest"], r["platform"] or "-",
+                      _human_size(r["size"]), r["created"] or "-"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
 
 
 @cli.command()

@@ -279,14 +279,35 @@ def test_ls_and_inspect(seeded, tmp_path):
     dest = str(tmp_path / "layout")
     imagetool.pull(f"{reg.address}/demo/busybox:latest", dest)
     imagetool.pull(f"{reg.address}/demo/busybox:v2s2", dest)
-    proc = run_cli("ls", dest)
-    rows = sorted(line.split("\t")[:2] for line in proc.stdout.splitlines())
-    assert rows == sorted([["latest", seeded["oci"].manifest.digest],
-                           ["v2s2", seeded["docker"].manifest.digest]])
+    proc = run_cli("ls", "--format", "json", dest)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["tag"]: r for r in json.loads(proc.stdout)}
+    for tag, image in (("latest", seeded["oci"]), ("v2s2", seeded["docker"])):
+        row = rows[tag]
+        assert row["digest"] == image.manifest.digest
+        assert row["platform"] == "linux/amd64"
+        assert row["size"] == (len(image.manifest.data) + len(image.config.data)
+                               + sum(len(layer.data) for layer in image.layers))
+        assert row["created"] == json.loads(image.config.data).get("created")
+    table = run_cli("ls", dest).stdout.splitlines()
+    assert table[0].split() == ["TAG", "DIGEST", "PLATFORM", "SIZE", "CREATED"]
+    assert sorted(line.split()[:3] for line in table[1:]) == sorted(
+        [["latest", seeded["oci"].manifest.digest, "linux/amd64"],
+         ["v2s2", seeded["docker"].manifest.digest, "linux/amd64"]])
     info = json.loads(run_cli("inspect", f"{dest}:v2s2").stdout)
     assert info["Cmd"] == ["echo", "docker"] and info["Architecture"] == "amd64"
+    assert info["RepoTags"] == ["v2s2"]
+    if shutil.which("skopeo"):  # the keys skopeo inspect has, with skopeo's values
+        out = subprocess.run(["skopeo", "inspect", f"oci:{dest}:latest"], capture_output=True, text=True)
+        theirs = json.loads(out.stdout)
+        ours = json.loads(run_cli("inspect", f"{dest}:latest").stdout)
+        for key in ("Digest", "Created", "DockerVersion", "Architecture", "Os", "Layers", "Env", "Labels"):
+            assert ours[key] == theirs[key], key
     proc = run_cli("inspect", f"{dest}:nosuch")
     assert_one_line_error(proc, "nosuch", "no such tag")
+    assert_one_line_error(run_cli("ls", str(tmp_path / "none")), "none", "no such layout directory")
+    os.unlink(Layout(dest).blob_path(seeded["oci"].config.digest))
+    assert_one_line_error(run_cli("ls", dest), seeded["oci"].config.digest, "blob missing")
 
 
 # -- auth ------------------------------------------------------------------------
