@@ -71,7 +71,7 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
     from . import cgroups
     cgroups.prime()
     c = Container.load(pos[0], g["root"])
-    if c.record is None:
+    if c.status() == "creating":
         raise PyrunError(f"cannot exec in container {c.id}: it is creating")
     if o["apparmor"] or o["process_label"]:
         raise PyrunError("exec: apparmor and SELinux labels are not supported on this host")

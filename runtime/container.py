@@ -79,8 +79,8 @@ class Container:
         return bool(self.record) and proc_start_time(self.pid) == self.record["pid_start"]
 
     def status(self) -> str:
-        if self.record is None:
-            return "creating"
+        if not self.record or not self.record.get("pid"):
+            return "creating"  # create has not finished (or died half way)
         if not self.alive():
             return "stopped"
         if os.path.exists(os.path.join(self.dir, st.EXEC_FIFO)):
@@ -181,7 +181,7 @@ class Container:
         lock = st.lock(self.dir)
         try:
             status = self._require("delete-force" if force else "delete")
-            if status in ("created", "running", "paused"):
+            if status in ("creating", "created", "running", "paused"):
                 self._kill_everything()
             cg = self.cgroup()
             if cg is not None:
@@ -198,6 +198,8 @@ class Container:
             os.close(lock)
 
     def _kill_everything(self) -> None:
+        """SIGKILL to the cgroup's processes and to the init; also for a create that died
+        half way, whose record names the cgroup but no pid yet."""
         cg = self.cgroup()
         if cg is not None:
             if cg.frozen():
@@ -207,11 +209,12 @@ class Container:
                     os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
-        try:
-            _signal_pid(self.pid, self.record["pid_start"], 9)
-        except PyrunError:
-            pass
-        _wait_gone(self.pid, self.record["pid_start"])
+        if self.pid:
+            try:
+                _signal_pid(self.pid, self.record["pid_start"], 9)
+            except PyrunError:
+                pass
+            _wait_gone(self.pid, self.record["pid_start"])
 
 
 def _warn(msg: str) -> None:

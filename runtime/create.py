@@ -95,6 +95,11 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
         cgroup = _make_cgroup(linux.get("cgroupsPath"), cid)
+        # What `delete --force` needs should this process die before the end: the cgroup.
+        from .container import OCI_VERSION, _now_rfc3339, proc_start_time
+        created = _now_rfc3339()
+        st.write_state(cdir, {"id": cid, "pid": 0, "bundle": bundle, "created": created,
+                              "cgroup": {"path": cgroup.path, "dirs": cgroup.hierarchies}})
         ctx = spawn.InitContext(
             id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
             hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
@@ -110,11 +115,10 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
             pid, pidfd = spawn.spawn(ctx, flags, cgroup)
         finally:
             os.close(ctx.fifo_fd)
-        from .container import OCI_VERSION, _now_rfc3339, proc_start_time
         record = {
             "ociVersion": config.get("ociVersion", OCI_VERSION), "id": cid, "pid": pid,
             "pid_start": proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
-            "created": _now_rfc3339(), "annotations": config.get("annotations") or {},
+            "created": created, "annotations": config.get("annotations") or {},
             "cgroup": {"path": cgroup.path, "dirs": cgroup.hierarchies} if cgroup else None,
             "config": config,
         }

@@ -169,3 +169,28 @@ def test_fastjson_matches_json_module():
         fastjson.loads('{"a": NaN}')
     with pytest.raises(ValueError):
         fastjson.loads('{"a": 1} x')
+
+
+def test_delete_force_after_create_died_half_way(pyrun, bundle):
+    """A create killed after it placed something in the cgroup: delete --force finds the
+    cgroup in the preliminary record, kills what is there and removes it all."""
+    import subprocess
+    cg = "/pyrun-test/halfway"
+    from runtime import cgroups
+    mgr = cgroups.manager(cg)
+    mgr.create()
+    sleeper = subprocess.Popen(["sleep", "1000"])
+    try:
+        mgr.enter(sleeper.pid)
+        os.makedirs(os.path.join(pyrun.root, "halfway"))
+        with open(os.path.join(pyrun.root, "halfway", "state.json"), "w") as f:
+            json.dump({"id": "halfway", "pid": 0, "bundle": "/nowhere", "created": "",
+                       "cgroup": {"path": cg, "dirs": mgr.hierarchies}}, f)
+        assert json.loads(pyrun("state", "halfway", check=True).stdout)["status"] == "creating"
+        pyrun("delete", "--force", "halfway", check=True)
+        assert sleeper.wait(timeout=5) == -9
+        assert pyrun.ids() == []
+        assert all(not os.path.exists(d) for d in mgr.hierarchies.values())
+    finally:
+        sleeper.kill()
+        mgr.destroy()
