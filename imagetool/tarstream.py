@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
 # PAX and GNU long-name records are metadata; Go caps them at 1 MiB too.
 MAX_META = 1 << 20
 
@@ -73,7 +74,8 @@ def _number(field: bytes, what: str, name: str) -> int:
 
 
 def _checksum_ok(block: bytes, stored: int) -> bool:
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    # The checksum field counts as eight spaces (8 * 32 = 256).
+    unsigned = sum(block) - sum(block[148:156]) + 256
     if unsigned == stored:
         return True
     # Some old writers summed signed chars.
@@ -224,7 +226,7 @@ class TarReader:
                     # A stream without end-of-archive blocks: Go's reader accepts it too.
                     return None
                 raise TarError(f"{last}: archive truncated in a header")
-            if block.count(0) == BLOCK:
+            if block == _ZERO_BLOCK:
                 nxt = self._read(BLOCK)
                 if nxt and nxt.count(0) != len(nxt):
                     raise TarError(f"{last}: data after a zero block where end of archive was expected")

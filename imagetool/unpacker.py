@@ -534,12 +534,16 @@ class _Applier:
             fd = os.open(base, _WFLAGS, mode & 0o777, dir_fd=pfd)
         try:
             reader.copy_to(fd, h.name)
-            owner = self._owner(h)
-            if owner is not None:
-                os.fchown(fd, *owner)
+            if self.identity and not self.rootless:  # the common case, without calls
+                if h.uid != self.me[0] or h.gid != self.me[1]:
+                    os.fchown(fd, h.uid, h.gid)
+            else:
+                owner = self._owner(h)
+                if owner is not None:
+                    os.fchown(fd, *owner)
             if mode & _SPECIAL_BITS:
                 os.fchmod(fd, mode)  # after chown, which clears setuid/setgid
-            xattrs = self._xattrs(h)
+            xattrs = self._xattrs(h) if self.rootless else h.xattrs
             if xattrs:
                 self._set_xattrs(fd, xattrs, h.name)
             os.utime(fd, ns=(h.mtime_ns, h.mtime_ns))
