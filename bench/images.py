@@ -36,8 +36,23 @@ def _umoci_unpack(layout: str, bundle: str, rss: bool = False):
 STEPS = {OURS: (_imagetool_pull, _imagetool_unpack), PEERS: (_skopeo_copy, _umoci_unpack)}
 
 
+_KEPT: list[str] = []
+
+
 def _fresh(workdir: str) -> str:
     return tempfile.mkdtemp(prefix="round-", dir=workdir)
+
+
+def _discard(d: str) -> None:
+    """Removed after the timed rounds, not between them: on this ext4 (no journal) a file
+    created soon after thousands were deleted makes the inode allocator skip every freed
+    inode, which charged ~7,400 deletions of the previous round to whichever tool ran next."""
+    _KEPT.append(d)
+
+
+def _discard_all() -> None:
+    while _KEPT:
+        shutil.rmtree(_KEPT.pop(), ignore_errors=True)
 
 
 def bench_pull_unpack(name: str, ref: str, workdir: str, n: int) -> tuple[Bench, Bench]:
@@ -52,15 +67,17 @@ def bench_pull_unpack(name: str, ref: str, workdir: str, n: int) -> tuple[Bench,
             return {"pull": p.wall, "unpack": u.wall, "total": p.wall + u.wall,
                     "pull-rss": p.maxrss_kib, "unpack-rss": u.maxrss_kib}
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            _discard(d)
 
     samples = interleave({c: (lambda i, c=c: cycle(c)) for c in STEPS}, n)
+    _discard_all()
     bench = Bench(f"pull-unpack-{name}", f"pull + unpack of {name} (wall per step)", "s")
     for cand, outs in samples.items():
         for p in ("pull", "unpack", "total"):
             bench.values[f"{cand}:{p}"] = [o[p] for o in outs]
     bench.ratios = [(f"{OURS}:{p}", f"{PEERS}:{p}") for p in ("total", "pull", "unpack")]
     rss_runs = interleave({c: (lambda i, c=c: cycle(c, rss=True)) for c in STEPS}, 2, warmup=0)
+    _discard_all()
     rss = Bench(f"rss-{name}", f"peak RSS of pull and of unpack, {name}", "KiB")
     for cand, outs in rss_runs.items():
         for p in ("pull-rss", "unpack-rss"):
@@ -76,8 +93,9 @@ def bench_unpack_alone(name: str, layout: str, workdir: str, n: int) -> Bench:
         try:
             return STEPS[cand][1](layout, os.path.join(d, "bundle")).wall
         finally:
-            shutil.rmtree(d, ignore_errors=True)
+            _discard(d)
     samples = interleave({c: (lambda i, c=c: one(c)) for c in STEPS}, n)
+    _discard_all()
     return Bench(f"unpack-{name}", f"unpack alone of {name}, same layout for both", "s", samples,
                  [(OURS, PEERS)])
 
