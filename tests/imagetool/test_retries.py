@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,19 +13,9 @@ from imagetool.registry import RequestsTransport, TransientError
 from tests.imagetool.faultproxy import FaultProxy
 from tests.support import images
 from tests.support.registry import free_port
+from tests.imagetool.clitools import assert_one_line_error, run_cli
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "imagetool.cli", *args],
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("imagetool: "), proc.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

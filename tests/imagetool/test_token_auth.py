@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import pytest
@@ -13,21 +12,11 @@ from imagetool.registry import AuthError, Client
 from tests.imagetool.tokenserver import TokenServer, TokenServerUnavailable
 from tests.support import images
 from tests.support.registry import Registry, RegistryUnavailable
+from tests.imagetool.clitools import assert_one_line_error, run_cli
 
 USER, PASSWORD = "alice", "wonderland"
 
 
-def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "imagetool.cli", *args],
-                          capture_output=True, text=True, **kw)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("imagetool: "), proc.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def _only(repository: str):

@@ -11,6 +11,7 @@ import pytest
 import imagetool
 from imagetool.layout import Layout
 from tests.support import images, layers
+from tests.imagetool.clitools import assert_one_line_error, run_cli
 
 zstandard = pytest.importorskip("zstandard", reason="the zstandard package is not installed")
 
@@ -18,17 +19,6 @@ ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="needs root (chown, mknod in feature layers)")
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "imagetool.cli", *args],
-                          capture_output=True, text=True)
-
-
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("imagetool: "), proc.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
