@@ -39,6 +39,14 @@ def split_digest(digest: str) -> tuple[str, str]:
 
 
 def _hasher(alg: str):
+    """sha256/sha512 from the interpreter's own modules: hashlib would load OpenSSL
+    (~3-4 ms), a good part of a small image's whole unpack."""
+    if alg == "sha256":
+        from _sha256 import sha256
+        return sha256()
+    if alg == "sha512":
+        from _sha512 import sha512
+        return sha512()
     import hashlib
     return hashlib.new(alg)
 
@@ -106,10 +114,10 @@ class Layout:
         return os.path.join(self.path, "index.json")
 
     def index(self) -> dict:
-        import json
+        from specs import fastjson
         try:
             with open(self._index_path, "rb") as f:
-                index = json.load(f)
+                index = fastjson.loads(f.read())
         except ValueError as e:
             raise LayoutError(f"{self._index_path}: malformed JSON: {e}") from None
         if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
@@ -200,9 +208,9 @@ class Layout:
         return data
 
     def read_json(self, digest: str) -> dict:
-        import json
+        from specs import fastjson
         try:
-            value = json.loads(self.read_blob(digest))
+            value = fastjson.loads(self.read_blob(digest))
         except ValueError as e:
             raise LayoutError(f"{digest}: malformed JSON: {e}") from None
         if not isinstance(value, dict):
@@ -271,5 +279,5 @@ def _has_entries(path: str, ignore: set[str]) -> bool:
 
 
 def _dumps(value: dict) -> bytes:
-    import json
-    return json.dumps(value, separators=(",", ":")).encode()
+    from specs import fastjson
+    return fastjson.dumps(value, separators=(",", ":")).encode()

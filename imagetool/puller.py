@@ -211,8 +211,8 @@ def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platf
 def to_oci(manifest):
     """A Docker v2s2 manifest as an OCI image manifest: media types rewritten, the
     config and layer descriptors otherwise as they were (same blobs, digests, sizes)."""
-    import hashlib
-    import json
+    from specs import fastjson
+    from .layout import _hasher
     from .registry import Manifest
     doc = dict(manifest.doc)
     doc["mediaType"] = OCI_MANIFEST
@@ -222,8 +222,10 @@ def to_oci(manifest):
 
     doc["config"] = convert(doc["config"])
     doc["layers"] = [convert(d) for d in doc["layers"]]
-    data = json.dumps(doc, separators=(",", ":")).encode()
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    data = fastjson.dumps(doc, separators=(",", ":")).encode()
+    h = _hasher("sha256")
+    h.update(data)
+    digest = "sha256:" + h.hexdigest()
     return Manifest(data, OCI_MANIFEST, digest, doc)
 
 

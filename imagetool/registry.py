@@ -311,12 +311,16 @@ class Client:
                                {"Accept": ACCEPT}, read_limit=MAX_MANIFEST + 1)
         if len(data) > MAX_MANIFEST:
             raise RegistryError(f"{what}: manifest larger than {MAX_MANIFEST} bytes")
-        import hashlib
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        from .layout import _hasher
+        h = _hasher("sha256")
+        h.update(data)
+        digest = "sha256:" + h.hexdigest()
         if ref.startswith("sha256:") and digest != ref:
             raise RegistryError(f"{what}: manifest digest mismatch: got {digest}")
         if ref.startswith("sha512:"):
-            digest = "sha512:" + hashlib.sha512(data).hexdigest()
+            h = _hasher("sha512")
+            h.update(data)
+            digest = "sha512:" + h.hexdigest()
             if digest != ref:
                 raise RegistryError(f"{what}: manifest digest mismatch: got {digest}")
         served = resp.headers.get("Docker-Content-Digest")
@@ -413,9 +417,9 @@ class Manifest:
 
 
 def parse_manifest(data: bytes, content_type: str, digest: str, what: str) -> Manifest:
-    import json
+    from specs import fastjson
     try:
-        doc = json.loads(data)
+        doc = fastjson.loads(data)
     except ValueError as e:
         raise RegistryError(f"{what}: malformed manifest: {e}") from None
     if not isinstance(doc, dict):
@@ -526,9 +530,9 @@ def _check_heal(resp: Response) -> Response:
 
 
 def _registry_error(body: bytes) -> tuple[str, str]:
-    import json
+    from specs import fastjson
     try:
-        err = json.loads(body)["errors"][0]
+        err = fastjson.loads(body)["errors"][0]
         return str(err.get("code", "")), str(err.get("message", ""))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return "", ""
@@ -544,8 +548,8 @@ def _read_chunk(resp: Response) -> bytes:
 
 
 def _new_hasher(digest: str):
-    import hashlib
-    return hashlib.new(digest.split(":", 1)[0])
+    from .layout import _hasher
+    return _hasher(digest.split(":", 1)[0])
 
 
 def _hash_existing(partial: str, digest: str, size: int):

@@ -167,11 +167,11 @@ def _open_blob(layout, desc: dict):
 
 
 def _hasher(digest: str, what: str):
-    import hashlib
+    from imagetool.layout import _hasher as new_hash
     alg, sep, hexpart = digest.partition(":")
     if not sep or alg not in ("sha256", "sha512") or not hexpart:
         raise UnpackError(f"{digest}: malformed {what}")
-    return hashlib.new(alg), hexpart
+    return new_hash(alg), hexpart
 
 
 def _decompressor(desc: dict):
@@ -455,7 +455,10 @@ class _Applier:
     def apply_layer(self, f, desc: dict, diff_id: str) -> None:
         self.upper = set()
         source = blob_source(f, desc)
-        chunks = _prefetch(layer_chunks(source, desc, diff_id))
+        chunks = layer_chunks(source, desc, diff_id)
+        # A thread pays off for big layers only: importing threading/queue alone costs
+        # ~6 ms, more than inflating a small layer takes.
+        chunks = _prefetch(chunks) if desc.get("size", 0) > _THREAD_ABOVE else _inline(chunks)
         try:
             self._apply_entries(tarstream.TarReader(chunks), desc)
         except (UnpackError, tarstream.TarError, inroot.InRootError, OSError):
@@ -735,6 +738,14 @@ class _DirHeader:
         self.name, self.uid, self.gid, self.xattrs = name, uid, gid, xattrs
 
 
+_THREAD_ABOVE = 4 << 20  # compressed bytes
+
+
+def _inline(chunks):
+    """The producer in this thread: a generator with the same close() as _prefetch's."""
+    yield from chunks
+
+
 def _prefetch(chunks, depth: int = 8):
     """Run the producer (read, hash, inflate, hash) in a thread: zlib and hashlib
     drop the GIL, so on two cores it overlaps with the tar work."""
@@ -795,12 +806,11 @@ def _claim_bundle(bundle_dir: str) -> bool:
 
 
 def _write_config(bundle_dir: str, config: dict) -> None:
-    import json
+    from specs import fastjson
     path = os.path.join(bundle_dir, "config.json")
     fd = os.open(path, _WFLAGS, 0o644)
     with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent="\t")
-        f.write("\n")
+        f.write(fastjson.dumps(config, indent="\t") + "\n")
 
 
 def _remove_bundle(bundle_dir: str, made_dir: bool) -> None:

@@ -97,7 +97,7 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
 
 
 def state(g, o, pos):
-    from . import fastjson
+    from specs import fastjson
     s = Container.load(_one_id(pos, "state"), g["root"]).state()
     sys.stdout.write(fastjson.dumps(s, indent="  ") + "\n")
 
@@ -144,7 +144,7 @@ def resume(g, o, pos):
 
 
 def list(g, o, pos):  # noqa: A001 - the command's name
-    from . import fastjson
+    from specs import fastjson
     containers = Container.list(g["root"])
     if o["quiet"]:
         sys.stdout.write("".join(c.id + "\n" for c in containers))
@@ -164,7 +164,7 @@ def list(g, o, pos):  # noqa: A001 - the command's name
 
 
 def ps(g, o, pos):
-    from . import fastjson
+    from specs import fastjson
     c = Container.load(pos[0] if pos else _one_id(pos, "ps"), g["root"])
     cg = c.cgroup()
     pids = cg.pids() if cg is not None else []
@@ -189,7 +189,7 @@ def ps(g, o, pos):
 
 def spec(g, o, pos):
     from specs.runtime import default_config
-    from . import fastjson
+    from specs import fastjson
     path = os.path.join(o["bundle"], "config.json") if o["bundle"] else "config.json"
     if os.path.exists(path):
         raise PyrunError(f"File {path} exists. Remove it first")
@@ -198,6 +198,6 @@ def spec(g, o, pos):
 
 
 def features(g, o, pos):
-    from . import fastjson
+    from specs import fastjson
     from .features import features as feats
     sys.stdout.write(fastjson.dumps(feats(), indent="    ") + "\n")

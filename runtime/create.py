@@ -11,7 +11,7 @@ from .errors import ConfigError, PyrunError, describe_oserror
 
 
 def load_config(bundle: str) -> dict:
-    from . import fastjson
+    from specs import fastjson
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:

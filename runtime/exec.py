@@ -26,7 +26,7 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
     """runc's rules: --process replaces everything; otherwise the container's process
     is the template, with args replaced and the flags applied on top."""
     if o["process"]:
-        from . import fastjson
+        from specs import fastjson
         try:
             with open(o["process"], "rb") as f:
                 proc = fastjson.loads(f.read())
@@ -38,7 +38,7 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
         return proc
     if not args:
         raise ConfigError("exec: process args cannot be empty")
-    from . import fastjson  # a deep copy of plain JSON data, without `copy`'s imports
+    from specs import fastjson  # a deep copy of plain JSON data, without `copy`'s imports
     proc = fastjson.loads(fastjson.dumps(config.get("process") or {}))
     proc["args"] = list(args)
     proc["terminal"] = bool(o["tty"])

@@ -23,7 +23,7 @@ class HookError(PyrunError):
 def preload() -> None:
     """startContainer hooks run after pivot_root, where the host's modules are gone."""
     import subprocess  # noqa: F401
-    from . import fastjson  # noqa: F401
+    from specs import fastjson  # noqa: F401
 
 
 def check(hooks: dict | None) -> None:
@@ -38,7 +38,7 @@ def check(hooks: dict | None) -> None:
 def run(entries: list[dict] | None, state: dict, kind: str) -> None:
     if not entries:
         return
-    from . import fastjson
+    from specs import fastjson
     import subprocess
     payload = fastjson.dumps(state).encode()
     for i, h in enumerate(entries):

@@ -19,7 +19,7 @@ def _time() -> str:
 
 def _entry(level: str, msg: str) -> str:
     if fmt == "json":
-        from . import fastjson
+        from specs import fastjson
         return fastjson.dumps({"level": level, "msg": msg, "time": _time()}) + "\n"
     quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
     return f'time="{_time()}" level={level} msg="{quoted}"\n'

@@ -9,7 +9,7 @@ status "creating", removable with `delete --force`.
 """
 import os
 
-from . import fastjson
+from specs import fastjson
 from .errors import ContainerNotFound, PyrunError
 
 DEFAULT_ROOT = "/run/pyrun"

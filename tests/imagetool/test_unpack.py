@@ -399,3 +399,20 @@ def test_gnu_and_v7_tar_formats(tmp_path):
     assert (r / long_dir / "file").read_bytes() == b"gnu\n"
     assert os.readlink(r / "sym") == long_dir + "/file"
     assert os.getxattr(r / long_dir / "file", "user.rootlesscontainers") == rootless_xattr(0o10000000, 0)
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_inflate_inline_and_in_a_thread_agree(tmp_path, monkeypatch, threaded):
+    """Small layers inflate inline, big ones in a producer thread: both give the same
+    rootfs and both refuse a corrupt layer the same way."""
+    import imagetool.unpacker as unpacker
+    monkeypatch.setattr(unpacker, "_THREAD_ABOVE", -1 if threaded else 1 << 62)
+    tars = [raw_tar([Raw(f"d/f{i}", data=os.urandom(3000)) for i in range(50)]),
+            raw_tar([Raw("d/f1", data=b"replaced")])]
+    lay, image = _layout(tmp_path, tars)
+    unpack(lay, "latest", str(tmp_path / "b"))
+    assert open(tmp_path / "b" / "rootfs" / "d" / "f1", "rb").read() == b"replaced"
+    assert len(os.listdir(tmp_path / "b" / "rootfs" / "d")) == 50
+    layers.corrupt_blob(lay, image.layers[0].digest)
+    msg = _assert_refused(tmp_path, lay, image.layers[0].digest)
+    assert "does not match its digest" in msg or "gzip" in msg or "truncated" in msg

@@ -157,7 +157,7 @@ def test_crashed_create_is_removable(pyrun, bundle):
 def test_fastjson_matches_json_module():
     """pyrun's JSON (no `json`/`re` import on the hot path) writes exactly what json does."""
     import json as std
-    from runtime import fastjson
+    from specs import fastjson
     from tests.support.bundle import default_config
     docs = [default_config(), {"a": [1, 2.5, {"b": None, "c": "é\"\\\n"}], "e": {}, "f": [], "t": True}, [], "x"]
     for d in docs:

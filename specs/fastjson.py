@@ -1,8 +1,8 @@
-"""JSON through the C accelerator alone.
+"""JSON through the C accelerator alone, for both pyrun and imagetool.
 
 `import json` costs ~9 ms here because it pulls in `re` (and `enum`); every pyrun
-call reads or writes JSON, so the hot path talks to `_json` directly. Same
-parser, same strictness, same output as json.loads/json.dumps.
+call and every small imagetool call reads or writes JSON, so they talk to `_json`
+directly. Same parser, same strictness, same output as json.loads/json.dumps.
 """
 import _json
 
@@ -63,22 +63,22 @@ def _float_repr(f: float) -> str:
     return float.__repr__(f)
 
 
-def _encoder(indent):
+def _encoder(indent, separators=(", ", ": ")):
     # Arguments of c_make_encoder: markers, default, encoder, indent, key_separator,
     # item_separator, sort_keys, skipkeys, allow_nan.
-    item_sep = "," if indent is not None else ", "
+    item_sep = "," if indent is not None else separators[0]
     return _json.make_encoder({}, _default, _json.encode_basestring_ascii, indent,
-                              ": ", item_sep, False, False, False)
+                              separators[1], item_sep, False, False, False)
 
 
 def _default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def dumps(obj, indent: str | None = None) -> str:
-    """Compact JSON, or indented like json.dumps(obj, indent=...) for humans (`state`)."""
+def dumps(obj, indent: str | None = None, separators: tuple[str, str] = (", ", ": ")) -> str:
+    """One line as json.dumps(obj, separators=…), or indented like json.dumps(obj, indent=…)."""
     if indent is None:
-        return "".join(_encoder(None)(obj, 0))
+        return "".join(_encoder(None, separators)(obj, 0))
     out: list[str] = []
     _pretty(obj, indent, "", out)
     return "".join(out)
