@@ -38,13 +38,18 @@ def split_digest(digest: str) -> tuple[str, str]:
     return alg, hexpart
 
 
-def _hasher(alg: str):
-    """sha256/sha512 from the interpreter's own modules: hashlib would load OpenSSL
-    (~3-4 ms), a good part of a small image's whole unpack."""
-    if alg == "sha256":
-        from _sha256 import sha256
-        return sha256()
-    if alg == "sha512":
+BIG = 1 << 20  # bytes from which OpenSSL's hashing repays its import
+
+
+def _hasher(alg: str, size: int = 0):
+    """A sha256/sha512 hasher for about `size` bytes. Small data (manifests, configs,
+    small layers) uses the interpreter's own modules, since hashlib loads OpenSSL
+    (~3-4 ms, a good part of a small image's whole pull); big blobs use OpenSSL,
+    several times faster per byte."""
+    if size < BIG and alg in ("sha256", "sha512"):
+        if alg == "sha256":
+            from _sha256 import sha256
+            return sha256()
         from _sha512 import sha512
         return sha512()
     import hashlib

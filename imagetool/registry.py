@@ -373,7 +373,7 @@ class Client:
                          headers, ok=(200, 206))
         mode = "ab"
         if resp.status == 200 and have:  # the registry ignored Range: start over
-            have, mode, hasher = 0, "wb", _new_hasher(digest)
+            have, mode, hasher = 0, "wb", _new_hasher(digest, size)
         elif resp.status == 206 and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {have}-"):
             resp.release()
             raise RegistryError(f"{digest}: registry answered a range request with the wrong range")
@@ -547,14 +547,14 @@ def _read_chunk(resp: Response) -> bytes:
         raise _Heal(f"stream broken: {e or type(e).__name__}") from None
 
 
-def _new_hasher(digest: str):
+def _new_hasher(digest: str, size: int):
     from .layout import _hasher
-    return _hasher(digest.split(":", 1)[0])
+    return _hasher(digest.split(":", 1)[0], size)
 
 
 def _hash_existing(partial: str, digest: str, size: int):
     """(hasher fed with the partial download's bytes, their count); a fresh one if none."""
-    h = _new_hasher(digest)
+    h = _new_hasher(digest, size)
     try:
         f = open(partial, "rb")
     except FileNotFoundError:

@@ -166,12 +166,12 @@ def _open_blob(layout, desc: dict):
         raise UnpackError(str(e)) from None
 
 
-def _hasher(digest: str, what: str):
+def _hasher(digest: str, what: str, size: int):
     from imagetool.layout import _hasher as new_hash
     alg, sep, hexpart = digest.partition(":")
     if not sep or alg not in ("sha256", "sha512") or not hexpart:
         raise UnpackError(f"{digest}: malformed {what}")
-    return new_hash(alg), hexpart
+    return new_hash(alg, size), hexpart
 
 
 def _decompressor(desc: dict):
@@ -193,7 +193,8 @@ def layer_chunks(f, desc: dict, diff_id: str):
     the blob itself was intact.
     """
     source = f if isinstance(f, _HashingSource) else blob_source(f, desc)
-    diff_hash, diff_hex = _hasher(diff_id, "diff_id")
+    # the uncompressed size is unknown: a few times the compressed one is the usual
+    diff_hash, diff_hex = _hasher(diff_id, "diff_id", 3 * _size(desc))
     kind, mod = _decompressor(desc)
     if kind == "gzip":
         chunks = _gzip_chunks(mod, source, desc["digest"])
@@ -213,8 +214,13 @@ def layer_chunks(f, desc: dict, diff_id: str):
         raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
 
 
+def _size(desc: dict) -> int:
+    size = desc.get("size")
+    return size if isinstance(size, int) else 1 << 62  # unknown: assume big
+
+
 def blob_source(f, desc: dict) -> "_HashingSource":
-    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest")
+    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest", _size(desc))
     return _HashingSource(f, blob_hash, blob_hex)
 
 
