@@ -14,29 +14,16 @@ from collections import namedtuple
 from .layout import Layout, LayoutError
 from .reference import Reference, parse
 from .registry import Client, RegistryError, TransientError
+from specs import image as mt
+from specs.image import CONFIG_TYPES, DOCKER_MANIFEST, LAYER_TYPES, OCI_MANIFEST
 
-LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-}
-CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json",
-                "application/vnd.docker.container.image.v1+json"}
 DEFAULT_JOBS = 4
 FORMATS = ("keep", "oci")
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # Docker v2s2 → OCI media types, as skopeo's conversion maps them (blobs unchanged).
 _TO_OCI = {
-    "application/vnd.docker.container.image.v1+json": "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    mt.DOCKER_CONFIG: mt.OCI_CONFIG,
+    mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP,
+    mt.DOCKER_FOREIGN_LAYER_GZIP: mt.OCI_LAYER_NONDISTRIBUTABLE_GZIP,
 }
 _ARCH = {"x86_64": ("amd64", None), "aarch64": ("arm64", "v8"), "armv7l": ("arm", "v7"),
          "armv6l": ("arm", "v6"), "i686": ("386", None), "i386": ("386", None),

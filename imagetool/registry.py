@@ -19,12 +19,9 @@ import os
 import threading
 import time
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+from specs.image import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, INDEX_TYPES,
+                         MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST)
+
 # Registry 2.8 answers 404 for OCI content unless OCI types are in Accept.
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 MAX_MANIFEST = 4 * 1024 * 1024

@@ -20,6 +20,7 @@ import os
 import stat
 
 from imagetool import inroot, tarstream
+from specs import image as mt
 
 __all__ = ["unpack", "UnpackError"]
 
@@ -31,17 +32,11 @@ _SPECIAL_BITS = 0o7000
 ROOTLESS_XATTR = "user.rootlesscontainers"
 _NOOP_ID = 0xFFFFFFFF
 
-_TAR = ("application/vnd.oci.image.layer.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.docker.image.rootfs.diff.tar")
-_GZIP = ("application/vnd.oci.image.layer.v1.tar+gzip",
-         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-         "application/vnd.docker.image.rootfs.diff.tar.gzip",
-         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
-_ZSTD = ("application/vnd.oci.image.layer.v1.tar+zstd",
-         "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
+_TAR = (mt.OCI_LAYER, mt.OCI_LAYER_NONDISTRIBUTABLE, "application/vnd.docker.image.rootfs.diff.tar")
+_GZIP = (mt.OCI_LAYER_GZIP, mt.OCI_LAYER_NONDISTRIBUTABLE_GZIP, mt.DOCKER_LAYER_GZIP,
+         mt.DOCKER_FOREIGN_LAYER_GZIP)
+_ZSTD = (mt.OCI_LAYER_ZSTD, mt.OCI_LAYER_NONDISTRIBUTABLE_ZSTD)
+_INDEX_TYPES = mt.INDEX_TYPES
 
 
 class UnpackError(Exception):
