@@ -32,8 +32,6 @@ def _listen_fds() -> int:
 
 
 def create(g, o, pos):
-    from . import cgroups
-    cgroups.prime()
     _create(g, o, pos, "create")
 
 
@@ -42,8 +40,6 @@ def start(g, o, pos):
 
 
 def run(g, o, pos):
-    from . import cgroups
-    cgroups.prime()
     from . import foreground
     from .create import load_config
     _one_id(pos, "run")
@@ -68,8 +64,6 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
     from . import exec as execmod
     if not pos:
         raise UsageError('"exec" requires a minimum of 1 argument')
-    from . import cgroups
-    cgroups.prime()
     c = Container.load(pos[0], g["root"])
     if c.status() == "creating":
         raise PyrunError(f"cannot exec in container {c.id}: it is creating")

@@ -94,7 +94,9 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         fifo = os.path.join(cdir, st.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
-        cgroup = _make_cgroup(linux.get("cgroupsPath"), cid)
+        from . import cgroups
+        cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
+        _make_cgroup(cgroup)  # undone by _undo below should this fail half way
         # What `delete --force` needs should this process die before the end: the cgroup.
         from .container import OCI_VERSION, _now_rfc3339, proc_start_time
         created = _now_rfc3339()
@@ -133,17 +135,12 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     return c
 
 
-def _make_cgroup(config_path, cid):
-    """v2: made now, CLONE_INTO_CGROUP needs it. v1: spawn makes it after clone3, so
-    that the kernel's wait on the cgroup lock overlaps the init's own set-up."""
-    from . import cgroups
-    cg = cgroups.manager(cgroups.cgroup_path(config_path, cid))
-    if cg.version == 2:
-        try:
-            cg.create()
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
-    return cg
+def _make_cgroup(cg) -> None:
+    """Made before clone3: the init is born into it or joins it first thing."""
+    try:
+        cg.create()
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
 
 
 def _undo(cdir: str, cgroup) -> None:

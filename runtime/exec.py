@@ -6,8 +6,8 @@ Parent side (this process):
   2. we make ourselves non-dumpable (the child inherits it: while it still runs the
      runtime's interpreter, nothing in the container may open its /proc/PID/exe or
      mem — CVE-2019-5736), then clone3 the child into the container's cgroup
-  3. on v1 hosts the child is written into each cgroup; then "go"
-  4. the socket is close-on-exec: EOF means the child's execve succeeded,
+     (cgroup2) or let it join (v1: cgroups.join_self, its first step)
+  3. the socket is close-on-exec: EOF means the child's execve succeeded,
      "error <msg>" is its one-line reason
 Child side: connect the console socket while host paths are reachable, join
 the remaining namespaces in one setns(pidfd, …), then the same process steps
@@ -125,32 +125,30 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
-    cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+    try:
+        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+        cgroup_fds = cgroup.join_fds() if cgroup is not None else []
+    except OSError as e:
+        restore()
+        raise PyrunError(describe_oserror(e, f"open the container's cgroup {cgroup.path}")) from None
+    pid = -1
     try:
         pid, pidfd = k.clone3(0, cgroup_fd)
     except OSError as e:
         restore()
         raise PyrunError(describe_oserror(e, "clone3 for exec")) from None
     finally:
-        if cgroup_fd >= 0:
-            os.close(cgroup_fd)
-    if pid != 0:
-        restore()  # never in the child: setns(time) would move the child itself back
-        from .cgroups import reap_primer
-        reap_primer()
+        if pid != 0:  # the child keeps its copies until it has joined
+            from .spawn import _close_all
+            _close_all([cgroup_fd, *cgroup_fds])
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,
-               preserve_fds)
+               preserve_fds, cgroup_fds)
         os._exit(127)
+    restore()  # never in the child: setns(time) would move the child itself back
     child_sock.close()
     try:
-        if cgroup is not None and cgroup.version == 1:
-            try:
-                cgroup.enter(pid)
-            except OSError as e:
-                raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
-        parent_sock.send(b"go")
         msg = parent_sock.recv(65536)
         if msg.startswith(b"error "):
             raise PyrunError(msg[6:].decode(errors="replace"))
@@ -186,9 +184,14 @@ def _join_for_children(pidfd: int, flags: int):
     return restore
 
 
-def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds) -> None:
+def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds, cgroup_fds) -> None:
     from . import process
     try:
+        from .cgroups import join_self
+        try:
+            join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
         process.preload()
@@ -199,8 +202,6 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             from . import console
             console.preload()
             console_sock = console.connect(console_socket) if isinstance(console_socket, str) else console_socket
-        if sock.recv(16) != b"go":
-            os._exit(1)
         if join:
             try:
                 k.setns(init_pidfd, join)

@@ -46,7 +46,8 @@ def _wait_for(ctx, expect: bytes) -> None:
 def _init(ctx) -> None:
     config, linux = ctx.config, ctx.config.get("linux") or {}
     proc = config["process"]
-    go = ctx.sock.recv(64)  # uid/gid maps are written (the cgroup comes later: "cgroup")
+    _join_cgroup(ctx)  # first: nothing the init does may run outside its cgroup
+    go = ctx.sock.recv(64)  # uid/gid maps are written
     if not go.startswith(b"go "):
         os._exit(1)
     ctx.host_pid = int(go[3:])
@@ -54,15 +55,8 @@ def _init(ctx) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     _join_namespaces(ctx)
-    joined = []
-
-    def cgroup_joined():  # the parent says so once it has written us into our cgroup
-        if not joined:
-            _wait_for(ctx, b"cgroup")
-            joined.append(True)
     if ctx.unshare_cgroupns:
-        cgroup_joined()  # the namespace's root is the cgroup we are in now
-        k.unshare(k.CLONE_NEWCGROUP)
+        k.unshare(k.CLONE_NEWCGROUP)  # its root: the cgroup we have just joined
     if not ctx.no_new_keyring:
         _new_session_keyring(ctx.id)
     if ctx.new_utsns:
@@ -72,7 +66,7 @@ def _init(ctx) -> None:
 
     # The root filesystem, still seeing the host's paths.
     rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
-    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx, before_cgroup=cgroup_joined)
+    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
@@ -84,7 +78,6 @@ def _init(ctx) -> None:
         from . import hooks
         hooks.preload()
 
-    cgroup_joined()  # nothing from here on may run outside the cgroup
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
         ctx.sock.send(b"hooks")
         _wait_for(ctx, b"hooks-done")
@@ -138,6 +131,14 @@ def _console_socket(ctx):
     if isinstance(ctx.console_socket, str):
         return console.connect(ctx.console_socket)
     return ctx.console_socket
+
+
+def _join_cgroup(ctx) -> None:
+    from .cgroups import join_self
+    try:
+        join_self(ctx.cgroup_fds)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
 
 
 def _join_namespaces(ctx) -> None:

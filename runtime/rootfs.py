@@ -186,15 +186,11 @@ def _make_parent_private(path: str) -> None:
         k.mount(None, best, None, k.MS_PRIVATE)
 
 
-def mount_all(rootfs: str, mounts: list[Mount], ctx, before_cgroup=None) -> None:
-    """Mount in config order; `before_cgroup()` runs once, before the first cgroup mount
-    (which binds the container's own cgroup directories: they must exist by then)."""
+def mount_all(rootfs: str, mounts: list[Mount], ctx) -> None:
+    """Mount in config order."""
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in mounts:
-            if m.type == "cgroup" and before_cgroup is not None:
-                before_cgroup()
-                before_cgroup = None
             try:
                 _mount_one(root_fd, rootfs, m, ctx)
             except OSError as e:

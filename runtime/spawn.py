@@ -6,12 +6,6 @@ so it already holds the parsed config; only events cross the socket:
 
   parent → init   "go <pid>"     uid_map/gid_map are written; <pid> is the init's pid
                                  as the runtime sees it
-  parent → init   "cgroup"       the init is in its cgroup. On v1 hosts making the
-                                 cgroup dirs and writing cgroup.procs can wait ~10 ms
-                                 for the kernel (an RCU sync), so the init sets up its
-                                 mounts meanwhile and waits for this only when it needs
-                                 it: before unsharing its cgroup namespace, before the
-                                 first cgroup mount, and before "hooks" at the latest
   init → parent   "hooks"        namespaces and mounts are ready, pivot_root is next:
                                  run prestart + createRuntime hooks now
   parent → init   "hooks-done"   they succeeded (on failure the parent kills the init)
@@ -45,9 +39,9 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     """Start the init and run it to "ready". Returns (pid, pidfd)."""
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
-    # The cgroup namespace's root is the cgroup its creator is in. Without
-    # CLONE_INTO_CGROUP (v1 hosts) the init reaches its cgroup only after clone3,
-    # so it unshares the cgroup namespace itself once the parent placed it.
+    # The cgroup namespace's root is the cgroup its creator is in. On v1 hierarchies
+    # the init reaches its cgroup only after clone3, so it unshares the cgroup
+    # namespace itself once it has joined.
     ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
@@ -57,7 +51,17 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         # it ours-for-children, write them, and let clone3 put the init in it.
         restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
         flags &= ~k.CLONE_NEWTIME
-    cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+    # The init is in its cgroup before it does anything: born there (CLONE_INTO_CGROUP,
+    # cgroup2) and, on v1 hierarchies, moving itself first thing (cgroups.join_self).
+    try:
+        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+        ctx.cgroup_fds = cgroup.join_fds() if cgroup is not None else []
+    except OSError as e:
+        restore()
+        parent_sock.close()
+        child_sock.close()
+        raise PyrunError(describe_oserror(e, f"open cgroup {cgroup.path}")) from None
+    pid = -1
     try:
         pid, pidfd = k.clone3(flags, cgroup_fd)
     except OSError as e:
@@ -66,8 +70,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         child_sock.close()
         raise PyrunError(describe_oserror(e, "clone3 into new namespaces")) from None
     finally:
-        if cgroup_fd >= 0:
-            os.close(cgroup_fd)
+        if pid != 0:  # the init keeps its copies until it has joined
+            _close_all([cgroup_fd, *ctx.cgroup_fds])
     if pid == 0:  # the init
         parent_sock.close()
         ctx.sock = child_sock
@@ -77,10 +81,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
-    from .cgroups import reap_primer
-    reap_primer()
     try:
-        _see_through(ctx, parent_sock, pid, cgroup)
+        _see_through(ctx, parent_sock, pid)
     except BaseException:
         _kill_and_reap(pid, pidfd)
         raise
@@ -89,19 +91,18 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     return pid, pidfd
 
 
-def _see_through(ctx, sock, pid: int, cgroup) -> None:
+def _close_all(fds) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _see_through(ctx, sock, pid: int) -> None:
     ctx.host_pid = pid
     linux = ctx.config.get("linux") or {}
     if ctx.userns:
         _write_id_maps(pid, linux, ctx.setgroups_denied)
     sock.send(b"go %d" % pid)
-    if cgroup is not None and cgroup.version == 1:  # v2 used CLONE_INTO_CGROUP
-        try:
-            cgroup.create()  # v1: made now, while the init already mounts (see create.py)
-            cgroup.enter(pid)
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, f"join cgroup {cgroup.path}")) from None
-    sock.send(b"cgroup")
     while True:
         msg = sock.recv(65536)
         if msg == b"ready":

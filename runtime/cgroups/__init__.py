@@ -27,52 +27,22 @@ def is_unified() -> bool:
     return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-_primer = 0  # pid of the process prime() forked, until reaped
+def join_self(fds: list[int]) -> None:
+    """Move the calling process into its cgroups: for a child right after clone3.
 
-
-def prime() -> None:
-    """Warm the kernel's cgroup migration lock before we need it (v1/hybrid hosts).
-
-    The first task migration after a quiet spell waits for an RCU grace period
-    (~10-15 ms here) to put cgroup_threadgroup_rwsem into writer mode; for a short
-    while afterwards migrations take microseconds. A forked child moves itself into
-    the cgroup it is already in, so that wait runs while create does its other work
-    instead of on the init's critical path. A process, not a thread: clone3 must
-    find this process single-threaded (a thread holding a libc lock at that moment
-    would deadlock the init). Errors do not matter here."""
-    global _primer
-    if _primer or is_unified():
-        return  # already on its way, or nothing to warm
+    `fds` are what Manager.join_fds() opened in the parent. On v1 each is a
+    hierarchy's `tasks` file and the child writes "0" (itself) to it. Moving a
+    whole process through cgroup.procs takes the kernel's threadgroup lock for
+    writing, whose first use after a quiet spell waits an RCU grace period
+    (10-20 ms here, measured); a single-threaded process moving itself as a
+    thread needs no such lock (~0.02 ms a hierarchy). v1 checks the opener's
+    credentials, so this works from inside a new user namespace too."""
     try:
-        with open("/proc/self/cgroup") as f:
-            own = {line.split(":", 2)[1]: line.split(":", 2)[2].strip() for line in f}
-        for mountpoint, fstype, opts in _mounts():
-            if fstype == "cgroup":
-                key = ",".join(o for o in opts if o not in ("rw", "ro") and not o.startswith("release_agent"))
-                if key in own:
-                    procs = os.path.join(mountpoint, own[key].lstrip("/"), "cgroup.procs")
-                    break
-        else:
-            return
-        _primer = os.fork()
-    except OSError:
-        return
-    if _primer == 0:
-        try:
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-            os.write(fd, b"0")  # "0" means the writing task itself
-        finally:
-            os._exit(0)
-
-
-def reap_primer() -> None:
-    global _primer
-    if _primer > 0:
-        try:
-            os.waitpid(_primer, 0)
-        except ChildProcessError:
-            pass
-        _primer = 0
+        for fd in fds:
+            os.write(fd, b"0")
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def cgroup_path(config_path: str | None, cid: str) -> str:
@@ -90,8 +60,14 @@ def cgroup_path(config_path: str | None, cid: str) -> str:
 
 def rmdir_tree(top: str) -> None:
     """cgroup dirs are removed leaf first with rmdir (their files cannot be unlinked)."""
-    if not os.path.isdir(top):
+    try:
+        os.rmdir(top)  # the usual case: a leaf whose tasks have gone
         return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY: child cgroups (or tasks) left
+            raise
     for dirpath, dirnames, _ in os.walk(top, topdown=False):
         try:
             os.rmdir(dirpath)

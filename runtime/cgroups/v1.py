@@ -45,7 +45,22 @@ class V1Manager:
                 _inherit_cpuset(d)
 
     def clone_fd(self) -> int:
-        return -1
+        """A hybrid host's cgroup2 hierarchy takes the child at birth (CLONE_INTO_CGROUP)."""
+        d = self._h.get("unified")
+        return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if d else -1
+
+    def join_fds(self) -> list[int]:
+        """Each v1 hierarchy's `tasks` file, for the child's join_self()."""
+        fds: list[int] = []
+        try:
+            for name, d in self._h.items():
+                if name != "unified":
+                    fds.append(os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
 
     def enter(self, pid: int) -> None:
         for d in self._h.values():

@@ -24,6 +24,9 @@ class V2Manager:
         """An fd for CLONE_INTO_CGROUP: the child is born inside its cgroup."""
         return os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
+    def join_fds(self) -> list[int]:
+        return []  # clone_fd() places the child; nothing left to join
+
     def enter(self, pid: int) -> None:
         with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
             f.write(str(pid))

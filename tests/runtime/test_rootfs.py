@@ -141,7 +141,7 @@ def test_user_namespace_mappings(pyrun, bundle, tmp_path):
 
 
 def _userns_run(pyrun, bundle, rootfs):
-    b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"])
+    b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; cat /proc/self/cgroup"])
     os.unlink(os.path.join(b, "rootfs"))
     os.symlink(rootfs, os.path.join(b, "rootfs"))
     cfg = _cfg(b)
@@ -151,17 +151,20 @@ def _userns_run(pyrun, bundle, rootfs):
     write_config(b, cfg)
     p = pyrun("run", "-b", b, "c1")
     assert p.returncode == 0, p.stderr
-    assert [line.split() for line in p.stdout.splitlines()] == [
-        ["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
+    lines = p.stdout.splitlines()
+    assert [line.split() for line in lines[:3]] == [["0", "100000", "65536"], ["0", "200000", "65536"], ["0"]]
+    # Joined every hierarchy from inside its user namespace (cgroups.join_self).
+    assert lines[3:] and all(line.endswith(":/c1") for line in lines[3:]), lines
 
 
 def test_cgroup_and_time_namespaces(pyrun, bundle):
-    b = bundle(["sh", "-c", "cat /proc/self/cgroup | grep -c ':/$'; ls /sys/fs/cgroup | grep -c ."])
+    b = bundle(["sh", "-c", "cat /proc/self/cgroup | grep -vc ':/$'; ls /sys/fs/cgroup | grep -c ."])
     cfg = _cfg(b)
     cfg["linux"]["namespaces"] += [{"type": "cgroup"}, {"type": "time"}]
     write_config(b, cfg)
     out = _run(pyrun, b).split()
-    assert int(out[0]) >= 1 and int(out[1]) >= 1
+    # The namespace's root is the container's cgroup, in every hierarchy.
+    assert int(out[0]) == 0 and int(out[1]) >= 1
 
 
 def test_join_network_namespace_by_path(pyrun, bundle):
