@@ -15,7 +15,7 @@ against re.search; any other pattern falls back to re, imported lazily.
 import os
 
 from specs import SpecError
-from specs._jsonload import loads
+from specs.fastjson import loads
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 

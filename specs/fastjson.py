@@ -10,6 +10,7 @@ _WS = " \t\n\r"
 
 
 class _Ctx:
+    # The attributes _json.make_scanner reads from a JSONDecoder.
     strict = True
     object_hook = None
     object_pairs_hook = None
@@ -19,14 +20,14 @@ class _Ctx:
 
     @staticmethod
     def parse_constant(name):
-        raise ValueError(f"invalid JSON constant {name}")
+        raise ValueError(f"{name} is not valid JSON")  # NaN, Infinity: Go peers refuse them too
 
 
 _scan = _json.make_scanner(_Ctx())
 
 
 class JSONError(ValueError):
-    pass
+    """Not JSON; str() is one line naming the line and column."""
 
 
 def _where(s: str, pos: int) -> str:
@@ -35,26 +36,43 @@ def _where(s: str, pos: int) -> str:
     return f"line {line} column {col}"
 
 
-def loads(s) -> object:
-    if isinstance(s, (bytes, bytearray)):
-        s = s.decode("utf-8")
+def _skip_ws(s: str, i: int) -> int:
     n = len(s)
-    i = 0
     while i < n and s[i] in _WS:
         i += 1
+    return i
+
+
+def loads(s) -> object:
+    """Parse one JSON document (str or UTF-8 bytes); any fault is a ValueError."""
+    if isinstance(s, (bytes, bytearray)):
+        s = s.decode("utf-8")
     try:
-        obj, end = _scan(s, i)
-    except StopIteration as e:
-        raise JSONError(f"invalid JSON at {_where(s, e.value)}") from None
-    except ValueError as e:  # json.decoder.JSONDecodeError from inside strings
-        pos = getattr(e, "pos", None)
-        where = _where(s, pos) if pos is not None else ""
-        raise JSONError(f"invalid JSON at {where}: {getattr(e, 'msg', e)}") from None
-    while end < n and s[end] in _WS:
-        end += 1
-    if end != n:
-        raise JSONError(f"invalid JSON at {_where(s, end)}: extra data")
+        obj, end = _scan(s, _skip_ws(s, 0))
+    except Exception:  # noqa: BLE001 - see _reason
+        raise JSONError(_reason(s)) from None
+    end = _skip_ws(s, end)
+    if end != len(s):
+        raise JSONError(f"extra data after the document at {_where(s, end)}")
     return obj
+
+
+def _reason(s: str) -> str:
+    """Why `s` is not JSON. The C scanner raises its precise errors through
+    json.decoder, and only when that module is already imported (otherwise a
+    SystemError); deep nesting is a RecursionError. Errors are the slow path:
+    the json module, imported only now, finds the reason."""
+    import json
+    try:
+        json.loads(s, parse_constant=_Ctx.parse_constant)
+    except json.JSONDecodeError as e:
+        msg = e.msg.removesuffix(" at")
+        return f"{msg[:1].lower()}{msg[1:]} at {_where(s, e.pos)}"
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError as e:
+        return str(e)
+    return "not JSON"
 
 
 def _float_repr(f: float) -> str:

@@ -109,7 +109,7 @@ def validate_state(obj, doc: str = "state") -> None:
 
 def load_config(path: str) -> dict:
     """Read, parse and validate a bundle's config.json; SpecError on any fault."""
-    from specs._jsonload import JSONError, loads
+    from specs.fastjson import JSONError, loads
 
     try:
         with open(path, "rb") as f:

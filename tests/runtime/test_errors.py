@@ -45,12 +45,22 @@ def test_missing_config(pyrun, tmp_path):
     _nothing_left(pyrun, "e1")
 
 
-def test_malformed_json(pyrun, bundle):
+@pytest.mark.parametrize("text, where", [
+    ('{"ociVersion": "1.0.2",\n "process": }', "line 2"),
+    ('{"ociVersion": "1.0.2",\n "process": {"cwd": "/",}}', "line 2"),  # a trailing comma
+    ('{"ociVersion": "1.0.2"', "line 1"),  # cut short
+    ('{"ociVersion": "1.0\t2"}', "line 1"),  # a raw control character in a string
+    ('{"ociVersion": "\\q"}', "line 1"),  # a bad escape
+    ('{"ociVersion": NaN}', "NaN"),
+    ("[" * 100000, "nested too deeply"),
+])
+def test_malformed_json(pyrun, bundle, text, where):
     b = bundle()
     with open(os.path.join(b, "config.json"), "w") as f:
-        f.write('{"ociVersion": "1.0.2",\n "process": }')
-    _one_line_error(pyrun("create", "-b", b, "e1"), "config.json", "line 2")
-    _nothing_left(pyrun, "e1")
+        f.write(text)
+    for cmd in ("create", "run"):
+        _one_line_error(pyrun(cmd, "-b", b, "e1"), "config.json", where)
+        _nothing_left(pyrun, "e1")
 
 
 @pytest.mark.parametrize("edit, needle", [
@@ -165,10 +175,12 @@ def test_fastjson_matches_json_module():
         for ind in ("  ", "\t", "    "):
             assert fastjson.dumps(d, indent=ind) == std.dumps(d, indent=ind)
         assert fastjson.loads(std.dumps(d)) == d
-    with pytest.raises(ValueError):
-        fastjson.loads('{"a": NaN}')
-    with pytest.raises(ValueError):
-        fastjson.loads('{"a": 1} x')
+    # Every fault is one ValueError naming where, never the C scanner's SystemError.
+    for bad, where in [('{"a": NaN}', "NaN"), ('{"a": 1} x', "line 1 column 10"), ('{"a": 1,}', "line 1 column 9"),
+                       ('{"a": "\\x"}', "line 1 column 8"), ('[1,\n 2', "line 2 column 3"), ("", "line 1 column 1"),
+                       ("[" * 100000, "nested too deeply"), (b'"\xff"', "utf-8")]:
+        with pytest.raises(ValueError, match=where):
+            fastjson.loads(bad)
 
 
 def test_delete_force_after_create_died_half_way(pyrun, bundle):

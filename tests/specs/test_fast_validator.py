@@ -3,6 +3,7 @@ hand-written pattern matchers against re.search on many generated strings."""
 
 import copy
 import json
+import os
 import random
 import re
 import subprocess
@@ -16,6 +17,8 @@ from specs.runtime import default_config
 from .schemas import ours
 from .test_crosscheck_image import CONFIG, INDEX, MANIFEST
 from .test_crosscheck_runtime import FULL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ALPHABET = list("0123456789abcxyzABRLIMTKGB_.-+/:=\n \t") + ["٣", "é", "Ⅳ"]
 SEEDS = {
@@ -159,7 +162,7 @@ def test_runc_spec_output_validates(tmp_path):
 
 
 def test_json_loader_equals_json_loads(tmp_path):
-    from specs._jsonload import loads
+    from specs.fastjson import loads
 
     rng = random.Random(7)
     for _ in range(200):
@@ -170,10 +173,11 @@ def test_json_loader_equals_json_loads(tmp_path):
     assert loads(big) == json.loads(big)
 
 
-def test_import_and_validate_cost_in_a_fresh_interpreter():
-    # Reported figure lives in the final report; here only a loose sanity bound,
-    # since CI machines vary: in-process import + validate stays under 20 ms.
-    code = ("import time; t = time.perf_counter(); import specs.runtime as r; "
-            "r.validate_config(r.default_config()); print(time.perf_counter() - t)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert float(out.stdout) < 0.020
+def test_validating_imports_nothing_slow():
+    # What keeps `pyrun create` fast, checked without timing anything: validating a
+    # config in a fresh interpreter imports neither jsonschema nor json nor re.
+    code = ("import sys, specs.runtime as r; r.validate_config(r.default_config()); "
+            "print(sorted({'jsonschema', 'json', 're'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {ROOT!r}); {code}"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
