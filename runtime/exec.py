@@ -119,6 +119,8 @@ def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
 def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[int, int]:
     import _prctl
     import _socket
+    from . import process
+    process.preload(proc, (container.record.get("config") or {}).get("linux") or {})
     join = namespaces_to_join(container.pid)
     cgroup = container.cgroup()
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
@@ -194,13 +196,11 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
-        process.preload()
         helper_fd = process.sealed_exec_helper()
         seccomp = process.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
         console_sock = None
         if proc.get("terminal"):
             from . import console
-            console.preload()
             console_sock = console.connect(console_socket) if isinstance(console_socket, str) else console_socket
         if join:
             try:

