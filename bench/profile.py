@@ -45,10 +45,30 @@ def importtime(root: str, bundle: str) -> tuple[list[tuple[int, int, str]], str]
     return rows, p.stderr
 
 
+# pyrun leaves through os._exit (no interpreter teardown), so `python -m cProfile`,
+# which writes its file at exit, would write nothing: the profile is dumped from
+# os._exit itself, by the runtime process only (the init's children exit too).
+_CPROFILE = """
+import cProfile, os, sys
+out, script = sys.argv[1], sys.argv[2]
+sys.argv = sys.argv[2:]
+prof, me, real_exit = cProfile.Profile(), os.getpid(), os._exit
+def _exit(code):
+    if os.getpid() == me:
+        prof.disable()
+        prof.dump_stats(out)
+    real_exit(code)
+os._exit = _exit
+code = compile(open(script).read(), script, "exec")
+prof.enable()
+exec(code, {"__name__": "__main__", "__file__": script})
+"""
+
+
 def cprofile(root: str, bundle: str) -> str:
     import pstats
     out = os.path.join(PROFILES, "run.prof")
-    subprocess.run([PY, *shebang_flags(), "-m", "cProfile", "-o", out, PYRUN, *_run_argv(root, bundle)],
+    subprocess.run([PY, *shebang_flags(), "-c", _CPROFILE, out, PYRUN, *_run_argv(root, bundle)],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
     import io
