@@ -302,6 +302,8 @@ def _mount_cgroup(root_fd: int, m: Mount, ctx) -> None:
                 k.mount("cgroup2", target, "cgroup2", base | ro)
             else:
                 k.mount(ctx.cgroup_dirs.get("", "/sys/fs/cgroup"), target, None, k.MS_BIND | k.MS_REC)
+                os.close(fd)  # it names the directory under the bind mount: look it up again
+                fd = open_in_root(root_fd, m.destination)
                 _remount_bind(fd, base | ro)
             return
         k.mount("tmpfs", target, "tmpfs", base, "mode=755")
