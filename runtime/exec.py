@@ -122,27 +122,17 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
     from . import process
     process.preload(proc, (container.record.get("config") or {}).get("linux") or {})
     join = namespaces_to_join(container.pid)
-    cgroup = container.cgroup()
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
-    restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
+    from .spawn import clone_child, supervise
     try:
-        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
-        cgroup_fds = cgroup.join_fds() if cgroup is not None else []
-    except OSError as e:
-        restore()
-        raise PyrunError(describe_oserror(e, f"open the container's cgroup {cgroup.path}")) from None
-    pid = -1
-    try:
-        pid, pidfd = k.clone3(0, cgroup_fd)
-    except OSError as e:
-        restore()
-        raise PyrunError(describe_oserror(e, "clone3 for exec")) from None
-    finally:
-        if pid != 0:  # the child keeps its copies until it has joined
-            from .spawn import _close_all
-            _close_all([cgroup_fd, *cgroup_fds])
+        restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
+        pid, pidfd, cgroup_fds = clone_child(0, container.cgroup(), restore, "clone3 for exec")
+    except BaseException:
+        parent_sock.close()
+        child_sock.close()
+        raise
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,
@@ -150,17 +140,14 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
         os._exit(127)
     restore()  # never in the child: setns(time) would move the child itself back
     child_sock.close()
-    try:
-        msg = parent_sock.recv(65536)
-        if msg.startswith(b"error "):
-            raise PyrunError(msg[6:].decode(errors="replace"))
-    except BaseException:
-        from .spawn import _kill_and_reap
-        _kill_and_reap(pid, pidfd)
-        raise
-    finally:
-        parent_sock.close()
+    supervise(pid, pidfd, parent_sock, _await_execve)
     return pid, pidfd
+
+
+def _await_execve(sock) -> None:
+    msg = sock.recv(65536)  # EOF: the close-on-exec socket went with a successful execve
+    if msg.startswith(b"error "):
+        raise PyrunError(msg[6:].decode(errors="replace"))
 
 
 def _join_for_children(pidfd: int, flags: int):

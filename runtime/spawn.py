@@ -53,27 +53,12 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         # it ours-for-children, write them, and let clone3 put the init in it.
         restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
         flags &= ~k.CLONE_NEWTIME
-    # The init is in its cgroup before it does anything: born there (CLONE_INTO_CGROUP,
-    # cgroup2) and, on v1 hierarchies, moving itself first thing (cgroups.join_self).
     try:
-        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
-        ctx.cgroup_fds = cgroup.join_fds() if cgroup is not None else []
-    except OSError as e:
-        restore()
+        pid, pidfd, ctx.cgroup_fds = clone_child(flags, cgroup, restore, "clone3 into new namespaces")
+    except BaseException:
         parent_sock.close()
         child_sock.close()
-        raise PyrunError(describe_oserror(e, f"open cgroup {cgroup.path}")) from None
-    pid = -1
-    try:
-        pid, pidfd = k.clone3(flags, cgroup_fd)
-    except OSError as e:
-        restore()
-        parent_sock.close()
-        child_sock.close()
-        raise PyrunError(describe_oserror(e, "clone3 into new namespaces")) from None
-    finally:
-        if pid != 0:  # the init keeps its copies until it has joined
-            _close_all([cgroup_fd, *ctx.cgroup_fds])
+        raise
     if pid == 0:  # the init
         parent_sock.close()
         ctx.sock = child_sock
@@ -82,20 +67,45 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
+    supervise(pid, pidfd, parent_sock, lambda sock: _see_through(ctx, sock, pid))
+    return pid, pidfd
+
+
+def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[int]]:
+    """clone3 into new namespaces (`flags`) and into `cgroup`: (pid, pidfd, join fds).
+
+    The child (pid 0) is in its cgroup before it does anything: born there on
+    cgroup2 (CLONE_INTO_CGROUP), and on v1 hierarchies it hands the join fds to
+    cgroups.join_self first thing. On failure `restore` has run, nothing is left open."""
     try:
-        _see_through(ctx, parent_sock, pid)
+        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+        fds = cgroup.join_fds() if cgroup is not None else []
+    except OSError as e:
+        restore()
+        raise PyrunError(describe_oserror(e, f"open cgroup {cgroup.path}")) from None
+    pid = -1
+    try:
+        pid, pidfd = k.clone3(flags, cgroup_fd)
+    except OSError as e:
+        restore()
+        raise PyrunError(describe_oserror(e, what)) from None
+    finally:
+        if pid != 0:  # the child keeps its copies until it has joined
+            for fd in (cgroup_fd, *fds):
+                if fd >= 0:
+                    os.close(fd)
+    return pid, pidfd, fds
+
+
+def supervise(pid: int, pidfd: int, sock, step) -> None:
+    """step(sock) sees the child through its set-up; should it fail, the child is killed and reaped."""
+    try:
+        step(sock)
     except BaseException:
         _kill_and_reap(pid, pidfd)
         raise
     finally:
-        parent_sock.close()
-    return pid, pidfd
-
-
-def _close_all(fds) -> None:
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
+        sock.close()
 
 
 def _see_through(ctx, sock, pid: int) -> None:
