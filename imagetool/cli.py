@@ -68,7 +68,8 @@ def error_line(e: BaseException) -> str:
     message = " ".join(str(e).split()) or type(e).__name__
     if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
         message = f"{e.filename}: {e.strerror}"
-    return f"imagetool: {message}"
+    # What a registry or a layer says reaches the terminal: no escape sequences, no NULs.
+    return "imagetool: " + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
 
 
 def _one_line(run, args: list[str], opts: dict) -> None:

@@ -21,8 +21,17 @@ def _entry(level: str, msg: str) -> str:
     if fmt == "json":
         from specs import fastjson
         return fastjson.dumps({"level": level, "msg": msg, "time": _time()}) + "\n"
-    quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
+    quoted = one_line(msg.replace("\\", "\\\\").replace('"', '\\"'))
     return f'time="{_time()}" level={level} msg="{quoted}"\n'
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f) if c != 0x09} | {0x0a: "\\n", 0x0d: "\\r"}
+
+
+def one_line(msg: str) -> str:
+    """A message is one line whatever it quotes (a mount source, a path from the config):
+    control characters are escaped, as logrus' quoting does for runc."""
+    return msg.translate(_CONTROL)
 
 
 def _emit(level: str, msg: str, to_stderr: bool) -> None:
@@ -37,7 +46,7 @@ def _emit(level: str, msg: str, to_stderr: bool) -> None:
         except OSError:
             pass
         if to_stderr:
-            sys.stderr.write(msg + "\n")
+            sys.stderr.write(one_line(msg) + "\n")
     elif to_stderr:
         sys.stderr.write(line)
     sys.stderr.flush()

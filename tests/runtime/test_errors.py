@@ -75,6 +75,23 @@ def test_schema_violation(pyrun, bundle, edit, needle):
     _nothing_left(pyrun, "e1")
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_config_string_cannot_break_the_error_line(pyrun, bundle, log_format):
+    """Messages quote the config (here a mount source): control characters come out
+    escaped, so the error stays one line whatever the config holds."""
+    b = _edit(bundle(), lambda c: c["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": "/nonexistent\nlevel=info msg=\x1b[2Jforged",
+         "options": ["bind"]}))
+    p = pyrun("create", "-b", b, "e1", global_args=("--log-format", log_format))
+    line = _one_line_error(p, "/nonexistent")
+    assert "\x1b" not in line
+    if log_format == "json":  # JSON escapes them itself: the message keeps its characters
+        assert "/nonexistent\nlevel=info msg=\x1b[2Jforged" in json.loads(line)["msg"]
+    else:
+        assert "/nonexistent\\nlevel=info msg=\\x1b[2Jforged" in line
+    _nothing_left(pyrun, "e1")
+
+
 def test_missing_rootfs(pyrun, bundle):
     b = _edit(bundle(), lambda c: c["root"].__setitem__("path", "nope"))
     _one_line_error(pyrun("create", "-b", b, "e1"), "rootfs", "does not exist")
