@@ -103,6 +103,8 @@ def check(process: dict) -> None:
     for r in process.get("rlimits") or ():
         if r.get("type") not in RLIMITS:
             raise ConfigError(f"unknown rlimit type {r.get('type')!r}")
+        if r["soft"] > r["hard"]:
+            raise ConfigError(f"rlimit {r['type']}: soft limit {r['soft']} is above the hard limit {r['hard']}")
     sched = process.get("scheduler")
     if sched:
         if sched.get("policy") not in SCHED_POLICIES:
@@ -126,12 +128,25 @@ def check(process: dict) -> None:
 
 
 def apply_rlimits(rlimits) -> None:
+    """Every rlimit, except that RLIMIT_NOFILE's soft limit waits at the hard one:
+    the process still opens fds after this (the exec fifo, hooks' pipes), and a
+    soft limit can always be lowered later, so lower_nofile() puts it in last.
+    What can fail (raising a hard limit, an EPERM) fails here, before "ready"."""
     from . import _shim
     for r in rlimits or ():
+        soft = r["hard"] if r["type"] == "RLIMIT_NOFILE" else r["soft"]
         try:
-            _shim.setrlimit(RLIMITS[r["type"]], r["soft"], r["hard"])
+            _shim.setrlimit(RLIMITS[r["type"]], soft, r["hard"])
         except OSError as e:
             raise PyrunError(f"setrlimit {r['type']} soft={r['soft']} hard={r['hard']}: {e.strerror}") from None
+
+
+def lower_nofile(rlimits) -> None:
+    """RLIMIT_NOFILE's soft limit, once the process opens nothing more before execve."""
+    from . import _shim
+    for r in rlimits or ():
+        if r["type"] == "RLIMIT_NOFILE" and r["soft"] != r["hard"]:
+            _shim.setrlimit(RLIMITS["RLIMIT_NOFILE"], r["soft"], r["hard"])
 
 
 SCHED_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
@@ -320,6 +335,7 @@ def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, 
             send_listener_fd(fd)
             os.close(fd)
     apply_lsm(proc)
+    lower_nofile(proc.get("rlimits"))  # below, only a seccomp listener is a new fd
     if seccomp is not None and not nnp:
         load()
     drop_bounding_set(proc.get("capabilities"))

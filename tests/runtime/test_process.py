@@ -70,6 +70,37 @@ def test_no_new_privileges_rlimits_oom_score(pyrun, bundle):
     assert _run(pyrun, b, "c2").split()[:2] == ["NoNewPrivs:", "0"]
 
 
+def test_a_nofile_soft_limit_below_what_the_runtime_needs(pyrun, bundle):
+    """The init opens the exec fifo after `create` and exec's child opens files after its
+    rlimits: a soft RLIMIT_NOFILE of 3 must still give a created container that starts,
+    and the program must see 3 (`ulimit -n` is a shell builtin: it opens nothing)."""
+    b = bundle(["sh", "-c", "ulimit -n; ulimit -Hn; read x"])
+    cfg = _cfg(b)
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 3, "hard": 64}]
+    write_config(b, cfg)
+    pyrun("create", "-b", b, "c1", check=True)
+    assert json.loads(pyrun("state", "c1", check=True).stdout)["status"] == "created"
+    pyrun("delete", "--force", "c1", check=True)
+    cfg["process"]["args"] = ["sh", "-c", "ulimit -n; ulimit -Hn"]
+    write_config(b, cfg)
+    assert _run(pyrun, b, "c2").split() == ["3", "64"]
+    cfg["process"]["args"] = ["sleep", "100"]
+    write_config(b, cfg)
+    pyrun("run", "-d", "-b", b, "c3", check=True)
+    p = pyrun("exec", "c3", "sh", "-c", "ulimit -n; ulimit -Hn", check=True)
+    assert p.stdout.split() == ["3", "64"]
+
+
+def test_a_soft_limit_above_the_hard_one_is_refused_at_create(pyrun, bundle):
+    b = bundle()
+    cfg = _cfg(b)
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 10}]
+    write_config(b, cfg)
+    p = pyrun("create", "-b", b, "c1")
+    assert p.returncode == 1 and "soft limit 100 is above the hard limit 10" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and pyrun.ids() == []
+
+
 def test_seccomp_makes_mkdir_fail_with_errno(pyrun, bundle):
     b = bundle(["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?"])
     cfg = _cfg(b)
