@@ -14,6 +14,7 @@ import os
 import random
 
 from tests.support.bundle import write_config
+from tests.support.jsontree import paths
 
 CASES = 120
 SEED = 1  # one that, among others, once caught a newline splitting the error line
@@ -35,16 +36,6 @@ EXTRAS = {
     ("linux", "timeOffsets"): {"monotonic": {"secs": 1}},
     ("domainname",): "fuzz.example",
 }
-
-
-def _paths(o, at=()):
-    yield at
-    if isinstance(o, dict):
-        for k, v in o.items():
-            yield from _paths(v, at + (k,))
-    elif isinstance(o, list):
-        for i, v in enumerate(o):
-            yield from _paths(v, at + (i,))
 
 
 def _get(o, at):
@@ -87,7 +78,7 @@ def _configs(base: dict):
             if rng.random() < 0.3:
                 where = rng.choice(sorted(EXTRAS))
                 _set(cfg, where, copy.deepcopy(EXTRAS[where]))
-            where = rng.choice([p for p in _paths(cfg) if p])
+            where = rng.choice([p for p in paths(cfg) if p])
             _set(cfg, where, _mutated(_get(cfg, where), rng))
         yield cfg
 

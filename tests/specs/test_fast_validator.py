@@ -13,6 +13,7 @@ import pytest
 
 from specs import _validator
 from specs.runtime import default_config
+from tests.support.jsontree import paths
 
 from .schemas import ours
 from .test_crosscheck_image import CONFIG, INDEX, MANIFEST
@@ -91,21 +92,11 @@ POOL = [None, True, False, 0, -1, 1, 1.0, 1.5, 2 ** 32, 2 ** 63, 2 ** 64, -2 ** 
         "MB:1", [], ["x"], [1], {}, {"": "x"}, {"path": "/x"}, {"type": "pid"}, {"a": 1}]
 
 
-def nodes(doc, path=()):
-    yield path
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from nodes(v, path + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            yield from nodes(v, path + (i,))
-
-
 def mutate(doc, rng):
     doc = copy.deepcopy(doc)
     for _ in range(rng.choice((1, 1, 1, 2))):
-        paths = list(nodes(doc))
-        path = rng.choice(paths[1:])
+        every = list(paths(doc))
+        path = rng.choice(every[1:])
         parent = doc
         for p in path[:-1]:
             parent = parent[p]
