@@ -177,10 +177,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
     from . import process
     try:
         from .cgroups import join_self
-        try:
-            join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
+        join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
         helper_fd = process.sealed_exec_helper()

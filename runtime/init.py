@@ -9,6 +9,7 @@ import os
 
 from . import _shim as k
 from . import process, rootfs
+from .cgroups import join_self
 from .errors import PyrunError, describe_oserror
 from .namespaces import JOIN_ORDER, NS_FLAGS
 
@@ -46,7 +47,7 @@ def _wait_for(ctx, expect: bytes) -> None:
 def _init(ctx) -> None:
     config, linux = ctx.config, ctx.config.get("linux") or {}
     proc = config["process"]
-    _join_cgroup(ctx)  # first: nothing the init does may run outside its cgroup
+    join_self(ctx.cgroup_fds)  # first: nothing the init does may run outside its cgroup
     go = ctx.sock.recv(64)  # uid/gid maps are written
     if not go.startswith(b"go "):
         os._exit(1)
@@ -126,14 +127,6 @@ def _console_socket(ctx):
     if isinstance(ctx.console_socket, str):
         return console.connect(ctx.console_socket)
     return ctx.console_socket
-
-
-def _join_cgroup(ctx) -> None:
-    from .cgroups import join_self
-    try:
-        join_self(ctx.cgroup_fds)
-    except OSError as e:
-        raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
 
 
 def _join_namespaces(ctx) -> None:

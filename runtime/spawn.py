@@ -47,13 +47,13 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
-    restore = _enter_for_children(ctx.join_paths)
-    if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
-        # Offsets can only be written before any process is in the namespace: make
-        # it ours-for-children, write them, and let clone3 put the init in it.
-        restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
-        flags &= ~k.CLONE_NEWTIME
     try:
+        restore = _enter_for_children(ctx.join_paths)
+        if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
+            # Offsets can only be written before any process is in the namespace: make
+            # it ours-for-children, write them, and let clone3 put the init in it.
+            restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
+            flags &= ~k.CLONE_NEWTIME
         pid, pidfd, ctx.cgroup_fds = clone_child(flags, cgroup, restore, "clone3 into new namespaces")
     except BaseException:
         parent_sock.close()

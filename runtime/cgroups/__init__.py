@@ -40,6 +40,9 @@ def join_self(fds: list[int]) -> None:
     try:
         for fd in fds:
             os.write(fd, b"0")
+    except OSError as e:
+        from ..errors import PyrunError, describe_oserror
+        raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
     finally:
         for fd in fds:
             os.close(fd)
