@@ -16,6 +16,8 @@ import struct
 import threading
 import time
 
+from tests.support.httpd import LocalHTTPServer
+
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade",
         "date", "server"}
 
@@ -27,17 +29,17 @@ class Rule:
         self.reset_after, self.method = reset_after, method
 
 
-class FaultProxy:
+class FaultProxy(LocalHTTPServer):
     def __init__(self, upstream: str):
         self.upstream = upstream
         self.rules: list[Rule] = []
         self.log: list[tuple[str, str, str | None, str]] = []
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
+        super().__init__()
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self.port}"
 
     def add(self, match: str, *, times: int = 1, status: int | None = None,
             headers: dict | None = None, reset_after: int | None = None,
@@ -60,25 +62,7 @@ class FaultProxy:
                     return rule
         return None
 
-    def start(self) -> "FaultProxy":
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FaultProxy":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def _handler(self):
+    def handler(self):
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

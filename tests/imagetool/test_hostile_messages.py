@@ -1,7 +1,8 @@
 """What a registry says reaches the user's terminal as one line of printable text."""
 import http.server
 import json
-import threading
+
+from tests.support.httpd import LocalHTTPServer
 
 from .clitools import assert_one_line_error, run_cli
 
@@ -30,15 +31,14 @@ class _Hostile(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _HostileRegistry(LocalHTTPServer):
+    def handler(self):
+        return _Hostile
+
+
 def test_a_registrys_error_message_cannot_drive_the_terminal(tmp_path):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        p = run_cli("pull", f"127.0.0.1:{server.server_address[1]}/demo/x:latest", str(tmp_path / "layout"))
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _HostileRegistry() as registry:
+        p = run_cli("pull", f"127.0.0.1:{registry.port}/demo/x:latest", str(tmp_path / "layout"))
     assert_one_line_error(p, "gone")
     assert not any(c in p.stderr for c in "\x1b\x07\x00"), repr(p.stderr)
     assert "\\x1b]0;owned\\x07" in p.stderr

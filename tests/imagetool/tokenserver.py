@@ -19,9 +19,10 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
+
+from tests.support.httpd import LocalHTTPServer
 
 ISSUER = "imagetool-test-issuer"
 SERVICE = "imagetool-test-registry"
@@ -42,7 +43,7 @@ def default_grants(user: str | None, repository: str) -> set[str]:
     return {"pull", "push"} if user else set()
 
 
-class TokenServer:
+class TokenServer(LocalHTTPServer):
     def __init__(self, workdir: str, users: dict[str, str] | None = None, grants=default_grants):
         self.workdir = workdir
         self.users = users or {}
@@ -50,12 +51,12 @@ class TokenServer:
         self.requests: list[tuple[str | None, list[str], int]] = []
         self.key = os.path.join(workdir, "token-key.pem")
         self.cert = os.path.join(workdir, "token-cert.pem")
-        self._server: http.server.ThreadingHTTPServer | None = None
+        super().__init__()
         self._x5c = ""
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://127.0.0.1:{self.port}/token"
 
     def start(self) -> "TokenServer":
         if not shutil.which("openssl"):
@@ -69,22 +70,7 @@ class TokenServer:
         der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
                              capture_output=True, check=True).stdout
         self._x5c = base64.b64encode(der).decode()
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "TokenServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return super().start()
 
     def registry_config(self) -> str:
         return ("auth:\n  token:\n"
@@ -138,7 +124,7 @@ class TokenServer:
         return 200, {"token": token, "access_token": token, "expires_in": 300,
                      "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
-    def _handler(self):
+    def handler(self):
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
