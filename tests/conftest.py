@@ -42,6 +42,12 @@ class Pyrun:
             raise AssertionError(f"pyrun {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
 
+    def run_ok(self, bundle: str, cid: str = "c1") -> str:
+        """`run` in the foreground, which must exit 0: the container's stdout."""
+        p = self("run", "-b", bundle, cid)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
     def ids(self) -> list[str]:
         try:
             return sorted(os.listdir(self.root))

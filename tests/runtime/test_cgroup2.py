@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.support.bundle import write_config
+from tests.support.bundle import read_config, write_config
 from tests.support.cgroup2vm import GUEST_ENV
 
 ROOT = "/sys/fs/cgroup"
@@ -23,11 +23,6 @@ if not _unified():
         raise RuntimeError("in the cgroup v2 guest, but /sys/fs/cgroup is not a unified hierarchy")
     pytest.skip("needs a unified cgroup v2 host (tests/test_cgroup2_vm.py runs these in a guest)",
                 allow_module_level=True)
-
-
-def _cfg(b):
-    with open(os.path.join(b, "config.json")) as f:
-        return json.load(f)
 
 
 def _pid(pyrun, cid):
@@ -54,7 +49,7 @@ def test_exec_joins_the_containers_cgroup(pyrun, bundle):
 def test_cgroup_namespace_is_rooted_at_the_container_and_mounts_cgroup2(pyrun, bundle):
     b = bundle(["sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo;"
                             "while read p; do echo $p; done </sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["namespaces"].append({"type": "cgroup"})
     write_config(b, cfg)
     p = pyrun("run", "-b", b, "v1")
@@ -68,7 +63,7 @@ def test_cgroup_namespace_is_rooted_at_the_container_and_mounts_cgroup2(pyrun, b
 def test_cgroup_mount_without_a_namespace_binds_the_containers_cgroup(pyrun, bundle):
     b = bundle(["sh", "-c", "cat /proc/self/cgroup; grep ' /sys/fs/cgroup ' /proc/self/mountinfo;"
                             "while read p; do echo $p; done </sys/fs/cgroup/cgroup.procs; touch /sys/fs/cgroup/x 2>/dev/null || echo ro"])
-    assert all(n["type"] != "cgroup" for n in _cfg(b)["linux"]["namespaces"])
+    assert all(n["type"] != "cgroup" for n in read_config(b)["linux"]["namespaces"])
     p = pyrun("run", "-b", b, "v1")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()

@@ -3,17 +3,7 @@ import json
 import os
 import time
 
-from tests.support.bundle import write_config
-
-
-def _cfg(b):
-    return json.load(open(os.path.join(b, "config.json")))
-
-
-def _run(pyrun, b, cid="c1"):
-    p = pyrun("run", "-b", b, cid)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
+from tests.support.bundle import read_config, write_config
 
 
 def _status_field(out: str, name: str) -> str:
@@ -22,17 +12,17 @@ def _status_field(out: str, name: str) -> str:
 
 def test_user_groups_umask_cwd_env(pyrun, bundle):
     b = bundle(["sh", "-c", "id -u; id -g; id -G; umask; pwd; echo $GREETING"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001], "umask": 0o027}
     cfg["process"]["cwd"] = "/tmp"
     cfg["process"]["env"].append("GREETING=hi there")
     write_config(b, cfg)
-    assert _run(pyrun, b).splitlines() == ["1000", "1001", "1001 2000 2001", "0027", "/tmp", "hi there"]
+    assert pyrun.run_ok(b).splitlines() == ["1000", "1001", "1001 2000 2001", "0027", "/tmp", "hi there"]
 
 
 def test_capabilities_sets(pyrun, bundle):
     b = bundle(["cat", "/proc/self/status"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["capabilities"] = {
         "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"],
         "effective": ["CAP_CHOWN", "CAP_KILL"],
@@ -41,7 +31,7 @@ def test_capabilities_sets(pyrun, bundle):
         "ambient": ["CAP_NET_BIND_SERVICE"],
     }
     write_config(b, cfg)
-    out = _run(pyrun, b)
+    out = pyrun.run_ok(b)
     bit = {"CAP_CHOWN": 0, "CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10, "CAP_SYS_ADMIN": 21}
     mask = lambda *names: f"{sum(1 << bit[n] for n in names):016x}"  # noqa: E731
     assert _status_field(out, "CapBnd") == mask("CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN")
@@ -51,7 +41,7 @@ def test_capabilities_sets(pyrun, bundle):
     # so read them for a non-root user, where they are exactly ambient's.
     cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
     write_config(b, cfg)
-    out = _run(pyrun, b, "c2")
+    out = pyrun.run_ok(b, "c2")
     assert _status_field(out, "CapEff") == mask("CAP_NET_BIND_SERVICE")
     assert _status_field(out, "CapPrm") == mask("CAP_NET_BIND_SERVICE")
     assert _status_field(out, "CapAmb") == mask("CAP_NET_BIND_SERVICE")
@@ -59,15 +49,15 @@ def test_capabilities_sets(pyrun, bundle):
 
 def test_no_new_privileges_rlimits_oom_score(pyrun, bundle):
     b = bundle(["sh", "-c", "grep NoNewPrivs /proc/self/status; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["noNewPrivileges"] = True
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 768}]
     cfg["process"]["oomScoreAdj"] = 123
     write_config(b, cfg)
-    assert _run(pyrun, b).split() == ["NoNewPrivs:", "1", "512", "768", "123"]
+    assert pyrun.run_ok(b).split() == ["NoNewPrivs:", "1", "512", "768", "123"]
     cfg["process"]["noNewPrivileges"] = False
     write_config(b, cfg)
-    assert _run(pyrun, b, "c2").split()[:2] == ["NoNewPrivs:", "0"]
+    assert pyrun.run_ok(b, "c2").split()[:2] == ["NoNewPrivs:", "0"]
 
 
 def test_a_nofile_soft_limit_below_what_the_runtime_needs(pyrun, bundle):
@@ -75,7 +65,7 @@ def test_a_nofile_soft_limit_below_what_the_runtime_needs(pyrun, bundle):
     rlimits: a soft RLIMIT_NOFILE of 3 must still give a created container that starts,
     and the program must see 3 (`ulimit -n` is a shell builtin: it opens nothing)."""
     b = bundle(["sh", "-c", "ulimit -n; ulimit -Hn; read x"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 3, "hard": 64}]
     write_config(b, cfg)
     pyrun("create", "-b", b, "c1", check=True)
@@ -83,7 +73,7 @@ def test_a_nofile_soft_limit_below_what_the_runtime_needs(pyrun, bundle):
     pyrun("delete", "--force", "c1", check=True)
     cfg["process"]["args"] = ["sh", "-c", "ulimit -n; ulimit -Hn"]
     write_config(b, cfg)
-    assert _run(pyrun, b, "c2").split() == ["3", "64"]
+    assert pyrun.run_ok(b, "c2").split() == ["3", "64"]
     cfg["process"]["args"] = ["sleep", "100"]
     write_config(b, cfg)
     pyrun("run", "-d", "-b", b, "c3", check=True)
@@ -93,7 +83,7 @@ def test_a_nofile_soft_limit_below_what_the_runtime_needs(pyrun, bundle):
 
 def test_a_soft_limit_above_the_hard_one_is_refused_at_create(pyrun, bundle):
     b = bundle()
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 10}]
     write_config(b, cfg)
     p = pyrun("create", "-b", b, "c1")
@@ -103,7 +93,7 @@ def test_a_soft_limit_above_the_hard_one_is_refused_at_create(pyrun, bundle):
 
 def test_seccomp_makes_mkdir_fail_with_errno(pyrun, bundle):
     b = bundle(["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]})
     cfg["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -112,7 +102,7 @@ def test_seccomp_makes_mkdir_fail_with_errno(pyrun, bundle):
     for nnp in (True, False):
         cfg["process"]["noNewPrivileges"] = nnp
         write_config(b, cfg)
-        out = _run(pyrun, b, f"c{nnp}")
+        out = pyrun.run_ok(b, f"c{nnp}")
         assert "Seccomp:\t2" in out
         assert "Invalid cross-device link" in out and "rc=1" in out  # EXDEV is 18
 
@@ -121,7 +111,7 @@ def test_hooks_run_at_their_moments_with_state_on_stdin(pyrun, bundle, tmp_path)
     out = tmp_path / "hooks"
     out.mkdir()
     b = bundle(["sh", "-c", "echo started"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
 
     def hook(kind):
         # /bin/sh of the host for runtime-namespace hooks; the container's busybox sh has
@@ -147,7 +137,7 @@ def test_hooks_run_at_their_moments_with_state_on_stdin(pyrun, bundle, tmp_path)
 
 def test_failing_create_runtime_hook_aborts_and_cleans_up(pyrun, bundle):
     b = bundle(["true"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
     write_config(b, cfg)
     p = pyrun("create", "-b", b, "h1")
@@ -158,7 +148,7 @@ def test_failing_create_runtime_hook_aborts_and_cleans_up(pyrun, bundle):
 
 def test_hook_timeout(pyrun, bundle):
     b = bundle(["true"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["hooks"] = {"prestart": [{"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]}
     write_config(b, cfg)
     t = time.monotonic()
@@ -170,7 +160,7 @@ def test_hook_timeout(pyrun, bundle):
 
 def test_failing_poststop_hook_is_logged_not_fatal(pyrun, bundle):
     b = bundle(["true"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["hooks"] = {"poststop": [{"path": "/bin/false"}]}
     write_config(b, cfg)
     p = pyrun("run", "-b", b, "h1")
@@ -197,12 +187,12 @@ def test_preserve_fds(pyrun, bundle, tmp_path):
 
 def test_scheduler_iopriority_affinity(pyrun, bundle):
     b = bundle(["sh", "-c", "cut -d' ' -f41 /proc/self/stat; ionice; taskset -p $$; cat /proc/self/stat | cut -d' ' -f19"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
     cfg["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_BE", "priority": 6}
     cfg["process"]["execCPUAffinity"] = {"final": "0"}
     write_config(b, cfg)
-    out = _run(pyrun, b).splitlines()
+    out = pyrun.run_ok(b).splitlines()
     assert out[0] == "3"                       # SCHED_BATCH
     assert out[1] == "best-effort: prio 6"
     assert out[2].endswith(": 1")              # mask of cpu 0
@@ -214,7 +204,7 @@ def test_bad_scheduler_and_missing_lsm_are_refused(pyrun, bundle):
                            ({"apparmorProfile": "docker-default"}, "AppArmor"),
                            ({"execCPUAffinity": {"final": "x-y"}}, "execCPUAffinity")):
         b = bundle(["true"])
-        cfg = _cfg(b)
+        cfg = read_config(b)
         cfg["process"].update(change)
         write_config(b, cfg)
         p = pyrun("create", "-b", b, "bad")
@@ -226,21 +216,21 @@ def test_bad_scheduler_and_missing_lsm_are_refused(pyrun, bundle):
 
 def test_session_keyring(pyrun, bundle):
     b = bundle(["cat", "/proc/keys"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["maskedPaths"].remove("/proc/keys")
     write_config(b, cfg)
-    assert "keyring-ct" in _run(pyrun, b, "keyring-ct")
+    assert "keyring-ct" in pyrun.run_ok(b, "keyring-ct")
     p = pyrun("run", "--no-new-keyring", "-b", b, "keyring-no")
     assert p.returncode == 0 and "keyring-no" not in p.stdout
 
 
 def test_time_namespace_offsets(pyrun, bundle):
     b = bundle(["cat", "/proc/uptime"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["namespaces"].append({"type": "time"})
     cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 365}, "monotonic": {"secs": 3600}}
     write_config(b, cfg)
-    inside = float(_run(pyrun, b).split()[0])
+    inside = float(pyrun.run_ok(b).split()[0])
     host = float(open("/proc/uptime").read().split()[0])
     assert 86400 * 365 - 60 < inside - host < 86400 * 365 + 60
 
@@ -284,13 +274,13 @@ def test_seccomp_notify_agent_gets_listener_and_answers(pyrun, bundle, tmp_path)
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     b = bundle(["sh", "-c", "mkdir /tmp/x 2>&1; echo rc=$?"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
     cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock_path,
                                "listenerMetadata": "agent-data",
                                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
     write_config(b, cfg)
-    out = _run(pyrun, b, "notify1")
+    out = pyrun.run_ok(b, "notify1")
     t.join(10)
     assert "Invalid cross-device link" in out and "rc=1" in out
     msg = got["msg"]
@@ -300,7 +290,7 @@ def test_seccomp_notify_agent_gets_listener_and_answers(pyrun, bundle, tmp_path)
 
 def test_missing_hook_binary_aborts_create(pyrun, bundle):
     b = bundle(["true"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["hooks"] = {"createContainer": [{"path": "/no/such/hook"}]}
     write_config(b, cfg)
     p = pyrun("create", "-b", b, "h1")
@@ -312,7 +302,7 @@ def test_start_container_hook_runs_inside_after_start(pyrun, bundle, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     b = bundle(["true"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
     # resolved and run inside the container: its /bin/sh is the container's busybox
     cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /out/state.json; hostname > /out/host"]}]}

@@ -2,21 +2,8 @@
 import json
 import os
 import shutil
-import stat
 
-import pytest
-
-from tests.support.bundle import write_config
-
-
-def _cfg(b):
-    return json.load(open(os.path.join(b, "config.json")))
-
-
-def _run(pyrun, b, cid="c1"):
-    p = pyrun("run", "-b", b, cid)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
+from tests.support.bundle import read_config, write_config
 
 
 def test_symlinked_mount_destination_stays_inside_rootfs(pyrun, bundle, tmp_path):
@@ -27,7 +14,7 @@ def test_symlinked_mount_destination_stays_inside_rootfs(pyrun, bundle, tmp_path
     rootfs = os.path.join(b, "rootfs")
     os.symlink(str(host_target), os.path.join(rootfs, "evil"))          # absolute
     os.symlink("../../../../../../" + str(host_target).lstrip("/"), os.path.join(rootfs, "evil2"))
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["root"]["readonly"] = False
     cfg["mounts"] += [
         {"destination": "/evil/probe", "type": "tmpfs", "source": "escape-probe", "options": ["size=1m"]},
@@ -38,7 +25,7 @@ def test_symlinked_mount_destination_stays_inside_rootfs(pyrun, bundle, tmp_path
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "probe").mkdir()
     write_config(b, cfg)
-    out = _run(pyrun, b).split()
+    out = pyrun.run_ok(b).split()
     assert out == ["2", "/inside/probe"]
     assert not host_target.exists(), "a mount point was created outside the rootfs"
     # the mount points were made inside the rootfs instead
@@ -53,10 +40,10 @@ def test_readonly_root_masked_and_readonly_paths(pyrun, bundle):
                 f" wc -c < {masked};"
                 " (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo sys-rw || echo sys-ro;"
                 " ls /proc/acpi | wc -l"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     assert cfg["root"]["readonly"] is True
     assert "/proc/sys" in cfg["linux"]["readonlyPaths"]
-    assert _run(pyrun, b).split() == ["ro", "0", "sys-ro", "0"]
+    assert pyrun.run_ok(b).split() == ["ro", "0", "sys-ro", "0"]
 
 
 def test_bind_mount_options_and_tmpfs(pyrun, bundle, tmp_path):
@@ -66,14 +53,14 @@ def test_bind_mount_options_and_tmpfs(pyrun, bundle, tmp_path):
     b = bundle(["sh", "-c", "cat /data/hello.txt; touch /data/x 2>/dev/null && echo w || echo nw;"
                 " touch /scratch/y && echo tw; stat -c %a /scratch;"
                 " grep ' /scratch ' /proc/self/mountinfo | grep -c nosuid"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"] += [
         {"destination": "/data", "type": "bind", "source": str(src), "options": ["rbind", "ro"]},
         {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "nodev", "mode=1777", "size=4m"]},
     ]
     write_config(b, cfg)
-    assert _run(pyrun, b).split() == ["from", "host", "nw", "tw", "1777", "1"]
+    assert pyrun.run_ok(b).split() == ["from", "host", "nw", "tw", "1777", "1"]
     assert not (src / "x").exists()
 
 
@@ -81,31 +68,31 @@ def test_file_bind_mount(pyrun, bundle, tmp_path):
     f = tmp_path / "hosts"
     f.write_text("127.0.0.1 pyrun-test\n")
     b = bundle(["cat", "/etc/hosts"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"].append({"destination": "/etc/hosts", "type": "bind", "source": str(f),
                           "options": ["bind", "ro"]})
     write_config(b, cfg)
-    assert _run(pyrun, b) == "127.0.0.1 pyrun-test\n"
+    assert pyrun.run_ok(b) == "127.0.0.1 pyrun-test\n"
 
 
 def test_tmpcopyup(pyrun, bundle):
     b = bundle(["sh", "-c", "cat /etc/passwd | head -1; touch /etc/new && echo ok"], private_rootfs=True)
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
                           "options": ["tmpcopyup", "mode=755"]})
     write_config(b, cfg)
-    assert _run(pyrun, b).split() == ["root:x:0:0:root:/root:/bin/sh", "ok"]
+    assert pyrun.run_ok(b).split() == ["root:x:0:0:root:/root:/bin/sh", "ok"]
     assert not os.path.exists(os.path.join(b, "rootfs", "etc", "new"))
 
 
 def test_default_and_configured_devices(pyrun, bundle):
     b = bundle(["sh", "-c", "stat -c '%n %F %t:%T %a' /dev/null /dev/zero /dev/tty /dev/mydev;"
                 " stat -c '%u:%g' /dev/mydev; readlink /dev/fd; readlink /dev/ptmx; readlink /dev/stdin"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["devices"] = [{"path": "/dev/mydev", "type": "c", "major": 1, "minor": 7,
                                 "fileMode": 0o640, "uid": 1000, "gid": 1001}]
     write_config(b, cfg)
-    lines = _run(pyrun, b).splitlines()
+    lines = pyrun.run_ok(b).splitlines()
     assert lines[:4] == ["/dev/null character special file 1:3 666",
                          "/dev/zero character special file 1:5 666",
                          "/dev/tty character special file 5:0 666",
@@ -122,10 +109,10 @@ def test_no_pivot(pyrun, bundle):
 
 def test_sysctl_in_own_netns(pyrun, bundle):
     b = bundle(["cat", "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/msgmax"])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.msgmax": "12345"}
     write_config(b, cfg)
-    assert _run(pyrun, b).split() == ["1", "12345"]
+    assert pyrun.run_ok(b).split() == ["1", "12345"]
 
 
 def test_user_namespace_mappings(pyrun, bundle, tmp_path):
@@ -144,7 +131,7 @@ def _userns_run(pyrun, bundle, rootfs):
     b = bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; cat /proc/self/cgroup"])
     os.unlink(os.path.join(b, "rootfs"))
     os.symlink(rootfs, os.path.join(b, "rootfs"))
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["namespaces"].append({"type": "user"})
     cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
@@ -159,10 +146,10 @@ def _userns_run(pyrun, bundle, rootfs):
 
 def test_cgroup_and_time_namespaces(pyrun, bundle):
     b = bundle(["sh", "-c", "cat /proc/self/cgroup | grep -vc ':/$'; ls /sys/fs/cgroup | grep -c ."])
-    cfg = _cfg(b)
+    cfg = read_config(b)
     cfg["linux"]["namespaces"] += [{"type": "cgroup"}, {"type": "time"}]
     write_config(b, cfg)
-    out = _run(pyrun, b).split()
+    out = pyrun.run_ok(b).split()
     # The namespace's root is the container's cgroup, in every hierarchy.
     assert int(out[0]) == 0 and int(out[1]) >= 1
 
@@ -173,16 +160,16 @@ def test_join_network_namespace_by_path(pyrun, bundle):
     pyrun("run", "-d", "-b", b1, "owner", check=True)
     pid = json.loads(pyrun("state", "owner", check=True).stdout)["pid"]
     b2 = bundle(["readlink", "/proc/self/ns/net"])
-    cfg = _cfg(b2)
+    cfg = read_config(b2)
     cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
     cfg["linux"]["namespaces"].append({"type": "network", "path": f"/proc/{pid}/ns/net"})
     write_config(b2, cfg)
-    assert _run(pyrun, b2, "joiner").strip() == os.readlink(f"/proc/{pid}/ns/net")
+    assert pyrun.run_ok(b2, "joiner").strip() == os.readlink(f"/proc/{pid}/ns/net")
 
 
 def test_no_fd_leaks_into_container(pyrun, bundle):
     b = bundle(["ls", "/proc/self/fd"])
-    out = _run(pyrun, b).split()
+    out = pyrun.run_ok(b).split()
     assert sorted(int(x) for x in out) == [0, 1, 2, 3]  # 3 is ls's own directory fd
 
 

@@ -63,6 +63,11 @@ def make_bundle(path: str, args=("true",), rootfs: str | None = None, **changes)
     return path
 
 
+def read_config(bundle: str) -> dict:
+    with open(os.path.join(bundle, "config.json")) as f:
+        return json.load(f)
+
+
 def write_config(bundle: str, config: dict) -> None:
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
