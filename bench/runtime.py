@@ -221,8 +221,10 @@ def run_all(rts: list[Runtime], workdir: str, quick: bool, log) -> tuple[list[Be
     out: list[Bench] = []
     failures: list[str] = []
     steps = [
-        # The targets hang on this one: more rounds than the others (each ~0.1 s).
-        ("run /bin/true", lambda: bench_run(rts, true_bundle, n if quick else 50)),
+        # The targets hang on this one: more rounds than the others (each ~0.1 s). On
+        # this shared machine 50 rounds put the crun ratio anywhere in 1.5-1.9x from
+        # one run to the next; 200 narrow that.
+        ("run /bin/true", lambda: bench_run(rts, true_bundle, n if quick else 200)),
         ("create/start/wait/delete", lambda: [bench_lifecycle(rts, true_bundle, n)]),
         ("exec", lambda: [bench_exec(rts, workdir, sleep_bundle, n)]),
         ("state/list with many containers", lambda: bench_many_present(rts, true_bundle, 20 if quick else 100, n)),
