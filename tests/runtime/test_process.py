@@ -91,6 +91,29 @@ def test_a_soft_limit_above_the_hard_one_is_refused_at_create(pyrun, bundle):
     assert len(p.stderr.strip().splitlines()) == 1 and pyrun.ids() == []
 
 
+def test_signal_dispositions_and_mask_are_reset(pyrun, bundle):
+    """What the caller ignored or blocked, and what Python itself ignores (SIGPIPE,
+    SIGXFSZ), must not reach the container's process: run and exec alike."""
+    import signal
+    import subprocess
+    from tests.conftest import PYRUN
+
+    def hostile_parent():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup does
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1, signal.SIGINT])
+    b = bundle(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    p = subprocess.run([PYRUN, "--root", pyrun.root, "run", "-b", b, "c1"], capture_output=True,
+                       text=True, preexec_fn=hostile_parent, stdin=subprocess.DEVNULL, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "c2", check=True)
+    p = subprocess.run([PYRUN, "--root", pyrun.root, "exec", "c2", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+                       capture_output=True, text=True, preexec_fn=hostile_parent, stdin=subprocess.DEVNULL, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
+
+
 def test_seccomp_makes_mkdir_fail_with_errno(pyrun, bundle):
     b = bundle(["sh", "-c", "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?"])
     cfg = read_config(b)
