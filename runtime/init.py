@@ -72,7 +72,6 @@ def _init(ctx) -> None:
     fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
-    helper_fd = process.sealed_exec_helper()
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
 
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
@@ -116,9 +115,9 @@ def _init(ctx) -> None:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
     process.reset_signals()
     process.become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
-                           preserve_fds=ctx.preserve_fds, keep_fds=(helper_fd,),
+                           preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,),
                            setgroups_denied=ctx.setgroups_denied)
-    process.execve(helper_fd, path, proc["args"], process.env_dict(env))
+    process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
 
 
 def _console_socket(ctx):

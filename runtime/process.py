@@ -61,7 +61,8 @@ def sealed_exec_helper() -> int:
     While the runtime runs, /proc/self/exe is the host's Python interpreter; the
     container's program is exec'd through this memfd so that /proc/self/exe is
     never a host file at the moment the container's code takes over
-    (CVE-2019-5736). Made before pivot_root, while the helper's path is visible."""
+    (CVE-2019-5736). Made by the runtime before clone3: the child inherits it,
+    and never needs to reach the runtime's files (from a user namespace, say)."""
     import fcntl
     try:
         with open(EXEC_HELPER, "rb") as f:

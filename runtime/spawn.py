@@ -47,7 +47,10 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
+    ctx.helper_fd = -1
     try:
+        # Made here, by the runtime: the init inherits it (and need not read our files)
+        ctx.helper_fd = process.sealed_exec_helper()
         restore = _enter_for_children(ctx.join_paths)
         if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
             # Offsets can only be written before any process is in the namespace: make
@@ -58,6 +61,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     except BaseException:
         parent_sock.close()
         child_sock.close()
+        if ctx.helper_fd >= 0:
+            os.close(ctx.helper_fd)
         raise
     if pid == 0:  # the init
         parent_sock.close()
@@ -67,6 +72,7 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
+    os.close(ctx.helper_fd)
     supervise(pid, pidfd, parent_sock, lambda sock: _see_through(ctx, sock, pid))
     return pid, pidfd
 
