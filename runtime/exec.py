@@ -208,7 +208,6 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
         env = list(proc.get("env") or ())
         path = process.find_executable(proc["args"][0], env)
-        process.reset_signals()
         process.become_process(proc, seccomp, None, preserve_fds=preserve_fds,
                             keep_fds=(sock.fileno(), helper_fd), setgroups_denied=False)
         process.execve(helper_fd, path, proc["args"], process.env_dict(env))

@@ -113,7 +113,6 @@ def _init(ctx) -> None:
     if ctx.hooks.get("startContainer"):
         from . import hooks
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
-    process.reset_signals()
     process.become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
                            preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,),
                            setgroups_denied=ctx.setgroups_denied)

@@ -364,21 +364,3 @@ def _close_from(first: int, keep: tuple) -> None:
 
 def env_dict(env: list[str]) -> dict:
     return {e.split("=", 1)[0]: e.split("=", 1)[1] if "=" in e else "" for e in env}
-
-
-def reset_signals() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve.
-
-    Python records every disposition it starts with or sets (getsignal: SIG_DFL,
-    SIG_IGN, a handler, or None for one set outside Python), so only those that
-    are not SIG_DFL cost a syscall."""
-    import _signal
-    for sig in range(1, _signal.NSIG):
-        if sig in (_signal.SIGKILL, _signal.SIGSTOP):
-            continue
-        try:
-            if _signal.getsignal(sig) != _signal.SIG_DFL:
-                _signal.signal(sig, _signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
