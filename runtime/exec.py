@@ -16,6 +16,7 @@ as the init (process.become_process), and execve.
 import os
 
 from . import _shim as k
+from .cgroups import join_self
 from .errors import ConfigError, PyrunError, describe_oserror
 from .namespaces import namespaces_to_join
 
@@ -126,16 +127,12 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     from .spawn import clone_child, supervise
-    helper_fd = -1
     try:
-        helper_fd = process.sealed_exec_helper()  # inherited by the child, as in spawn
         restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
-        pid, pidfd, cgroup_fds = clone_child(0, container.cgroup(), restore, "clone3 for exec")
+        pid, pidfd, cgroup_fds, helper_fd = clone_child(0, container.cgroup(), restore, "clone3 for exec")
     except BaseException:
         parent_sock.close()
         child_sock.close()
-        if helper_fd >= 0:
-            os.close(helper_fd)
         raise
     if pid == 0:
         parent_sock.close()
@@ -144,7 +141,6 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
         os._exit(127)
     restore()  # never in the child: setns(time) would move the child itself back
     child_sock.close()
-    os.close(helper_fd)
     supervise(pid, pidfd, parent_sock, _await_execve)
     return pid, pidfd
 
@@ -182,7 +178,6 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
            helper_fd) -> None:
     from . import process
     try:
-        from .cgroups import join_self
         join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}

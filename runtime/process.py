@@ -39,7 +39,6 @@ def preload(proc: dict, linux: dict, hooks: dict | None = None) -> None:
     page an import writes is copied first, which made the same imports ~5x dearer
     in the child (measured: runtime.init 0.9 ms there, 0.15 ms here)."""
     import _prctl  # noqa: F401
-    import fcntl  # noqa: F401 - sealed_exec_helper
     from . import _shim  # noqa: F401
     if linux.get("seccomp"):
         from . import seccomp  # noqa: F401

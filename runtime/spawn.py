@@ -47,22 +47,18 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
-    ctx.helper_fd = -1
     try:
-        # Made here, by the runtime: the init inherits it (and need not read our files)
-        ctx.helper_fd = process.sealed_exec_helper()
         restore = _enter_for_children(ctx.join_paths)
         if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
             # Offsets can only be written before any process is in the namespace: make
             # it ours-for-children, write them, and let clone3 put the init in it.
             restore = _new_time_ns_for_children(ctx.config["linux"]["timeOffsets"], restore)
             flags &= ~k.CLONE_NEWTIME
-        pid, pidfd, ctx.cgroup_fds = clone_child(flags, cgroup, restore, "clone3 into new namespaces")
+        pid, pidfd, ctx.cgroup_fds, ctx.helper_fd = clone_child(flags, cgroup, restore,
+                                                                "clone3 into new namespaces")
     except BaseException:
         parent_sock.close()
         child_sock.close()
-        if ctx.helper_fd >= 0:
-            os.close(ctx.helper_fd)
         raise
     if pid == 0:  # the init
         parent_sock.close()
@@ -72,23 +68,35 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         os._exit(127)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
-    os.close(ctx.helper_fd)
     supervise(pid, pidfd, parent_sock, lambda sock: _see_through(ctx, sock, pid))
     return pid, pidfd
 
 
-def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[int]]:
-    """clone3 into new namespaces (`flags`) and into `cgroup`: (pid, pidfd, join fds).
+def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[int], int]:
+    """clone3 into new namespaces (`flags`) and into `cgroup`.
 
-    The child (pid 0) is in its cgroup before it does anything: born there on
-    cgroup2 (CLONE_INTO_CGROUP), and on v1 hierarchies it hands the join fds to
-    cgroups.join_self first thing. On failure `restore` has run, nothing is left open."""
+    Returns (pid, pidfd, cgroup join fds, exec helper fd); the fds are the child's
+    (pid 0), this process has closed its copies. The child is in its cgroup before
+    it does anything: born there on cgroup2 (CLONE_INTO_CGROUP), and on v1
+    hierarchies it hands the join fds to cgroups.join_self first thing. The sealed
+    exec helper is made here, by the runtime, so the child need not reach our files.
+    On failure `restore` has run and nothing is left open."""
+    from . import process
+    inherited: list[int] = []
     try:
-        cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
-        fds = cgroup.join_fds() if cgroup is not None else []
-    except OSError as e:
+        helper_fd = process.sealed_exec_helper()
+        inherited.append(helper_fd)
+        try:
+            cgroup_fd = cgroup.clone_fd() if cgroup is not None else -1
+            inherited.append(cgroup_fd)
+            fds = cgroup.join_fds() if cgroup is not None else []
+            inherited += fds
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"open cgroup {cgroup.path}")) from None
+    except BaseException:
+        _close_fds(inherited)
         restore()
-        raise PyrunError(describe_oserror(e, f"open cgroup {cgroup.path}")) from None
+        raise
     pid = -1
     try:
         pid, pidfd = k.clone3(flags, cgroup_fd)
@@ -96,11 +104,15 @@ def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[
         restore()
         raise PyrunError(describe_oserror(e, what)) from None
     finally:
-        if pid != 0:  # the child keeps its copies until it has joined
-            for fd in (cgroup_fd, *fds):
-                if fd >= 0:
-                    os.close(fd)
-    return pid, pidfd, fds
+        if pid != 0:  # the child keeps its copies
+            _close_fds(inherited)
+    return pid, pidfd, fds, helper_fd
+
+
+def _close_fds(fds) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 def supervise(pid: int, pidfd: int, sock, step) -> None:

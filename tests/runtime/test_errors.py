@@ -223,3 +223,26 @@ def test_delete_force_after_create_died_half_way(pyrun, bundle):
     finally:
         sleeper.kill()
         mgr.destroy()
+
+
+def test_clone_child_leaves_no_fd_open_when_the_cgroup_cannot_be_joined(root_required):
+    """Opening a cgroup's join fds can fail after its CLONE_INTO_CGROUP fd and the
+    exec helper are open: both are closed, `restore` runs, one PyrunError says why."""
+    from runtime.errors import PyrunError
+    from runtime.spawn import clone_child
+
+    class HalfOpenCgroup:  # a hybrid manager whose v1 `tasks` files are gone
+        path = "/gone"
+
+        def clone_fd(self):
+            return os.open("/", os.O_PATH | os.O_CLOEXEC)
+
+        def join_fds(self):
+            raise FileNotFoundError(2, "No such file or directory", "/sys/fs/cgroup/pids/gone/tasks")
+
+    restored = []
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(PyrunError, match="open cgroup /gone"):
+        clone_child(0, HalfOpenCgroup(), lambda: restored.append(True), "clone3")
+    assert restored == [True]
+    assert sorted(os.listdir("/proc/self/fd")) == before
