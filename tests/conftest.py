@@ -11,6 +11,22 @@ BIN = os.path.dirname(sys.executable)
 PYRUN = os.path.join(BIN, "pyrun")
 
 
+_SESSION_LOCK = "/tmp/pyrun-tests.lock"
+
+
+def pytest_configure(config):
+    """One test session at a time on a machine: containers of two sessions would share
+    IDs, cgroup paths and the host's mount table. (CI runs one; developers may not.)"""
+    import fcntl
+    fd = os.open(_SESSION_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.stderr.write(f"waiting for another test session ({_SESSION_LOCK})\n")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    config._pyrun_session_lock = fd  # held until the process exits
+
+
 def pytest_report_header(config):
     return f"pyrun: {PYRUN}; uid {os.getuid()}; kernel {os.uname().release}"
 
