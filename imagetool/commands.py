@@ -91,14 +91,15 @@ def inspect(image, raw, show_config):
     layout = Layout(layout_dir)
     desc = layout.resolve(tag)
     if raw:
-        sys.stdout.buffer.write(layout.read_blob(desc["digest"]))
+        sys.stdout.buffer.write(layout.read_blob(desc["digest"], desc.get("size")))
         return
-    manifest = layout.read_json(desc["digest"])
+    manifest = layout.read_json(desc["digest"], desc.get("size"))
     if "manifests" in manifest:
         click.echo(json.dumps({"Digest": desc["digest"], "MediaType": desc.get("mediaType"),
                                "Manifests": manifest["manifests"]}, indent=2))
         return
-    config_blob = layout.read_json(_config_desc(manifest, desc)["digest"])
+    config_desc = _config_desc(manifest, desc)
+    config_blob = layout.read_json(config_desc["digest"], config_desc.get("size"))
     if show_config:
         click.echo(json.dumps(config_blob, indent=2))
         return
@@ -141,14 +142,14 @@ def _ls_row(layout, tag, desc: dict) -> dict:
     """What `ls` shows for one index.json entry: from the manifest and its config."""
     row = {"tag": tag, "digest": desc.get("digest"), "mediaType": desc.get("mediaType"),
            "platform": None, "size": None, "created": None}
-    manifest = layout.read_json(desc["digest"])
+    manifest = layout.read_json(desc["digest"], desc.get("size"))
     if "manifests" in manifest:
         plats = [_platform_text(d.get("platform") or {}) for d in manifest["manifests"]]
         row["platform"] = ",".join(p for p in plats if p) or None
         row["size"] = desc.get("size", 0) + sum(d.get("size", 0) for d in manifest["manifests"])
         return row
     config_desc = _config_desc(manifest, desc)
-    config = layout.read_json(config_desc["digest"])
+    config = layout.read_json(config_desc["digest"], config_desc.get("size"))
     row["platform"] = _platform_text(config) or _platform_text(desc.get("platform") or {}) or None
     row["size"] = (desc.get("size", 0) + config_desc.get("size", 0)
                    + sum(d.get("size", 0) for d in manifest.get("layers") or []))

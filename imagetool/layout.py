@@ -6,8 +6,9 @@ index.json's descriptors, which is what skopeo and umoci read and write.
 API used by unpack/bundle (keep these names stable):
     Layout(path)                 open an existing layout (LayoutError if it is not one)
     .resolve(tag) -> dict        manifest descriptor for a tag (None: the only one, or "latest")
-    .read_json(digest) -> dict   a small JSON blob, verified against its digest
-    .open_blob(digest)           binary file object, streaming
+    .read_json(digest, size) -> dict   a small JSON blob, verified against its digest and size
+    .open_blob(digest)           binary file object, streaming (a regular file; the
+                                 reader bounds what it reads by the descriptor's size)
     .blob_path(digest) -> str
 """
 from __future__ import annotations
@@ -121,8 +122,11 @@ class Layout:
     def index(self) -> dict:
         from specs import fastjson
         try:
-            with open(self._index_path, "rb") as f:
-                index = fastjson.loads(f.read())
+            with _open_regular(self._index_path, self._index_path) as f:
+                data = f.read(MAX_JSON_BLOB + 1)
+            if len(data) > MAX_JSON_BLOB:
+                raise LayoutError(f"{self._index_path}: larger than {MAX_JSON_BLOB} bytes")
+            index = fastjson.loads(data)
         except ValueError as e:
             raise LayoutError(f"{self._index_path}: malformed JSON: {e}") from None
         if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
@@ -194,16 +198,28 @@ class Layout:
         return size is None or st.st_size == size
 
     def open_blob(self, digest: str):
+        """The blob's file, which must be a regular one (a FIFO would block, a device
+        never end). Readers stop at the size the descriptor declares."""
         try:
-            return open(self.blob_path(digest), "rb")
+            return _open_regular(self.blob_path(digest), f"{digest}: blob in layout {self.path}")
         except FileNotFoundError:
             raise LayoutError(f"{digest}: blob missing from layout {self.path}") from None
 
-    def read_blob(self, digest: str, limit: int = MAX_JSON_BLOB) -> bytes:
-        """A whole (small) blob, verified against its digest."""
+    def read_blob(self, digest: str, size: int | None = None, limit: int = MAX_JSON_BLOB) -> bytes:
+        """A whole (small) blob, verified against its digest and, when the descriptor
+        gives one, its size: never more than that is read (umoci stops there too)."""
         alg, hexpart = split_digest(digest)
+        if size is not None:
+            if type(size) is not int or size < 0:
+                raise LayoutError(f"{digest}: descriptor has no valid size")
+            if size > limit:
+                raise LayoutError(f"{digest}: descriptor says {size} bytes, more than the "
+                                  f"{limit} a manifest or config may have")
         with self.open_blob(digest) as f:
-            data = f.read(limit + 1)
+            data = f.read((limit if size is None else size) + 1)
+        if size is not None and len(data) != size:
+            how = "longer than" if len(data) > size else f"{len(data)} bytes, not"
+            raise LayoutError(f"{digest}: blob is {how} the {size} bytes its descriptor declares")
         if len(data) > limit:
             raise LayoutError(f"{digest}: blob larger than {limit} bytes")
         h = _hasher(alg)
@@ -212,10 +228,10 @@ class Layout:
             raise LayoutError(f"{digest}: blob content does not match its digest")
         return data
 
-    def read_json(self, digest: str) -> dict:
+    def read_json(self, digest: str, size: int | None = None) -> dict:
         from specs import fastjson
         try:
-            value = fastjson.loads(self.read_blob(digest))
+            value = fastjson.loads(self.read_blob(digest, size))
         except ValueError as e:
             raise LayoutError(f"{digest}: malformed JSON: {e}") from None
         if not isinstance(value, dict):
@@ -259,6 +275,21 @@ class Layout:
             os.rmdir(os.path.join(self.path, PARTIAL_DIR))
         except OSError:
             pass
+
+
+def _open_regular(path: str, what: str):
+    """open(path, "rb"), refusing anything but a regular file before a read can block
+    (O_NONBLOCK: a FIFO opens at once, and regular files ignore the flag)."""
+    import stat
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LayoutError(f"{what}: not a regular file")
+        return open(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _DirLock:

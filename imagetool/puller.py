@@ -172,9 +172,8 @@ def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platf
     if top.is_index:
         chosen = pick_platform(top.doc, want, what)
         platform = chosen.get("platform")
-        manifest = client.get_manifest(reference.repository, chosen["digest"], what)
-        if len(manifest.data) != chosen["size"]:
-            raise PullError(f"{what}: {chosen['digest']}: manifest size differs from the index's")
+        manifest = client.get_manifest(reference.repository, chosen["digest"], what,
+                                       size=chosen["size"])
         if manifest.is_index:
             raise PullError(f"{what}: {chosen['digest']}: nested index is not supported")
         manifests = [manifest]

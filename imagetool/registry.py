@@ -302,10 +302,18 @@ class Client:
         resp = self.send("GET", "/v2/", self.host, scope=None)
         _drain(resp)
 
-    def get_manifest(self, repository: str, ref: str, what: str) -> "Manifest":
-        """The manifest `ref` (tag or digest) names, raw bytes verified against its digest."""
+    def get_manifest(self, repository: str, ref: str, what: str,
+                     size: int | None = None) -> "Manifest":
+        """The manifest `ref` (tag or digest) names, raw bytes verified against its digest;
+        with the `size` a descriptor declares, no more than that is read, and no other
+        size is taken."""
+        limit = MAX_MANIFEST if size is None else min(size, MAX_MANIFEST)
         resp, data = self.send("GET", f"/v2/{repository}/manifests/{ref}", what, _scope(repository),
-                               {"Accept": ACCEPT}, read_limit=MAX_MANIFEST + 1)
+                               {"Accept": ACCEPT}, read_limit=limit + 1)
+        if size is not None and len(data) != size:
+            how = "longer than" if len(data) > size else f"{len(data)} bytes, not"
+            raise RegistryError(f"{what}: {ref}: manifest is {how} the {size} bytes its "
+                                "descriptor declares")
         if len(data) > MAX_MANIFEST:
             raise RegistryError(f"{what}: manifest larger than {MAX_MANIFEST} bytes")
         from .layout import _hasher

@@ -107,14 +107,14 @@ def _load_image(layout_dir: str, tag: str | None):
     try:
         layout = Layout(layout_dir)
         desc = layout.resolve(tag)
-        manifest = layout.read_json(desc["digest"])
+        manifest = layout.read_json(desc["digest"], desc.get("size"))
         if manifest.get("mediaType") in _INDEX_TYPES or desc.get("mediaType") in _INDEX_TYPES:
             desc = _pick_platform(manifest, f"{layout_dir}:{tag or ''}")
-            manifest = layout.read_json(desc["digest"])
+            manifest = layout.read_json(desc["digest"], desc.get("size"))
         config_desc = manifest.get("config")
         if not isinstance(config_desc, dict) or not isinstance(manifest.get("layers"), list):
             raise UnpackError(f"{desc['digest']}: not an image manifest (no config or layers)")
-        image = layout.read_json(config_desc["digest"])
+        image = layout.read_json(config_desc["digest"], config_desc.get("size"))
     except LayoutError as e:
         raise UnpackError(str(e)) from None
     except (KeyError, TypeError) as e:
@@ -147,6 +147,9 @@ def _layer_plan(manifest: dict, image: dict) -> list[tuple[dict, str]]:
     for desc in layers:
         if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
             raise UnpackError("manifest has a malformed layer descriptor")
+        if type(desc.get("size")) is not int or desc["size"] < 0:
+            # The size bounds what is read of the blob: without it, nothing does.
+            raise UnpackError(f"{desc['digest']}: layer descriptor has no valid size")
         mt = desc.get("mediaType")
         if mt not in _TAR and mt not in _GZIP and mt not in _ZSTD:
             raise UnpackError(f"{desc['digest']}: unsupported layer media type {mt!r}")
@@ -189,7 +192,7 @@ def layer_chunks(f, desc: dict, diff_id: str):
     """
     source = f if isinstance(f, _HashingSource) else blob_source(f, desc)
     # the uncompressed size is unknown: a few times the compressed one is the usual
-    diff_hash, diff_hex = _hasher(diff_id, "diff_id", 3 * _size(desc))
+    diff_hash, diff_hex = _hasher(diff_id, "diff_id", 3 * source.size)
     kind, mod = _decompressor(desc)
     if kind == "gzip":
         chunks = _gzip_chunks(mod, source, desc["digest"])
@@ -200,42 +203,61 @@ def layer_chunks(f, desc: dict, diff_id: str):
     for out in chunks:
         diff_hash.update(out)
         yield out
-    expect = desc.get("size")
-    if isinstance(expect, int) and source.total != expect:
-        raise UnpackError(f"{desc['digest']}: layer blob is {source.total} bytes, manifest says {expect}")
-    if not source.intact():
-        raise UnpackError(f"{desc['digest']}: layer content does not match its digest")
+    source.check(desc)
     if diff_hash.hexdigest() != diff_hex:
         raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
 
 
 def _size(desc: dict) -> int:
     size = desc.get("size")
-    return size if isinstance(size, int) else 1 << 62  # unknown: assume big
+    if type(size) is not int or size < 0:
+        raise UnpackError(f"{desc.get('digest')}: descriptor has no valid size")
+    return size
 
 
 def blob_source(f, desc: dict) -> "_HashingSource":
-    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest", _size(desc))
-    return _HashingSource(f, blob_hash, blob_hex)
+    size = _size(desc)
+    blob_hash, blob_hex = _hasher(desc["digest"], "layer digest", size)
+    return _HashingSource(f, blob_hash, blob_hex, size)
 
 
 class _HashingSource:
-    """The compressed blob as the decompressor reads it: hashed and counted on the way."""
+    """The compressed blob as the decompressor reads it: hashed and counted on the way,
+    and never read past the size its descriptor declares (a blob that is a link to
+    /dev/zero, or just longer, costs no more than an honest one)."""
 
-    def __init__(self, f, hasher, hexdigest: str = "") -> None:
+    def __init__(self, f, hasher, hexdigest: str, size: int) -> None:
         self.f, self.hasher, self.hex, self.total = f, hasher, hexdigest, 0
+        self.size = size
 
     def read(self, n: int = -1) -> bytes:
+        left = self.size - self.total
+        if n < 0 or n > left:
+            n = left
+        if n == 0:
+            return b""
         data = self.f.read(n)
         self.hasher.update(data)
         self.total += len(data)
         return data
 
     def intact(self) -> bool:
-        """Read what is left and compare the digest (the whole blob's, only at its end)."""
+        """Read what is left of the declared size and compare the digest."""
         while self.read(_CHUNK):
             pass
-        return self.hasher.hexdigest() == self.hex
+        return self.total == self.size and self.hasher.hexdigest() == self.hex
+
+    def check(self, desc: dict) -> None:
+        """The blob is exactly what its descriptor says, or UnpackError names how not."""
+        intact = self.intact()
+        digest = desc["digest"]
+        if self.total < self.size:
+            raise UnpackError(f"{digest}: layer blob is {self.total} bytes, manifest says {self.size}")
+        if self.f.read(1):
+            raise UnpackError(f"{digest}: layer blob is longer than the {self.size} bytes "
+                              "its descriptor declares")
+        if not intact:
+            raise UnpackError(f"{digest}: layer content does not match its digest")
 
 
 def _gzip_chunks(zlib, source: _HashingSource, digest: str):
@@ -466,8 +488,10 @@ class _Applier:
             # A corrupt blob inflates to garbage the tar reader trips over before the
             # digest can be checked: name the real cause when it is that.
             chunks.close()  # stops the inflate thread before we read on
-            if not source.intact():
-                raise UnpackError(f"{desc['digest']}: layer content does not match its digest") from None
+            try:
+                source.check(desc)
+            except UnpackError as bad_blob:
+                raise bad_blob from None
             raise
 
     def _apply_entries(self, reader, desc: dict) -> None:
