@@ -19,6 +19,14 @@ _ZERO_BLOCK = bytes(BLOCK)
 # PAX and GNU long-name records are metadata; Go caps them at 1 MiB too.
 MAX_META = 1 << 20
 
+# What the kernel can hold: ids below 2**32 - 1 (that value means "no change" to
+# chown), seconds in a 64-bit time_t, device numbers of 12 (major) and 20 (minor)
+# bits (a bigger one is silently cut to another device by mknod).
+MAX_ID = (1 << 32) - 2
+MAX_SECONDS = (1 << 63) - 1
+MAX_MAJOR = (1 << 12) - 1
+MAX_MINOR = (1 << 20) - 1
+
 REG, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _REGULAR_TYPES = {"0": REG, "\0": REG, "7": REG}
 _PLAIN_TYPES = {"1", "2", "3", "4", "5", "6"}
@@ -290,10 +298,16 @@ class TarReader:
             raise TarError(f"{name}: unsupported tar entry ({what})")
         if uid < 0 or gid < 0:
             raise TarError(f"{name}: negative owner {uid}:{gid}")
+        if uid > MAX_ID or gid > MAX_ID:
+            raise TarError(f"{name}: owner {uid}:{gid} out of range")
+        if not -MAX_SECONDS <= mtime_ns // 1_000_000_000 <= MAX_SECONDS:
+            raise TarError(f"{name}: mtime out of range")
         devmajor = devminor = 0
         if typeflag == CHAR or typeflag == BLOCKDEV:
             devmajor = _number(block[329:337], "devmajor", name)
             devminor = _number(block[337:345], "devminor", name)
+            if not (0 <= devmajor <= MAX_MAJOR and 0 <= devminor <= MAX_MINOR):
+                raise TarError(f"{name}: device number {devmajor}:{devminor} out of range")
         self._data_left = size
         self._pending = -size % BLOCK
         return Header(name, typeflag, mode & 0o7777, uid, gid, size, mtime_ns, linkname,
@@ -325,6 +339,8 @@ class TarReader:
             mtime_ns = _pax_time_ns(text(pax["mtime"]), name)
         for key, value in pax.items():
             if key.startswith("SCHILY.xattr."):
+                if "\0" in key:
+                    raise TarError(f"{name}: NUL byte in xattr name")
                 xattrs = xattrs or {}
                 xattrs[key[13:]] = value
             elif key.startswith("LIBARCHIVE.xattr."):
@@ -332,9 +348,12 @@ class TarReader:
                 import urllib.parse
                 xattrs = xattrs or {}
                 try:
-                    xattrs[urllib.parse.unquote(key[17:])] = base64.b64decode(value + b"==")
+                    xname = urllib.parse.unquote(key[17:])
+                    xattrs[xname] = base64.b64decode(value + b"==")
                 except ValueError:
                     raise TarError(f"{name}: malformed PAX {key}") from None
+                if "\0" in xname:
+                    raise TarError(f"{name}: NUL byte in xattr name")
             elif key.startswith("GNU.sparse."):
                 raise TarError(f"{name}: unsupported tar entry (GNU sparse file)")
         return name, linkname, size, uid, gid, mtime_ns, xattrs

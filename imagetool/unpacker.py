@@ -85,14 +85,23 @@ def unpack(layout_dir: str, tag: str | None, bundle_dir: str, *, rootless: bool 
         _write_config(bundle_dir, config)
     except BaseException as e:
         os.umask(old_umask)
-        _remove_bundle(bundle_dir, made_dir)
+        try:
+            _remove_bundle(bundle_dir, made_dir)
+        except OSError as cleanup:
+            # The first failure is the one to report; the leftover is named with it.
+            raise UnpackError(f"{_message(e)} (and the half-made bundle {bundle_dir} "
+                              f"could not be removed: {_os_message(cleanup)})") from None
         from imagetool.bundle import BundleError
-        if isinstance(e, (tarstream.TarError, inroot.InRootError, BundleError)):
-            raise UnpackError(str(e)) from None
-        if isinstance(e, OSError) and not isinstance(e, UnpackError):
-            raise UnpackError(_os_message(e)) from None
+        if isinstance(e, (tarstream.TarError, inroot.InRootError, BundleError, OSError)):
+            raise UnpackError(_message(e)) from None
         raise
     os.umask(old_umask)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return _os_message(e)
+    return str(e) or type(e).__name__
 
 
 def _os_message(e: OSError) -> str:
@@ -506,8 +515,10 @@ class _Applier:
                 try:
                     entry(h, reader)
                 except OSError as e:
-                    raise UnpackError(f"layer {desc['digest']}: {h.name}: "
+                    raise UnpackError(f"layer {desc['digest']}: {inroot.shown(h.name)}: "
                                       f"{e.strerror or e}") from None
+                except (ValueError, OverflowError) as e:  # a value no syscall takes (a NUL in an xattr name)
+                    raise UnpackError(f"layer {desc['digest']}: {inroot.shown(h.name)}: {e}") from None
             reader.drain()
         except tarstream.TarError as e:
             raise UnpackError(f"layer {desc['digest']}: {e}") from None
@@ -531,8 +542,9 @@ class _Applier:
         try:
             pfd, pkey = self.root.parent(parts, True)
         except NotADirectoryError as e:
-            raise UnpackError(f"{name}: parent {e.filename} is not a directory") from None
+            raise UnpackError(f"{inroot.shown(name)}: parent {e.filename} is not a directory") from None
         key = pkey + "/" + base if pkey else base
+        inroot.check_depth(key)
         upper = self.upper
         k = key
         while k not in upper:
@@ -592,6 +604,9 @@ class _Applier:
         self.dir_meta[key] = self._dir_record(h)
 
     def _symlink(self, h, pfd: int, base: str, key: str) -> None:
+        # Stored verbatim (it is resolved in the root when used), but the kernel
+        # stores no target with a NUL or of PATH_MAX bytes: say so in one line.
+        inroot.check_name(h.linkname, "symlink target")
         try:
             os.symlink(h.linkname, base, dir_fd=pfd)
         except FileExistsError:
@@ -600,6 +615,7 @@ class _Applier:
         self._meta_at(h, pfd, base, symlink=True)
 
     def _hardlink(self, h, pfd: int, base: str, key: str) -> None:
+        inroot.check_name(h.linkname, "hardlink target")
         lparts = inroot.clean(h.linkname)
         if not lparts:
             raise UnpackError(f"{h.name}: hardlink to the root directory")
@@ -673,15 +689,19 @@ class _Applier:
             os.unlink(base, dir_fd=pfd)
 
     def _rmtree(self, pfd: int, base: str, key: str) -> None:
-        import shutil
+        # dir_meta keeps the entries of what goes: finish() skips directories that
+        # are gone, and a directory made again at a key records its own metadata.
+        # (Dropping them here scanned all of dir_meta per removal.)
         self.root.forget(key)
-        prefix = key + "/"
-        for k in [k for k in self.dir_meta if k == key or k.startswith(prefix)]:
-            del self.dir_meta[k]
-        shutil.rmtree(base, dir_fd=pfd)
+        inroot.remove_tree(pfd, base)
 
     def _whiteout(self, parts: list[str], name: str) -> None:
         base = parts[-1]
+        target = base[4:]
+        if not target or target in (".", ".."):
+            # umoci 0.4.7 removes the directory itself for `.wh.`, and its parent (the
+            # bundle, for a top-level `.wh...`): not a name, so refused wherever it is.
+            raise UnpackError(f"{inroot.shown(name)}: malformed whiteout")
         try:
             pfd, pkey = self.root.parent(parts, False)
         except (FileNotFoundError, NotADirectoryError):
@@ -691,69 +711,121 @@ class _Applier:
             return
         if base.startswith(".wh..wh."):
             return  # AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
-        target = base[4:]
-        if not target or target in (".", ".."):
-            raise UnpackError(f"{name}: malformed whiteout")
         key = pkey + "/" + target if pkey else target
-        self._hide(pfd, target, key)
+        if self._hide(pfd, target, key):
+            dfd = os.open(target, _DFLAGS, dir_fd=pfd)
+            try:
+                self._hide_children(dfd, key)
+            finally:
+                os.close(dfd)
 
-    def _hide(self, pfd: int, base: str, key: str) -> None:
-        """Remove key unless this layer wrote it; if it wrote something below, recurse."""
+    def _hide(self, pfd: int, base: str, key: str) -> bool:
+        """Remove key unless this layer wrote it (False); True: it is a directory
+        this layer wrote, whose lower content the caller must hide in turn."""
         try:
             st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
-            return
+            return False
         if key not in self.upper:
             if stat.S_ISDIR(st.st_mode):
                 self._rmtree(pfd, base, key)
             else:
                 os.unlink(base, dir_fd=pfd)
-            return
-        if stat.S_ISDIR(st.st_mode):
-            dfd, dkey = self.root.walk(key.split("/"), False)
-            self._hide_children(dfd, dkey)
+            return False
+        return stat.S_ISDIR(st.st_mode)
 
     def _hide_children(self, dfd: int, dkey: str) -> None:
-        lfd = os.open(".", _DFLAGS, dir_fd=dfd)
+        """Hide everything below dkey that this layer did not write: down into the
+        directories it wrote by name and back by "..", one fd at a time, any depth."""
+        fd = os.open(".", _DFLAGS, dir_fd=dfd)
         try:
-            names = os.listdir(lfd)
+            frames = [(dkey, os.listdir(fd))]
+            while True:
+                key, names = frames[-1]
+                if not names:
+                    frames.pop()
+                    if not frames:
+                        return
+                    fd = inroot.up(fd)
+                    continue
+                child = names.pop()
+                ckey = key + "/" + child if key else child
+                if self._hide(fd, child, ckey):
+                    sub = os.open(child, _DFLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = sub
+                    frames.append((ckey, os.listdir(fd)))
         finally:
-            os.close(lfd)
-        for child in names:
-            self._hide(dfd, child, dkey + "/" + child if dkey else child)
+            os.close(fd)
 
     # -- directories, last -----------------------------------------------------------------
 
     def finish(self) -> None:
-        """Apply directory metadata, deepest first."""
-        root = self.root
-        # Children before parents, the root itself last: a parent's final mode
-        # (0555, 0000) must not stop us from reaching what is below it.
-        for key in sorted(self.dir_meta, key=lambda k: k.count("/") if k else -1, reverse=True):
-            mode, uid, gid, mtime_ns, xattrs = self.dir_meta[key]
-            root.trim()
-            if key:
-                parts = key.split("/")
-                pfd, _ = root.parent(parts, False)
-                fd = os.open(parts[-1], _DFLAGS, dir_fd=pfd)
-            else:
-                fd = os.open(".", _DFLAGS, dir_fd=root.fd)
-            name = key or "/"
-            try:
-                h = _DirHeader(name, uid, gid, xattrs)
-                owner = self._owner(h)
-                if owner is None and not self.rootless:
-                    owner = self.me  # directories are few: always chown, whatever mkdir inherited
-                if owner is not None:
-                    os.fchown(fd, *owner)
-                x = self._xattrs(h)
-                if x:
-                    self._set_xattrs(fd, x, name)
-                os.fchmod(fd, mode)
-                if mtime_ns is not None:
-                    os.utime(fd, ns=(mtime_ns, mtime_ns))
-            finally:
+        """Apply directory metadata, children before parents and the root last: a
+        parent's final mode (0555, 0000) must not stop us from reaching what is below.
+
+        A post-order walk of the tree of directories: down by name, back up by ".."
+        (opened before the directory's own mode is set), so each directory costs two
+        opens and one fd at a time, however deep the tree.
+        """
+        children: dict[str, list[str]] = {}
+        for key in self.dir_meta:
+            while key:
+                parent, _, base = key.rpartition("/")
+                known = parent in children
+                children.setdefault(parent, []).append(base)
+                if known or parent in self.dir_meta:
+                    break
+                key = parent  # a directory with no record of its own: linked in all the same
+        fd = os.open(".", _DFLAGS, dir_fd=self.root.fd)
+        try:
+            frames = [("", children.get("", []))]
+            while True:
+                key, names = frames[-1]
+                if names:
+                    child = names.pop()
+                    ckey = key + "/" + child if key else child
+                    try:
+                        sub = os.open(child, _DFLAGS, dir_fd=fd)
+                    except OSError as e:
+                        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                            continue  # removed by a later layer (its record stays behind)
+                        raise
+                    os.close(fd)
+                    fd = sub
+                    frames.append((ckey, children.get(ckey, [])))
+                    continue
+                frames.pop()
+                parent = os.open("..", _DFLAGS, dir_fd=fd) if frames else -1
+                try:
+                    self._dir_finish(fd, key)
+                finally:
+                    os.close(fd)
+                    fd = parent
+                if not frames:
+                    return
+        finally:
+            if fd >= 0:
                 os.close(fd)
+
+    def _dir_finish(self, fd: int, key: str) -> None:
+        meta = self.dir_meta.get(key)
+        if meta is None:
+            return
+        mode, uid, gid, mtime_ns, xattrs = meta
+        name = key or "/"
+        h = _DirHeader(name, uid, gid, xattrs)
+        owner = self._owner(h)
+        if owner is None and not self.rootless:
+            owner = self.me  # directories are few: always chown, whatever mkdir inherited
+        if owner is not None:
+            os.fchown(fd, *owner)
+        x = self._xattrs(h)
+        if x:
+            self._set_xattrs(fd, x, name)
+        os.fchmod(fd, mode)
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
 class _DirHeader:
@@ -839,26 +911,22 @@ def _write_config(bundle_dir: str, config: dict) -> None:
 
 
 def _remove_bundle(bundle_dir: str, made_dir: bool) -> None:
-    import shutil
-
-    def unblock(func, path, exc_info):
-        # A rootless unpack cannot delete inside a directory whose final mode
-        # (0555, say) was already applied: give ourselves access and retry.
-        parent = os.path.dirname(path)
-        try:
-            os.chmod(parent, 0o700)
-            if os.path.isdir(path) and not os.path.islink(path):
-                os.chmod(path, 0o700)
-                shutil.rmtree(path, onerror=unblock)
-            else:
-                func(path)
-        except OSError:
-            pass
-
-    targets = [bundle_dir] if made_dir else [os.path.join(bundle_dir, n) for n in
-                                              ("rootfs", "config.json")]
-    for t in targets:
-        if os.path.isdir(t) and not os.path.islink(t):
-            shutil.rmtree(t, onerror=unblock)
-        elif os.path.lexists(t):
-            os.unlink(t)
+    """Take back what the unpack made: the bundle dir if it made it, else what it
+    put inside. Iterative: a tree of any depth goes."""
+    try:
+        bfd = os.open(bundle_dir, _DFLAGS)
+    except OSError:
+        return
+    try:
+        if inroot.exists_as_dir(bfd, "rootfs"):
+            # unblock: a rootless unpack may have applied 0555 or 0000 already
+            inroot.remove_tree(bfd, "rootfs", unblock=True)
+        for name in ("rootfs", "config.json"):
+            try:
+                os.unlink(name, dir_fd=bfd)
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(bfd)
+    if made_dir:
+        os.rmdir(bundle_dir)

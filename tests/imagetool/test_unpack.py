@@ -269,12 +269,33 @@ def _assert_refused(tmp_path, lay, match, tag=None, **kw):
 HOSTILE_REASONS = {
     "dotdot-file": "../../sentinel/pwned: path escapes the root with '..'",
     "dotdot-deep": "path escapes the root",
+    "dotdot-only": "..: path escapes the root with '..'",
+    "dotdot-symlink-name": "../../sentinel/link: path escapes the root with '..'",
     "absolute": "/tmp/imagetool-absolute-pwned: absolute path in layer",
     "hardlink-out": "../../sentinel/target: path escapes the root",
     "hardlink-abs": "/etc/passwd: absolute path in layer",
     "hardlink-missing": "evil: hardlink target nope does not exist",
+    "hardlink-via-abs-symlink": "evil: hardlink target etc-link/passwd does not exist",
+    "hardlink-via-dotdot-symlink": "evil: hardlink target up/sentinel/keep does not exist",
+    "hardlink-to-root": "evil: hardlink to the root directory",
+    "whiteout-dotdot": ".wh...: malformed whiteout",
+    "whiteout-dot": "d/.wh..: malformed whiteout",
+    "whiteout-empty": ".wh.: malformed whiteout",
+    "nul-in-name": "a\0b: NUL byte in name",
+    "nul-in-symlink": "NUL byte in symlink target",
+    "nul-in-hardlink": "NUL byte in hardlink target",
+    "nul-in-xattr-name": "x: NUL byte in xattr name",
+    "name-max": "path component of 256 bytes is longer than the kernel's NAME_MAX (255)",
+    "path-max": "name of 4096 bytes is longer than the kernel's PATH_MAX (4096)",
+    "symlink-target-max": "symlink target of 4096 bytes is longer than the kernel's PATH_MAX",
     "negative-size": "neg: negative size",
     "huge-size": "huge: archive truncated",
+    "huge-size-base256": "huge: archive truncated",
+    "huge-size-pax": "huge: archive truncated",
+    "huge-uid": "f: owner 1099511627776:0 out of range",
+    "uid-no-change": "f: owner 4294967295:0 out of range",
+    "huge-mtime": "f: mtime out of range",
+    "huge-devmajor": "disk: device number 5000:1 out of range",
     "truncated": "big: archive truncated",
     "bad-checksum": "bad: tar header checksum mismatch",
     "root-not-dir": "refusing to change the type of the root directory",
@@ -286,23 +307,77 @@ HOSTILE_REASONS = {
 }
 
 
+def test_hostile_corpus_has_reasons_and_oracle_outcomes():
+    assert set(HOSTILE_REASONS) == set(layers.hostile_corpus()) == set(layers.HOSTILE_UMOCI)
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE_REASONS))
 def test_hostile_layer_refused(tmp_path, case):
     lay, _ = _layout(tmp_path, layers.hostile_corpus()[case])
     _assert_refused(tmp_path, lay, HOSTILE_REASONS[case])
 
 
+def _umoci_outcome(tmp_path, lay) -> str:
+    """What umoci makes of a layout: refused, confined, or escapes (it wrote or removed
+    outside its rootfs: the sentinel, a file next to its bundle, or a marker in it)."""
+    work = tmp_path / "umoci-work"
+    work.mkdir()
+    (work / "sentinel").mkdir()
+    (work / "sentinel" / "keep").write_bytes(b"keep")
+    (work / "bundle").mkdir()
+    (work / "bundle" / "marker").write_bytes(b"m")
+    before = sorted(os.listdir(work))
+    p = subprocess.run(["umoci", "unpack", "--image", f"{lay}:latest", str(work / "bundle")],
+                       capture_output=True, text=True)
+    if (sorted(os.listdir(work)) != before or os.listdir(work / "sentinel") != ["keep"]
+            or not (work / "bundle" / "marker").exists()
+            or os.path.exists("/tmp/imagetool-absolute-pwned")):
+        return "escapes"
+    return "refused" if p.returncode else "confined"
+
+
+@needs_root
+@needs_umoci
+@pytest.mark.parametrize("case", sorted(HOSTILE_REASONS))
+def test_hostile_layer_against_umoci(tmp_path, case):
+    """umoci is the oracle: where it refuses we refuse; where it clamps (`..`,
+    absolute names), takes what the kernel cuts (ids, device numbers) or, for
+    `.wh...`, removes its own bundle, we are stricter and refuse."""
+    lay, _ = _layout(tmp_path, layers.hostile_corpus()[case])
+    assert _umoci_outcome(tmp_path, lay) == layers.HOSTILE_UMOCI[case]
+
+
+def _core_pattern() -> bytes:
+    with open("/proc/sys/kernel/core_pattern", "rb") as f:
+        return f.read()
+
+
 @pytest.mark.parametrize("case", sorted(layers.confined_corpus()))
 def test_symlink_tricks_stay_inside(tmp_path, case):
     tars, inside = layers.confined_corpus()[case]
-    lay, _ = _layout(tmp_path / "x", tars) if False else _layout(tmp_path, tars)
+    lay, _ = _layout(tmp_path, tars)
     sentinel = tmp_path / "sentinel"
     sentinel.mkdir()
+    (sentinel / "keep").write_bytes(b"keep")
     outside_before = sorted(os.listdir(tmp_path))
+    core_pattern = _core_pattern()
     unpack(lay, None, str(tmp_path / "b"))
-    assert os.listdir(sentinel) == []
+    assert os.listdir(sentinel) == ["keep"]
+    assert (sentinel / "keep").read_bytes() == b"keep"
     assert sorted(os.listdir(tmp_path)) == sorted(outside_before + ["b"])
     assert os.path.lexists(tmp_path / "b" / "rootfs" / inside)
+    assert _core_pattern() == core_pattern
+    assert not os.path.lexists("/tmp/imagetool-pwned")
+
+
+@needs_root
+@needs_umoci
+@pytest.mark.parametrize("case", sorted(layers.confined_corpus()))
+def test_symlink_tricks_umoci_confines_them_too(tmp_path, case):
+    tars, inside = layers.confined_corpus()[case]
+    lay, _ = _layout(tmp_path, tars)
+    assert _umoci_outcome(tmp_path, lay) == "confined"
+    assert os.path.lexists(tmp_path / "umoci-work" / "bundle" / "rootfs" / inside)
 
 
 def test_digest_mismatch(tmp_path):

@@ -60,7 +60,9 @@ def header(e: Raw) -> bytes:
     b[124:136] = e.size_field if e.size_field is not None else _octal(size, 12)
     b[136:148] = _octal(e.mtime, 12)
     b[156:157] = e.type.encode()
-    link = e.linkname.encode("utf-8", "surrogateescape")[:100]
+    link = e.linkname.encode("utf-8", "surrogateescape")
+    if len(link) > 100:
+        raise ValueError("long link names go through pax={'linkpath': ...}")
     b[157:157 + len(link)] = link
     b[257:263] = b"ustar\0"
     b[263:265] = b"00"
@@ -285,18 +287,54 @@ def feature_layers() -> list[bytes]:
     return [raw_tar(base), raw_tar(upper), raw_tar(top)]
 
 
+def _b256(value: int, width: int = 12) -> bytes:
+    """A GNU base-256 number field (what a header uses for values octal cannot hold)."""
+    return b"\x80" + value.to_bytes(width - 1, "big")
+
+
 def hostile_corpus() -> dict[str, list[bytes]]:
-    """name → layers that must be refused (or confined), each with a sentinel
-    path `../sentinel` a naive unpacker would write next to the bundle."""
+    """name → layers that must be refused, each with a sentinel path `../sentinel` a
+    naive unpacker would write next to the bundle. HOSTILE_UMOCI says what umoci
+    0.4.7 does with each (the oracle: we do the same or are stricter)."""
     return {
+        # `..` and absolute names
         "dotdot-file": [raw_tar([Raw("../../sentinel/pwned", data=b"x")])],
         "dotdot-deep": [raw_tar([Raw("a/../../../sentinel/pwned", data=b"x")])],
+        "dotdot-only": [raw_tar([Raw("..", "5")])],
+        "dotdot-symlink-name": [raw_tar([Raw("../../sentinel/link", "2", linkname="/")])],
         "absolute": [raw_tar([Raw("/tmp/imagetool-absolute-pwned", data=b"x")])],
+        # hardlinks out of the rootfs, or to a host file through a symlink
         "hardlink-out": [raw_tar([Raw("evil", "1", linkname="../../sentinel/target")])],
         "hardlink-abs": [raw_tar([Raw("evil", "1", linkname="/etc/passwd")])],
         "hardlink-missing": [raw_tar([Raw("evil", "1", linkname="nope")])],
+        "hardlink-via-abs-symlink": [raw_tar([Raw("etc-link", "2", linkname="/etc"),
+                                              Raw("evil", "1", linkname="etc-link/passwd")])],
+        "hardlink-via-dotdot-symlink": [raw_tar([Raw("up", "2", linkname="../.."),
+                                                 Raw("evil", "1", linkname="up/sentinel/keep")])],
+        "hardlink-to-root": [raw_tar([Raw("evil", "1", linkname="./")])],
+        # whiteouts of what is not a name in the directory
+        "whiteout-dotdot": [raw_tar([Raw("f", data=b"x")]), raw_tar([Raw(".wh...")])],
+        "whiteout-dot": [raw_tar([Raw("f", data=b"x")]), raw_tar([Raw("d/.wh..")])],
+        "whiteout-empty": [raw_tar([Raw(".wh.")])],
+        # names the kernel cannot hold
+        "nul-in-name": [raw_tar([Raw("x", data=b"x", pax={"path": "a\0b"})])],
+        "nul-in-symlink": [raw_tar([Raw("s", "2", pax={"linkpath": "../../sentinel\0x"})])],
+        "nul-in-hardlink": [raw_tar([Raw("f", data=b"x"), Raw("h", "1", pax={"linkpath": "f\0x"})])],
+        "nul-in-xattr-name": [raw_tar([Raw("x", data=b"x",
+                                           pax={"SCHILY.xattr.user.a\0b": b"v"})])],
+        "name-max": [raw_tar([Raw("x", data=b"x", pax={"path": "d/" + "n" * 256})])],
+        "path-max": [raw_tar([Raw("x", data=b"x", pax={"path": "/".join(["p"] * 2048) + "p"})])],
+        "symlink-target-max": [raw_tar([Raw("s", "2", pax={"linkpath": "t/" * 2048})])],
+        # sizes, owners, times and device numbers no file can have
         "negative-size": [raw_tar([Raw("neg", size_field=b"\xff" * 12)])],
         "huge-size": [raw_tar([Raw("huge", size=0o77777777777, data=b"")], end=False)],
+        "huge-size-base256": [raw_tar([Raw("huge", size_field=_b256(1 << 80))])],
+        "huge-size-pax": [raw_tar([Raw("huge", pax={"size": "1" + "0" * 30})])],
+        "huge-uid": [raw_tar([Raw("f", data=b"x", pax={"uid": str(1 << 40)})])],
+        "uid-no-change": [raw_tar([Raw("f", data=b"x", pax={"uid": str(0xFFFFFFFF)})])],
+        "huge-mtime": [raw_tar([Raw("f", data=b"x", pax={"mtime": "1" + "0" * 30})])],
+        "huge-devmajor": [raw_tar([Raw("disk", "3", mode=0o666, devmajor=5000, devminor=1)])],
+        # broken archives
         "truncated": [raw_tar([Raw("big", data=b"y" * 5000)])[:2048]],
         "bad-checksum": [raw_tar([Raw("bad", data=b"x", bad_checksum=True)])],
         "root-not-dir": [raw_tar([Raw("./", "2", linkname="/")])],
@@ -309,10 +347,35 @@ def hostile_corpus() -> dict[str, list[bytes]]:
     }
 
 
-def confined_corpus() -> dict[str, list[bytes]]:
+# What umoci 0.4.7 makes of each hostile case: "refused" (an error, nothing outside
+# touched), "confined" (unpacked, nothing outside touched), or "escapes" (it wrote or
+# removed outside its rootfs). Measured by tests/imagetool/test_unpack.py.
+HOSTILE_UMOCI = {
+    "dotdot-file": "confined", "dotdot-deep": "confined", "dotdot-only": "confined",
+    "dotdot-symlink-name": "confined", "absolute": "confined",
+    "hardlink-out": "refused", "hardlink-abs": "refused", "hardlink-missing": "refused",
+    "hardlink-via-abs-symlink": "refused", "hardlink-via-dotdot-symlink": "refused",
+    "hardlink-to-root": "refused",
+    "whiteout-dotdot": "escapes", "whiteout-dot": "confined", "whiteout-empty": "refused",
+    "nul-in-name": "refused", "nul-in-symlink": "refused", "nul-in-hardlink": "refused",
+    "nul-in-xattr-name": "refused",
+    "name-max": "refused", "path-max": "refused", "symlink-target-max": "refused",
+    "negative-size": "refused", "huge-size": "refused", "huge-size-base256": "refused",
+    "huge-size-pax": "refused", "huge-uid": "confined", "uid-no-change": "confined",
+    "huge-mtime": "refused", "huge-devmajor": "confined",
+    "truncated": "refused", "bad-checksum": "refused", "root-not-dir": "refused",
+    "sparse": "refused", "pax-huge": "refused", "pax-negative-size": "refused",
+    "symlink-loop": "refused", "file-as-parent": "refused",
+}
+
+
+def confined_corpus() -> dict[str, tuple[list[bytes], str]]:
     """Layers whose tricks must land inside the root (resolved as in a chroot,
-    as umoci and containerd do): name → (layers, path that must exist in rootfs)."""
+    as umoci and containerd do): name → (layers, path that must exist in rootfs).
+    The test puts a file `keep` in the sentinel next to the bundle: it must stay,
+    alone."""
     return {
+        # a file or directory through a symlink that points out
         "symlink-then-file": ([raw_tar([Raw("esc", "2", linkname="../../../sentinel"),
                                         Raw("esc/pwned", data=b"x")])], "sentinel/pwned"),
         "abs-symlink-then-dir": ([raw_tar([Raw("esc", "2", linkname="/../../sentinel"),
@@ -321,8 +384,50 @@ def confined_corpus() -> dict[str, list[bytes]]:
         "symlink-across-layers": ([raw_tar([Raw("esc", "2", linkname="../..")]),
                                    raw_tar([Raw("esc/sentinel/pwned", data=b"x")])],
                                   "sentinel/pwned"),
+        "symlink-chain": ([raw_tar([Raw("a", "2", linkname="b"), Raw("b", "2", linkname="c/../.."),
+                                    Raw("c/", "5"), Raw("a/sentinel/pwned", data=b"x")])],
+                          "sentinel/pwned"),
+        "symlink-nested-relative": ([raw_tar([Raw("x/y/", "5"),
+                                              Raw("x/y/up", "2", linkname="../../../../.."),
+                                              Raw("x/y/up/sentinel/pwned", data=b"x")])],
+                                    "sentinel/pwned"),
+        "symlink-to-symlinked-dir": ([raw_tar([Raw("d/", "5"), Raw("d/out", "2", linkname="/.."),
+                                               Raw("s", "2", linkname="d/out/../sentinel"),
+                                               Raw("s/pwned", data=b"x")])], "sentinel/pwned"),
+        "symlink-to-proc": ([raw_tar([Raw("p", "2", linkname="/proc/sys/kernel"),
+                                      Raw("p/core_pattern", data=b"|/tmp/imagetool-pwned\n")])],
+                            "proc/sys/kernel/core_pattern"),
+        "symlink-to-proc-self-root": ([raw_tar([Raw("r", "2", linkname="/proc/self/root/tmp"),
+                                                Raw("r/imagetool-pwned", data=b"x")])],
+                                      "proc/self/root/tmp/imagetool-pwned"),
+        # the last component is replaced, never written through
+        "symlink-replaced-by-file": ([raw_tar([Raw("esc", "2", linkname="../../sentinel/keep"),
+                                               Raw("esc", data=b"overwrite")])], "esc"),
+        "symlink-replaced-by-dir": ([raw_tar([Raw("esc", "2", linkname="../../sentinel"),
+                                              Raw("esc/", "5")])], "esc"),
+        # hardlinks resolve their target in the root, and link a symlink itself
         "hardlink-through-symlink": ([raw_tar([Raw("esc", "2", linkname="../../.."),
                                                Raw("f", data=b"in root"),
                                                Raw("esc/esc2", "1", linkname="esc/f")])],
                                      "esc2"),
+        "hardlink-to-symlink": ([raw_tar([Raw("s", "2", linkname="../../sentinel/keep"),
+                                          Raw("h", "1", linkname="s")])], "h"),
+        # whiteouts resolve their directory in the root, and remove a symlink, not its target
+        "whiteout-through-symlink": ([raw_tar([Raw("esc", "2", linkname="../../sentinel")]),
+                                      raw_tar([Raw("esc/.wh.keep"), Raw("after", data=b"x")])],
+                                     "after"),
+        "opaque-through-symlink": ([raw_tar([Raw("esc", "2", linkname="/../sentinel")]),
+                                    raw_tar([Raw("esc/.wh..wh..opq"), Raw("after", data=b"x")])],
+                                   "esc"),
+        "whiteout-of-symlink": ([raw_tar([Raw("esc", "2", linkname="../../sentinel")]),
+                                 raw_tar([Raw(".wh.esc"), Raw("after", data=b"x")])], "after"),
+        "opaque-at-root": ([raw_tar([Raw("old", data=b"x")]),
+                            raw_tar([Raw(".wh..wh..opq"), Raw("new", data=b"x")])], "new"),
+        "opaque-under-a-file": ([raw_tar([Raw("f", data=b"x")]),
+                                 raw_tar([Raw("f/.wh..wh..opq")])], "f"),
+        "whiteout-name-as-directory": ([raw_tar([Raw("d/", "5"), Raw("d/x", data=b"x")]),
+                                        raw_tar([Raw("d/.wh..wh..opq", "5"),
+                                                 Raw("d/y", data=b"y")])], "d/y"),
+        # names the kernel takes as they are
+        "newline-in-name": ([raw_tar([Raw("a\nb", data=b"x"), Raw("c\rd", data=b"y")])], "a\nb"),
     }
