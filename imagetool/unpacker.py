@@ -63,7 +63,7 @@ def unpack(layout_dir: str, tag: str | None, bundle_dir: str, *, rootless: bool 
     gid_map = _check_map(gid_map, "gid")
     layout, manifest, image = _load_image(layout_dir, tag)
     layers = _layer_plan(manifest, image)
-    made_dir = _claim_bundle(bundle_dir)
+    claim = _claim_bundle(bundle_dir)
     rootfs = os.path.join(bundle_dir, "rootfs")
     old_umask = os.umask(0)
     try:
@@ -86,7 +86,7 @@ def unpack(layout_dir: str, tag: str | None, bundle_dir: str, *, rootless: bool 
     except BaseException as e:
         os.umask(old_umask)
         try:
-            _remove_bundle(bundle_dir, made_dir)
+            _remove_bundle(bundle_dir, claim)
         except OSError as cleanup:
             # The first failure is the one to report; the leftover is named with it.
             raise UnpackError(f"{_message(e)} (and the half-made bundle {bundle_dir} "
@@ -885,17 +885,27 @@ def _prefetch(chunks, depth: int = 8):
 
 # -- the bundle directory -----------------------------------------------------------------------
 
-def _claim_bundle(bundle_dir: str) -> bool:
-    """Make the bundle dir (True) or accept an empty existing one (False)."""
+# The bundle is the caller's alone, as umoci makes it: a rootfs holds the image's
+# setuid-root binaries and its device nodes, which no other host user may reach.
+BUNDLE_MODE = 0o700
+
+
+def _claim_bundle(bundle_dir: str) -> int | None:
+    """Make the bundle dir (None) or take an empty existing one (its mode before,
+    to give back if the unpack fails). Either way it ends BUNDLE_MODE, without a
+    setgid bit inherited from its parent."""
     try:
-        os.mkdir(bundle_dir, 0o755)
-        return True
+        os.mkdir(bundle_dir, BUNDLE_MODE)
+        os.chmod(bundle_dir, BUNDLE_MODE)
+        return None
     except FileExistsError:
         if not os.path.isdir(bundle_dir) or os.path.islink(bundle_dir):
             raise UnpackError(f"{bundle_dir}: exists and is not a directory") from None
         if os.listdir(bundle_dir):
             raise UnpackError(f"{bundle_dir}: bundle directory exists and is not empty") from None
-        return False
+        old = stat.S_IMODE(os.stat(bundle_dir).st_mode)
+        os.chmod(bundle_dir, BUNDLE_MODE)
+        return old
     except FileNotFoundError:
         raise UnpackError(f"{bundle_dir}: parent directory does not exist") from None
     except OSError as e:
@@ -910,9 +920,9 @@ def _write_config(bundle_dir: str, config: dict) -> None:
         f.write(fastjson.dumps(config, indent="\t") + "\n")
 
 
-def _remove_bundle(bundle_dir: str, made_dir: bool) -> None:
+def _remove_bundle(bundle_dir: str, claim: int | None) -> None:
     """Take back what the unpack made: the bundle dir if it made it, else what it
-    put inside. Iterative: a tree of any depth goes."""
+    put inside (and the mode it found). Iterative: a tree of any depth goes."""
     try:
         bfd = os.open(bundle_dir, _DFLAGS)
     except OSError:
@@ -926,7 +936,9 @@ def _remove_bundle(bundle_dir: str, made_dir: bool) -> None:
                 os.unlink(name, dir_fd=bfd)
             except FileNotFoundError:
                 pass
+        if claim is not None:
+            os.chmod(bfd, claim)
     finally:
         os.close(bfd)
-    if made_dir:
+    if claim is None:
         os.rmdir(bundle_dir)

@@ -242,8 +242,109 @@ def test_rootless_as_unprivileged_user(tmp_path):
         assert st.st_uid == 65534 and stat.S_IMODE(st.st_mode) == 0o555
         st = os.lstat(os.path.join(out, "b", "rootfs", "bin", "sgid"))
         assert st.st_uid == 65534 and stat.S_IMODE(st.st_mode) == 0o2755
+        st = os.lstat(os.path.join(out, "b"))  # the user's own, and theirs alone
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o700)
     finally:
         shutil.rmtree(work)
+
+
+# -- who may reach the bundle --------------------------------------------------------------------
+
+def _as_nobody(check) -> int:
+    """Run check() in a forked child as uid/gid 65534 with no groups; its return value
+    (a small int) is the child's exit status."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = check()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory under /tmp every host user can traverse (pytest's tmp_path is 0700)."""
+    import tempfile
+    path = tempfile.mkdtemp(prefix="imagetool-shared-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield path
+    subprocess.run(["rm", "-rf", "--one-file-system", path], check=False)
+
+
+def _private_image(lay: str) -> None:
+    layers.write_image(lay, [raw_tar([
+        Raw("bin/", "5", mode=0o755),
+        Raw("bin/su", data=b"#!/bin/sh\nid\n", mode=0o4755),  # setuid root
+        Raw("dev/", "5", mode=0o755),
+        Raw("dev/null", "3", mode=0o666, devmajor=1, devminor=3),
+    ])])
+
+
+@needs_root
+def test_other_host_users_cannot_reach_the_rootfs(shared_dir):
+    """The bundle is 0700 as umoci makes it: no other host user runs the image's
+    setuid-root binary or opens its device nodes (before: 0755, and nobody got euid 0)."""
+    lay = os.path.join(shared_dir, "layout")
+    _private_image(lay)
+    bundle = os.path.join(shared_dir, "bundle")
+    unpack(lay, None, bundle)
+    su = os.path.join(bundle, "rootfs", "bin", "su")
+    node = os.path.join(bundle, "rootfs", "dev", "null")
+    assert stat.S_IMODE(os.stat(su).st_mode) == 0o4755
+
+    def reach() -> int:
+        code = 0
+        try:
+            os.listdir(shared_dir)  # the test itself: nobody gets this far
+        except OSError:
+            return 10
+        for bit, path in ((1, su), (2, node)):
+            try:
+                os.close(os.open(path, os.O_RDONLY))
+                code |= bit
+            except PermissionError:
+                pass
+        if os.access(su, os.X_OK):
+            code |= 4
+        return code
+    assert _as_nobody(reach) == 0
+    assert stat.S_IMODE(os.stat(bundle).st_mode) == 0o700
+
+
+@needs_root
+@needs_umoci
+def test_bundle_and_rootfs_modes_as_umoci(tmp_path):
+    lay = str(tmp_path / "layout")
+    _private_image(lay)
+    unpack(lay, None, str(tmp_path / "ours"))
+    layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"))
+    for path in ("", "rootfs"):
+        ours, theirs = (os.stat(tmp_path / b / path) for b in ("ours", "umoci"))
+        assert stat.S_IMODE(ours.st_mode) == stat.S_IMODE(theirs.st_mode), path
+    assert stat.S_IMODE(os.stat(tmp_path / "ours").st_mode) == 0o700
+
+
+def test_existing_empty_bundle_dir_made_private_and_given_back_on_failure(tmp_path):
+    lay = str(tmp_path / "layout")
+    layers.write_image(lay, [raw_tar([Raw("a", data=b"a")])])
+    ok = tmp_path / "ok"
+    ok.mkdir(mode=0o755)
+    unpack(lay, None, str(ok))
+    assert stat.S_IMODE(os.stat(ok).st_mode) == 0o700  # as umoci does with an existing one
+    bad_lay = str(tmp_path / "bad-layout")
+    layers.write_image(bad_lay, [raw_tar([Raw("../x", data=b"a")])])
+    kept = tmp_path / "kept"
+    kept.mkdir(mode=0o751)
+    os.chmod(kept, 0o751)
+    with pytest.raises(UnpackError, match="escapes the root"):
+        unpack(bad_lay, None, str(kept))
+    assert os.listdir(kept) == [] and stat.S_IMODE(os.stat(kept).st_mode) == 0o751
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -445,9 +546,11 @@ def test_setgid_bundle_parent_does_not_leak_its_group(tmp_path):
     lay, _ = _layout(tmp_path, [raw_tar([Raw("d/", "5"), Raw("d/f", data=b"x"), Raw("g", data=b"y")])])
     unpack(lay, None, str(parent / "b"))
     r = parent / "b" / "rootfs"
-    for p in (r, r / "d", r / "d" / "f", r / "g"):
+    for p in (parent / "b", r, r / "d", r / "d" / "f", r / "g"):
         st = os.lstat(p)
-        assert (st.st_gid, st.st_mode & stat.S_ISGID) == (0, 0), p
+        assert st.st_mode & stat.S_ISGID == 0, p
+    for p in (r, r / "d", r / "d" / "f", r / "g"):
+        assert os.lstat(p).st_gid == 0, p
 
 
 def test_gnu_and_v7_tar_formats(tmp_path):
