@@ -91,7 +91,7 @@ def _run_pull(args: list[str], opts: dict) -> None:
     result = do_pull(args[0], args[1], platform=opts["platform"], creds=opts["creds"],
                      authfile=opts["authfile"], plain_http=opts["plain_http"],
                      jobs=opts["jobs"], progress=False if opts["quiet"] else None,
-                     format=opts["format"] or "keep")
+                     format=opts["format"] or "oci")
     sys.stdout.write(result.descriptor["digest"] + "\n")
 
 

@@ -46,10 +46,13 @@ def cli() -> None:
 @click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS (default only for localhost/127.0.0.0/8).")
 @click.option("--jobs", "-j", type=int, default=None, help="Blobs downloaded in parallel (default 4).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
-@click.option("--format", "format_", type=click.Choice(["keep", "oci"]), default="keep",
+@click.option("--format", "format_", type=click.Choice(["oci", "keep"]), default="oci",
               show_default=True,
-              help="keep: the manifest as the registry sent it; oci: Docker v2s2 rewritten to "
-                   "OCI media types (new manifest digest, same blobs).")
+              help="oci: OCI media types, a Docker v2s2 manifest rewritten to them (a new "
+                   "manifest digest, the same blobs), as skopeo's oci: destination does; "
+                   "keep: the manifest byte for byte as the registry sent it (its digest stays "
+                   "the registry's), but a Docker image is then recorded with Docker media "
+                   "types, which skopeo 1.9 and umoci 0.4.7 cannot read from a layout.")
 @click.argument("ref")
 @click.argument("layout_dir")
 @_one_line_errors

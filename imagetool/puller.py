@@ -18,7 +18,7 @@ from specs import image as mt
 from specs.image import CONFIG_TYPES, DOCKER_MANIFEST, LAYER_TYPES, OCI_MANIFEST
 
 DEFAULT_JOBS = 4
-FORMATS = ("keep", "oci")
+FORMATS = ("oci", "keep")  # the first is the default
 # Docker v2s2 → OCI media types, as skopeo's conversion maps them (blobs unchanged).
 _TO_OCI = {
     mt.DOCKER_CONFIG: mt.OCI_CONFIG,
@@ -92,13 +92,15 @@ def pick_platform(index: dict, want: Platform, what: str) -> dict:
 def pull(ref: str, layout_dir: str, *, platform: str | None = None,
          creds: str | tuple[str, str] | None = None, authfile: str | None = None,
          plain_http: bool = False, jobs: int | None = None, progress: bool | None = None,
-         transport: object = None, format: str = "keep") -> PullResult:
+         transport: object = None, format: str = FORMATS[0]) -> PullResult:
     """Pull `ref` into the OCI layout at `layout_dir` (made if missing), tagged with ref's tag.
 
-    format "keep" stores the manifest the registry sent, byte for byte (its digest is
-    the image's identity); "oci" rewrites a Docker v2s2 manifest to OCI media types
-    (a new manifest and digest, the same config and layer blobs), for readers such
-    as skopeo 1.9's oci: transport that only take OCI types from a layout.
+    format "oci" (the default, as skopeo's oci: destination) stores OCI media types: a
+    Docker v2s2 manifest is rewritten (a new manifest and digest, the same config and
+    layer blobs), since the OCI tools (skopeo 1.9's oci: transport, umoci 0.4.7) read
+    nothing else from a layout. "keep" stores the manifest the registry sent, byte for
+    byte (its digest stays the registry's), and for a Docker image those tools then
+    cannot read the tag.
     """
     if format not in FORMATS:
         raise PullError(f"--format {format}: must be one of {', '.join(FORMATS)}")
@@ -164,7 +166,7 @@ class _PullState:
 
 
 def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platform,
-               jobs: int, progress, state: _PullState, format: str = "keep") -> PullResult:
+               jobs: int, progress, state: _PullState, format: str = FORMATS[0]) -> PullResult:
     what = str(reference)
     top = client.get_manifest(reference.repository, reference.ref, what)
     manifests = [top]
