@@ -34,15 +34,17 @@ $(VENV)/bin/python: | $(VENV)/.apt
 	$(PYTHON) -m venv $(VENV)
 
 # The shim is compiled by setuptools' cffi_modules during this install.
-$(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_bin/pyrun runtime/_shim/build_shim.py runtime/_shim/exec_helper.c $(wildcard runtime/_shim/src/*.py)
+$(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_bin/pyrun runtime/_shim/build_shim.py runtime/_shim/exec_helper.c runtime/_shim/launcher.c $(wildcard runtime/_shim/src/*.py)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
 	@# Byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every pyrun call
 	@# would otherwise recompile its modules (~10 ms each time).
 	$(PY) -m compileall -q runtime specs imagetool
-	@# pip drops interpreter flags from script shebangs; pyrun wants -I -S (no site),
-	@# as one word: the kernel hands everything after the interpreter over as one argument.
-	sed -i '1s|^\(#!.*python[0-9.]*\)$$|\1 -IS|' $(VENV)/bin/pyrun
+	@# setup.py writes pyrun's #! line: `#!<pyrun-launcher> <python> -IS`, the interpreter
+	@# exec'd from a read-only mount (runtime/_shim/launcher.c). A pyrun without it
+	@# would run, unsealed: refuse to call the install done.
+	@head -n1 $(VENV)/bin/pyrun | grep -q '^#!/.*/pyrun-launcher /.* -IS$$' || \
+		{ echo "$(VENV)/bin/pyrun: #! line is not pyrun-launcher's: $$(head -n1 $(VENV)/bin/pyrun)"; exit 1; }
 	@touch $@
 
 demo: setup
