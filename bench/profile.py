@@ -119,15 +119,50 @@ def strace(root: str, bundle: str) -> tuple[list[tuple[str, float]], str] | None
     return phases, "\n".join(lines)
 
 
-def shebang_flags() -> list[str]:
-    """The interpreter flags on pyrun's #! line (e.g. -IS), which every call pays for or saves."""
+LAUNCHER = "pyrun-launcher"
+
+
+def shebang() -> list[str]:
+    """pyrun's #! line as words: `<pyrun-launcher> <python> <flags>` (or without the launcher)."""
     with open(PYRUN) as f:
         first = f.readline()
-    return first[2:].split()[1:] if first.startswith("#!") else []
+    return first[2:].split() if first.startswith("#!") else []
 
 
-def floor(root: str, bundle: str, modules: list[str], n: int) -> dict[str, list[float]]:
-    """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work."""
+def shebang_flags() -> list[str]:
+    """The interpreter flags on pyrun's #! line (e.g. -IS), which every call pays for or saves."""
+    words = shebang()
+    if words and os.path.basename(words[0]) == LAUNCHER:
+        words = words[1:]
+    return words[1:]
+
+
+def unsealed_pyrun(workdir: str) -> str | None:
+    """pyrun's own script with the launcher left out of its #! line: `#!<python> <flags>`,
+    the interpreter exec'd from its writable mount. In a venv-like tree of its own, since
+    the script finds site-packages from where it lies. None when pyrun has no launcher."""
+    words = shebang()
+    if not words or os.path.basename(words[0]) != LAUNCHER:
+        return None
+    import sysconfig
+    v = sys.version_info
+    lib = os.path.join(workdir, "unsealed", "lib", f"python{v[0]}.{v[1]}")
+    os.makedirs(lib, exist_ok=True)
+    os.makedirs(os.path.join(workdir, "unsealed", "bin"), exist_ok=True)
+    if not os.path.lexists(os.path.join(lib, "site-packages")):
+        os.symlink(sysconfig.get_paths()["purelib"], os.path.join(lib, "site-packages"))
+    script = os.path.join(workdir, "unsealed", "bin", "pyrun")
+    with open(PYRUN) as f:
+        body = f.read().split("\n", 1)[1]
+    with open(script, "w") as f:
+        f.write("#!" + " ".join(words[1:]) + "\n" + body)
+    os.chmod(script, 0o755)
+    return script
+
+
+def floor(root: str, bundle: str, modules: list[str], n: int, unsealed: str | None = None) -> dict[str, list[float]]:
+    """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work,
+    and (`unsealed`, a pyrun without its launcher) what the read-only exec costs."""
     import runtime
     project = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
     flags = shebang_flags()
@@ -144,6 +179,9 @@ def floor(root: str, bundle: str, modules: list[str], n: int) -> dict[str, list[
     fns = {k: (lambda i, a=a: run(a).wall) for k, a in cands.items()}
     fns[f"pyrun run /bin/true (#! flags: {shown or 'none'})"] = (
         lambda i: run([PYRUN, *_run_argv(root, bundle)]).wall)
+    if unsealed:
+        fns[f"pyrun run /bin/true, #! without {LAUNCHER} (not sealed)"] = (
+            lambda i: run([unsealed, *_run_argv(root, bundle)]).wall)
     return interleave(fns, n)
 
 
@@ -180,7 +218,7 @@ def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
         top_level = [name.strip() for _, _, name in rows if not name.startswith(" ")]
         ours = [m for m in top_level if m.split(".")[0] in ("runtime", "specs")]
         log("profile: interpreter floor vs pyrun run …")
-        fl = floor(root, bundle, ours, 6 if quick else 20)
+        fl = floor(root, bundle, ours, 6 if quick else 20, unsealed_pyrun(workdir))
     finally:
         subprocess.run([PYRUN, "--root", root, "list", "-q"], capture_output=True)
         for cid in (os.listdir(root) if os.path.isdir(root) else []):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 from bench.measure import Bench, Ratio, Summary
@@ -104,13 +105,19 @@ def why(benches: dict[str, Bench]) -> list[str]:
     floor = benches.get("floor")
     if run_p and floor:
         names = list(floor.values)
-        bare, _, imports, real = (Summary.of(floor.values[n]).median for n in names)
+        bare, _, imports, real = (Summary.of(floor.values[n]).median for n in names[:4])
         out.append(f"- `run`: in the profile run, pyrun took {ms(real)}: the bare interpreter "
                    f"{ms(bare)}, pyrun's imports +{ms(imports - bare)}, the work itself +{ms(real - imports)}"
                    + (f"; runc's whole run is {ms(run_r)}" if run_r else "")
                    + (f", crun's {ms(run_c)} — the bare interpreter alone is {bare / run_c:.2f}× crun" if run_c else "")
                    + ". The cProfile and strace sections below split the work (waiting for the init's "
                    "set-up, the container's exit, delete).")
+        if len(names) > 4:  # the same run without pyrun-launcher, interleaved with it
+            sealed, unsealed = floor.values[names[3]], floor.values[names[4]]
+            cost = statistics.median(a - b for a, b in zip(sealed, unsealed))
+            out.append(f"- the interpreter exec'd from a read-only mount (pyrun-launcher, CVE-2019-5736): "
+                       f"{'+' if cost >= 0 else '−'}{ms(abs(cost))} a call (median of per-round differences, "
+                       f"sealed {ms(Summary.of(sealed).median)} vs not {ms(Summary.of(unsealed).median)}).")
     lc = benches.get("lifecycle")
     if lc and lc.values.get("pyrun:create") and lc.values.get("runc:create"):
         parts = ", ".join(f"{p} {ms(Summary.of(lc.values['pyrun:' + p]).median)} vs "
