@@ -178,8 +178,15 @@ class Container:
         return cg
 
     def delete(self, force: bool = False) -> None:
-        lock = st.lock(self.dir)
         try:
+            lock = st.lock_current(self.dir)
+        except ContainerNotFound:
+            if force:
+                return
+            raise
+        try:
+            # Read again under the lock: a create that held it has finished (or died) since.
+            self.record = st.read_state(self.root, self.id)[1]
             status = self._require("delete-force" if force else "delete")
             if status in ("creating", "created", "running", "paused"):
                 self._kill_everything()

@@ -14,8 +14,7 @@ def load_config(bundle: str) -> dict:
     from specs import fastjson
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = st.read_document(path, "config.json")
     except FileNotFoundError:
         raise ConfigError("JSON specification file config.json not found") from None
     except OSError as e:
@@ -69,6 +68,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     mounts = rootfs.parse_mounts(config)
     from .namespaces import clone_flags
     flags, joins = clone_flags(linux.get("namespaces") or [])
+    from . import validate
+    validate.check(config, flags, joins)
     from ._shim import CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWCGROUP
     if not flags & CLONE_NEWNS and "mount" not in joins:
         raise ConfigError("a mount namespace is required (linux.namespaces has no \"mount\")")
@@ -88,7 +89,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         proc["env"] = list(proc.get("env") or ()) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
         preserve_fds += listen_fds
 
-    cdir = st.claim(root, cid)
+    cdir, lock = st.claim(root, cid)  # held until the record is whole
     cgroup = None
     try:
         fifo = os.path.join(cdir, st.EXEC_FIFO)
@@ -130,6 +131,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     except BaseException:
         _undo(cdir, cgroup)
         raise
+    finally:
+        os.close(lock)
     c = cls(cid, root, cdir, record)
     c.pidfd = pidfd
     return c

@@ -7,11 +7,14 @@ either execve()s process.args or reports one line and _exit()s.
 """
 import os
 
+import _prctl
+
 from . import _shim as k
 from . import process, rootfs
 from .cgroups import join_self
 from .errors import PyrunError, describe_oserror
 from .namespaces import JOIN_ORDER, NS_FLAGS
+from .procfs import ProcFS
 
 
 def run(ctx) -> None:
@@ -48,7 +51,16 @@ def _init(ctx) -> None:
     config, linux = ctx.config, ctx.config.get("linux") or {}
     proc = config["process"]
     join_self(ctx.cgroup_fds)  # first: nothing the init does may run outside its cgroup
-    go = ctx.sock.recv(64)  # uid/gid maps are written
+    # Nothing in the container may reach this process while it is the host's
+    # interpreter (its /proc/1/fd, mem, exe): execve makes the program dumpable again.
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+    # Before any path of the container is touched: only the fds the init needs stay
+    # open, so that no cwd or path can climb out through one (CVE-2024-21626).
+    console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(
+        ctx.console_socket, str) else -1
+    process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd))
+    hostproc = ProcFS()  # the host's /proc, while this mount namespace still shows it
+    go = ctx.sock.recv(64)  # uid/gid maps and oom_score_adj are written
     if not go.startswith(b"go "):
         os._exit(1)
     ctx.host_pid = int(go[3:])
@@ -69,7 +81,6 @@ def _init(ctx) -> None:
     rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
     rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
-    fifo_fd = ctx.fifo_fd  # opened by the parent: a user-namespaced init may not reach the state dir
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
@@ -85,30 +96,29 @@ def _init(ctx) -> None:
     if console_sock is not None:
         from . import console
         console.setup(console_sock, proc.get("consoleSize"), bind_console=True)
-    rootfs.finalize(config, linux)
+    rootfs.finalize(config, linux, ctx.mounts, hostproc)
 
     # Settle what can fail before reporting ready, so `create` fails instead of `start`.
     process.apply_rlimits(proc.get("rlimits"))
-    process.set_oom_score_adj(proc.get("oomScoreAdj"))
     process.apply_scheduling(proc)
+    process.apply_personality(linux.get("personality"))
     env = list(proc.get("env") or ())
-    try:
-        os.chdir(proc.get("cwd") or "/")
-    except OSError as e:
-        raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
+    process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
 
     ctx.sock.send(b"ready")
     ctx.sock.close()
 
-    # Block here until `pyrun start` opens the FIFO for reading.
-    try:  # through the container's /proc: the fd was opened by the parent, O_PATH
-        fifo = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    # Block here until `pyrun start` opens the FIFO for reading. The fd was opened by the
+    # parent, O_PATH: reopened through the host's procfs, not the container's /proc.
+    try:
+        fifo = hostproc.reopen_fd(ctx.fifo_fd, os.O_WRONLY)
     except OSError as e:
-        raise PyrunError(describe_oserror(e, "open exec fifo (is /proc mounted?)")) from None
+        raise PyrunError(describe_oserror(e, "open exec fifo")) from None
+    hostproc.close()
     os.write(fifo, b"0")
     os.close(fifo)
-    os.close(fifo_fd)
+    os.close(ctx.fifo_fd)
 
     if ctx.hooks.get("startContainer"):
         from . import hooks
@@ -145,9 +155,10 @@ def _join_namespaces(ctx) -> None:
 
 
 def _new_session_keyring(cid: str) -> None:
-    """The host's session keyring must not be the container's (runc does the same)."""
+    """The host's session keyring must not be the container's (runc does the same). The
+    name is runc's: the kernel keeps names that start with "." for itself."""
     try:
-        k.join_session_keyring(cid)
+        k.join_session_keyring("_ses." + cid)
     except OSError as e:
         if e.errno != 38:  # ENOSYS: no keyrings in this kernel
             raise PyrunError(describe_oserror(e, "join a new session keyring")) from None

@@ -225,11 +225,52 @@ def apply_lsm(proc: dict) -> None:
             raise PyrunError(describe_oserror(e, f"set LSM label {label!r}")) from None
 
 
-def set_oom_score_adj(value) -> None:
-    if value is None:
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}  # PER_LINUX, PER_LINUX32
+
+
+def apply_personality(personality: dict | None) -> None:
+    """linux.personality: the execution domain (flags: the spec defines none)."""
+    if not personality:
         return
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write(str(value))
+    from . import _shim
+    try:
+        _shim.personality(PERSONALITY_DOMAINS[personality["domain"]])
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"set personality {personality['domain']}")) from None
+
+
+def close_fds_except(preserve_fds: int, keep: tuple) -> None:
+    """Close every fd but stdio, the preserved ones (3 … 3+preserve_fds-1) and `keep`:
+    whatever else the caller or the runtime left open (a directory, the state dir's
+    lock) could lead a path out of the container before execve closes it."""
+    _close_from(3 + preserve_fds, keep)
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir into process.cwd, inside the container's root, verified.
+
+    No magic links (a /proc/<pid>/cwd of a host process, an fd's /proc link): a
+    path that leaves the root is refused, and so is a cwd the kernel reports as
+    unreachable from it (runc's check for CVE-2024-21626)."""
+    from . import _shim as k
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = k.openat2(root, cwd, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0,
+                       k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"chdir to cwd {cwd!r}")) from None
+    finally:
+        os.close(root)
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    try:
+        here = os.getcwd()
+    except OSError:
+        here = ""
+    if not here.startswith("/"):
+        raise PyrunError(f"cwd {cwd!r} is outside of the container's root: possible container breakout, refused")
 
 
 def find_executable(arg0: str, env: list[str]) -> str:
@@ -327,8 +368,8 @@ def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, 
     the init and by exec."""
     nnp = bool(proc.get("noNewPrivileges"))
     user = proc.get("user") or {}
-    if user.get("umask") is not None:
-        os.umask(user["umask"])
+    # runc's default when the config sets none; the caller's umask must not leak in.
+    os.umask(user["umask"] if user.get("umask") is not None else 0o022)
 
     def load():
         fd = seccomp.load()

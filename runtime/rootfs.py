@@ -11,13 +11,13 @@ Every destination is resolved with openat2(RESOLVE_IN_ROOT) and mounted through
 /proc/self/fd/N, so a symlink in the image can never lead a mount outside the rootfs.
 """
 import os
-import posixpath
 import stat
 
 from . import _shim as k
+from . import paths
 from .errors import ConfigError, PyrunError, describe_oserror
 
-# Mount options: name → (clear, flag). Also the source of `features.mountOptions`.
+# Mount options for mount(2): name → (clear, flag). Also the source of `features.mountOptions`.
 MOUNT_FLAGS = {
     "async": (True, k.MS_SYNCHRONOUS), "atime": (True, k.MS_NOATIME),
     "bind": (False, k.MS_BIND), "defaults": (False, 0), "dev": (True, k.MS_NODEV),
@@ -40,10 +40,29 @@ PROPAGATION_FLAGS = {
     "slave": k.MS_SLAVE, "rslave": k.MS_SLAVE | k.MS_REC,
     "unbindable": k.MS_UNBINDABLE, "runbindable": k.MS_UNBINDABLE | k.MS_REC,
 }
+# A bind takes per-mount attributes only, set with mount_setattr before it is attached:
+# name → (attr_set, attr_clr). The atime modes are one field (MOUNT_ATTR__ATIME).
+_A = k.MOUNT_ATTR__ATIME
+MOUNT_ATTRS = {
+    "ro": (k.MOUNT_ATTR_RDONLY, 0), "rw": (0, k.MOUNT_ATTR_RDONLY),
+    "nosuid": (k.MOUNT_ATTR_NOSUID, 0), "suid": (0, k.MOUNT_ATTR_NOSUID),
+    "nodev": (k.MOUNT_ATTR_NODEV, 0), "dev": (0, k.MOUNT_ATTR_NODEV),
+    "noexec": (k.MOUNT_ATTR_NOEXEC, 0), "exec": (0, k.MOUNT_ATTR_NOEXEC),
+    "nodiratime": (k.MOUNT_ATTR_NODIRATIME, 0), "diratime": (0, k.MOUNT_ATTR_NODIRATIME),
+    "nosymfollow": (k.MOUNT_ATTR_NOSYMFOLLOW, 0), "symfollow": (0, k.MOUNT_ATTR_NOSYMFOLLOW),
+    "noatime": (k.MOUNT_ATTR_NOATIME, _A), "strictatime": (k.MOUNT_ATTR_STRICTATIME, _A),
+    "relatime": (k.MOUNT_ATTR_RELATIME, _A), "atime": (k.MOUNT_ATTR_RELATIME, _A),
+    "norelatime": (k.MOUNT_ATTR_STRICTATIME, _A), "nostrictatime": (k.MOUNT_ATTR_RELATIME, _A),
+}
+# runc's recursive attributes ("rro", "rnosuid", …): the same, on every mount below too.
+RECURSIVE_ATTRS = {"r" + name: v for name, v in MOUNT_ATTRS.items()}
+# What a bind may carry besides attributes and propagation: the rest of MOUNT_FLAGS are
+# superblock flags or fs data, which a bind cannot change; they are refused, not dropped.
+_BIND_OK = {"bind", "rbind", "defaults", "remount"}
 # Options the runtime itself acts on (not passed to the kernel).
 EXTRA_OPTIONS = ("tmpcopyup",)
-# Flags a bind remount must repeat or the kernel refuses it (locked in a user namespace).
-_LOCKABLE = k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC
+# Asked for by the config, not done here yet: refused at create with one line.
+REFUSED_OPTIONS = {"idmap": "idmapped mounts", "ridmap": "idmapped mounts"}
 
 DEFAULT_DEVICES = (  # path, major, minor: runc's defaults, all character devices 0666
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -53,36 +72,65 @@ DEV_SYMLINKS = (
     ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
     ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
 )
-_RESOLVE = k.RESOLVE_IN_ROOT | k.RESOLVE_NO_MAGICLINKS
+# Files under /proc a mount may cover: those lxcfs emulates (runc's list). Nothing else
+# of procfs, so that no mount can redirect what the runtime or the container writes there.
+PROC_MOUNT_OK = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                 "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                 "/proc/sys/kernel/ns_last_pid")
 
 
 class Mount:
     """One config.json mount, its options split into what the kernel takes."""
 
-    __slots__ = ("destination", "type", "source", "flags", "propagation", "data", "extra")
+    __slots__ = ("destination", "type", "source", "flags", "propagation", "data", "extra",
+                 "attr_set", "attr_clr", "rattr_set", "rattr_clr", "canonical", "deferred_ro")
 
     def __init__(self, m: dict):
         self.destination = m["destination"]
         self.type = m.get("type") or ""
         self.source = m.get("source") or ""
         self.flags, self.propagation, data, self.extra = 0, [], [], set()
-        for opt in m.get("options") or ():
+        self.attr_set = self.attr_clr = self.rattr_set = self.rattr_clr = 0
+        self.canonical, self.deferred_ro = self.destination, False
+        opts = m.get("options") or ()
+        for opt in opts:
+            if opt in REFUSED_OPTIONS:
+                raise ConfigError(f"mount {self.destination}: option {opt!r} ({REFUSED_OPTIONS[opt]}) is not supported")
             if opt in MOUNT_FLAGS:
                 clear, flag = MOUNT_FLAGS[opt]
                 self.flags = (self.flags & ~flag) if clear else (self.flags | flag)
+            if opt in MOUNT_ATTRS:
+                self.attr_set, self.attr_clr = _merge(self.attr_set, self.attr_clr, MOUNT_ATTRS[opt])
+            elif opt in RECURSIVE_ATTRS:
+                self.rattr_set, self.rattr_clr = _merge(self.rattr_set, self.rattr_clr, RECURSIVE_ATTRS[opt])
             elif opt in PROPAGATION_FLAGS:
                 self.propagation.append(PROPAGATION_FLAGS[opt])
             elif opt in EXTRA_OPTIONS:
                 self.extra.add(opt)
-            else:
+            elif opt not in MOUNT_FLAGS:
                 data.append(opt)
         if self.type == "bind":
             self.flags |= k.MS_BIND
         self.data = ",".join(data)
+        for key in ("uidMappings", "gidMappings"):
+            if m.get(key):
+                raise ConfigError(f"mount {self.destination}: {key} (idmapped mounts) is not supported")
+        if self.is_bind:
+            bad = [o for o in opts if o in MOUNT_FLAGS and o not in MOUNT_ATTRS and o not in _BIND_OK] + data
+            if bad:
+                raise ConfigError(f"mount {self.destination}: option {bad[0]!r} cannot apply to a bind mount")
+        elif "tmpcopyup" in self.extra and self.type != "tmpfs":
+            raise ConfigError(f"mount {self.destination}: tmpcopyup needs a tmpfs")
 
     @property
     def is_bind(self) -> bool:
         return bool(self.flags & k.MS_BIND)
+
+
+def _merge(set_: int, clr: int, change: tuple[int, int]) -> tuple[int, int]:
+    """Later options win, as they do for mount(8)."""
+    s, c = change
+    return (set_ & ~c) | s, (clr & ~s) | c
 
 
 def parse_mounts(config: dict) -> list[Mount]:
@@ -92,71 +140,6 @@ def parse_mounts(config: dict) -> list[Mount]:
             raise ConfigError(f"mount destination {m.get('destination')!r} is not an absolute path")
         mounts.append(Mount(m))
     return mounts
-
-
-# -- paths inside the rootfs ---------------------------------------------------------
-
-def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
-    return k.openat2(root_fd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, 0, _RESOLVE)
-
-
-def mkdir_in_root(root_fd: int, path: str, mode: int = 0o755, _depth: int = 0) -> int:
-    """mkdir -p of `path` inside the root; returns an O_PATH fd of the directory.
-
-    A symlink on the way whose target does not exist yet is followed the way
-    RESOLVE_IN_ROOT would follow it: its target is created inside the root."""
-    if _depth > 40:
-        raise OSError(40, "Too many levels of symbolic links", path)
-    fd = os.dup(root_fd)
-    here = "/"
-    try:
-        for part in [p for p in path.split("/") if p not in ("", ".")]:
-            try:
-                nfd = k.openat2(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
-            except FileNotFoundError:
-                try:
-                    os.mkdir(part, mode, dir_fd=_dirfd(fd))
-                    nfd = k.openat2(fd, part, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE)
-                except FileExistsError:  # a dangling symlink: create what it names, inside the root
-                    target = os.readlink(part, dir_fd=_dirfd(fd))
-                    nfd = mkdir_in_root(root_fd, posixpath.normpath(posixpath.join(here, target)),
-                                        mode, _depth + 1)
-            os.close(fd)
-            fd = nfd
-            here = posixpath.join(here, part)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _dirfd(fd: int) -> int:
-    """O_PATH fds serve as dir_fd for mkdirat/readlinkat directly."""
-    return fd
-
-
-def create_in_root(root_fd: int, path: str, is_dir: bool) -> int:
-    """Make the mount point (a directory, or an empty file for a file bind) and open it O_PATH."""
-    if is_dir:
-        return mkdir_in_root(root_fd, path)
-    parent, _, name = path.rstrip("/").rpartition("/")
-    pfd = mkdir_in_root(root_fd, parent)
-    try:
-        try:
-            return k.openat2(pfd, name, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
-        except FileNotFoundError:
-            # O_PATH cannot create; a real open through the parent fd can (never follows out:
-            # O_NOFOLLOW|O_EXCL refuses an existing link).
-            dfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o644, dir_fd=dfd)
-                os.close(fd)
-            finally:
-                os.close(dfd)
-            return k.openat2(pfd, name, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
-    finally:
-        os.close(pfd)
 
 
 def _fdpath(fd: int) -> str:
@@ -187,19 +170,19 @@ def _make_parent_private(path: str) -> None:
 
 
 def mount_all(rootfs: str, mounts: list[Mount], ctx) -> None:
-    """Mount in config order."""
+    """Mount in config order, each destination resolved once inside the rootfs."""
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for m in mounts:
             try:
-                _mount_one(root_fd, rootfs, m, ctx)
+                _mount_one(root_fd, m, ctx)
             except OSError as e:
                 raise PyrunError(describe_oserror(e, f"mount {m.source or m.type} to {m.destination}")) from None
     finally:
         os.close(root_fd)
 
 
-def _mount_one(root_fd: int, rootfs: str, m: Mount, ctx) -> None:
+def _mount_one(root_fd: int, m: Mount, ctx) -> None:
     if m.type == "cgroup":
         return _mount_cgroup(root_fd, m, ctx)
     if m.is_bind:
@@ -207,51 +190,111 @@ def _mount_one(root_fd: int, rootfs: str, m: Mount, ctx) -> None:
         is_dir = os.path.isdir(src)
     else:
         src, is_dir = m.source or m.type, True
-    # sysfs belongs to a network namespace, mqueue to an IPC one: without our own, bind the host's.
-    host_bind = {"sysfs": "/sys", "mqueue": "/dev/mqueue"}.get(m.type) if not m.is_bind and not (
-        ctx.new_netns if m.type == "sysfs" else ctx.new_ipcns) else None
-    fd = create_in_root(root_fd, m.destination, is_dir)
-    copy_from = -1
+    m.canonical = paths.resolve(root_fd, m.destination)
+    check_destination(m.canonical, m)
+    # /dev gets its devices and a tmpfs its copied-up files after the mount: read-only
+    # comes at the end (finalize), as runc does it.
+    ro = m.attr_set & k.MOUNT_ATTR_RDONLY if m.is_bind else m.flags & k.MS_RDONLY
+    m.deferred_ro = bool(ro) and (m.canonical == "/dev" or m.type == "tmpfs")
+    _, fd = paths.make_at(root_fd, m.canonical, is_dir)
     try:
-        if "tmpcopyup" in m.extra:
-            copy_from = os.open(_fdpath(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if m.is_bind or host_bind:
-            k.mount(host_bind or src, _fdpath(fd), None, k.MS_BIND | (k.MS_REC if host_bind else m.flags & k.MS_REC))
+        check_landing(fd, m.canonical, m)
+        if m.is_bind:
+            attrs = (m.attr_set & ~k.MOUNT_ATTR_RDONLY if m.deferred_ro else m.attr_set, m.attr_clr)
+            new = bind(src, fd, recursive=bool(m.flags & k.MS_REC), attrs=attrs,
+                       rattrs=(m.rattr_set, m.rattr_clr))
         else:
-            k.mount(src, _fdpath(fd), m.type, m.flags, m.data or None)
-        # The fd still names the directory under the new mount: look the path up again.
-        os.close(fd)
-        fd = open_in_root(root_fd, m.destination)
-        if (m.is_bind or host_bind) and m.flags & ~(k.MS_BIND | k.MS_REC | k.MS_REMOUNT):
-            _remount_bind(fd, m.flags & ~k.MS_REC)
-        if copy_from >= 0:
-            _copy_up(copy_from, _fdpath(fd))
-        for p in m.propagation:
-            k.mount(None, _fdpath(fd), None, p)
+            new = _mount_fs(root_fd, fd, src, m)
     finally:
         os.close(fd)
+    try:
+        for p in m.propagation:
+            k.mount(None, _fdpath(new), None, p)
+    finally:
+        os.close(new)
+
+
+def _mount_fs(root_fd: int, fd: int, src: str, m: Mount) -> int:
+    """A new filesystem (tmpfs, proc, sysfs, mqueue, …) on the mount point `fd`. sysfs and
+    mqueue are always mounted afresh: they then show the container's own network and IPC
+    namespaces (joined or new), and never a host tree. Returns an O_PATH fd of the mount."""
+    copy_from = -1
+    if "tmpcopyup" in m.extra:
+        copy_from = paths.open_canonical(root_fd, m.canonical, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = m.flags & ~k.MS_RDONLY if m.deferred_ro else m.flags
+        k.mount(src, _fdpath(fd), m.type, flags, m.data or None)
+        new = paths.open_canonical(root_fd, m.canonical)  # the new mount's root
+        try:
+            if copy_from >= 0:
+                _copy_up(copy_from, _fdpath(new))
+            if m.rattr_set or m.rattr_clr:
+                set_attrs(new, m.rattr_set, m.rattr_clr, recursive=True)
+        except BaseException:
+            os.close(new)
+            raise
+        return new
+    finally:
         if copy_from >= 0:
             os.close(copy_from)
 
 
-def _remount_bind(fd: int, flags: int, close: bool = False) -> None:
-    target = _fdpath(fd)
+def check_destination(canonical: str, m: Mount) -> None:
+    """runc's rule for /proc: only a procfs on /proc itself, and below it only what lxcfs emulates."""
+    if canonical == "/proc":
+        if m.type != "proc" and not (m.is_bind and _is_procfs(m.source)):
+            raise PyrunError(f"mount destination {m.destination}: /proc must be a mount of type proc")
+    elif paths.is_within(canonical, "/proc") and canonical not in PROC_MOUNT_OK:
+        raise PyrunError(f"mount destination {m.destination} ({canonical}) is inside /proc: refused")
+
+
+def check_landing(fd: int, canonical: str, m: Mount) -> None:
+    """Where the mount point really is: procfs reached another way (a proc mounted elsewhere),
+    or sysfs outside its cgroup tree, would let a mount redirect kernel files."""
+    fstype = k.fstatfs_type(fd)
+    if fstype == k.PROC_SUPER_MAGIC and canonical not in PROC_MOUNT_OK and canonical != "/proc":
+        raise PyrunError(f"mount destination {m.destination} ({canonical}) is on procfs: refused")
+    if fstype == k.SYSFS_MAGIC and not paths.is_within(canonical, "/sys/fs/cgroup") and canonical != "/sys":
+        raise PyrunError(f"mount destination {m.destination} ({canonical}) is on sysfs: refused")
+
+
+def _is_procfs(path: str) -> bool:
     try:
-        try:
-            k.mount(None, target, None, flags | k.MS_BIND | k.MS_REMOUNT)
-        except PermissionError:
-            # Flags locked by a user namespace must be repeated in the remount.
-            locked = _statvfs_flags(target)
-            k.mount(None, target, None, flags | locked | k.MS_BIND | k.MS_REMOUNT)
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return k.fstatfs_type(fd) == k.PROC_SUPER_MAGIC
     finally:
-        if close:
-            os.close(fd)
+        os.close(fd)
 
 
-def _statvfs_flags(path: str) -> int:
-    st = os.statvfs(path)
-    # ST_* bits coincide with MS_* for these four.
-    return st.f_flag & _LOCKABLE
+def bind(src, target_fd: int, recursive: bool, attrs: tuple[int, int] = (0, 0),
+         rattrs: tuple[int, int] = (0, 0)) -> int:
+    """Bind `src` (a path, or an fd) onto the mount point `target_fd`.
+
+    The new mount is made detached (open_tree), given its attributes (ro, nosuid, …)
+    while nothing can see it yet, then attached: there is no moment at which it is
+    writable, and no path is looked up twice. Returns an O_PATH fd of the new mount."""
+    flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if recursive else 0)
+    if isinstance(src, int):
+        tree = k.open_tree(src, "", flags | k.AT_EMPTY_PATH)
+    else:
+        tree = k.open_tree(-100, src, flags)  # AT_FDCWD: a host path, as the config names it
+    try:
+        if attrs[0] or attrs[1]:
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH, *attrs)
+        if rattrs[0] or rattrs[1]:
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, *rattrs)
+        k.move_mount(tree, "", target_fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def set_attrs(fd: int, set_: int, clr: int = 0, recursive: bool = False) -> None:
+    k.mount_setattr(fd, "", k.AT_EMPTY_PATH | (k.AT_RECURSIVE if recursive else 0), set_, clr)
 
 
 def _copy_up(src_dir_fd: int, target: str) -> None:
@@ -290,43 +333,49 @@ def _copy_up(src_dir_fd: int, target: str) -> None:
 
 
 def _mount_cgroup(root_fd: int, m: Mount, ctx) -> None:
-    """A `cgroup` mount: cgroup2 on a unified host; on v1/hybrid a tmpfs holding each hierarchy."""
+    """A `cgroup` mount: cgroup2 on a unified host; on v1/hybrid a tmpfs holding each hierarchy.
+
+    Without a cgroup namespace, only the container's own cgroup directories are bound
+    (never a hierarchy's root): the host's tree stays out of reach."""
     from . import cgroups
-    ro = m.flags & k.MS_RDONLY
+    ro = k.MOUNT_ATTR_RDONLY if m.flags & k.MS_RDONLY else 0
     base = (m.flags & ~(k.MS_RDONLY | k.MS_BIND | k.MS_REC)) | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC
-    fd = create_in_root(root_fd, m.destination, True)
+    battrs = (k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC | ro, 0)
+    canonical = paths.resolve(root_fd, m.destination)
+    check_destination(canonical, m)
+    canonical, fd = paths.make_at(root_fd, canonical, True)
     try:
-        target = _fdpath(fd)
+        check_landing(fd, canonical, m)
         if cgroups.is_unified():
             if ctx.new_cgroupns:
-                k.mount("cgroup2", target, "cgroup2", base | ro)
-            else:
-                k.mount(ctx.cgroup_dirs.get("", "/sys/fs/cgroup"), target, None, k.MS_BIND | k.MS_REC)
-                os.close(fd)  # it names the directory under the bind mount: look it up again
-                fd = open_in_root(root_fd, m.destination)
-                _remount_bind(fd, base | ro)
+                k.mount("cgroup2", _fdpath(fd), "cgroup2", base | (k.MS_RDONLY if ro else 0))
+            elif "" in ctx.cgroup_dirs:
+                os.close(bind(ctx.cgroup_dirs[""], fd, recursive=True, attrs=battrs))
             return
-        k.mount("tmpfs", target, "tmpfs", base, "mode=755")
-        os.close(fd)  # it still names the directory under the new tmpfs
-        fd = open_in_root(root_fd, m.destination)
-        target = _fdpath(fd)
-        for mountpoint, fstype, opts in cgroups._mounts():
-            name = os.path.basename(mountpoint)
-            sub = mkdir_in_root(fd, name)
-            host_dir = _hierarchy_dir(ctx, fstype, opts)
-            try:
-                if ctx.new_cgroupns and host_dir is not None:
-                    data = None if fstype == "cgroup2" else ",".join(o for o in opts if o not in ("rw", "ro"))
-                    k.mount("cgroup", _fdpath(sub), fstype, base | ro, data)
-                    continue
-                k.mount(host_dir or mountpoint, _fdpath(sub), None, k.MS_BIND | k.MS_REC)
-            finally:
-                os.close(sub)
-            _remount_bind(open_in_root(fd, name), base | ro, close=True)
-        if ro:
-            _remount_bind(fd, k.MS_RDONLY | base)
+        k.mount("tmpfs", _fdpath(fd), "tmpfs", base, "mode=755")
     finally:
         os.close(fd)
+    top = paths.open_canonical(root_fd, canonical)  # the new tmpfs
+    try:
+        for mountpoint, fstype, opts in cgroups._mounts():
+            host_dir = _hierarchy_dir(ctx, fstype, opts)
+            if host_dir is None:
+                continue  # not a hierarchy the container was placed in
+            sub = paths.mkdir_all(top, "/" + os.path.basename(mountpoint))
+            try:
+                if ctx.new_cgroupns:
+                    data = None if fstype == "cgroup2" else ",".join(o for o in opts if o not in ("rw", "ro"))
+                    k.mount("cgroup", _fdpath(sub), fstype, base | (k.MS_RDONLY if ro else 0), data)
+                else:
+                    os.close(bind(host_dir, sub, recursive=True, attrs=battrs))
+            finally:
+                os.close(sub)
+        if ro:
+            set_attrs(top, k.MOUNT_ATTR_RDONLY)
+        for p in m.propagation:
+            k.mount(None, _fdpath(top), None, p)
+    finally:
+        os.close(top)
 
 
 def _hierarchy_dir(ctx, fstype: str, opts: list[str]) -> str | None:
@@ -353,66 +402,59 @@ def create_devices(rootfs: str, devices: list[dict], ctx) -> None:
         if not ctx.dev_is_bind:
             links = DEV_SYMLINKS + ((("/proc/kcore", "/dev/core"),) if os.path.exists("/proc/kcore") else ())
             for to, path in links:
-                _symlink_in_root(root_fd, to, path)
-            _setup_ptmx(root_fd)
+                _symlink_in_root(root_fd, to, path, replace=False)
+            _symlink_in_root(root_fd, "pts/ptmx", "/dev/ptmx", replace=True)
     finally:
         os.close(root_fd)
+
+
+def _in_parent(root_fd: int, path: str) -> tuple[int, str]:
+    """(O_PATH fd of the parent directory, made if need be; the last name) of a path in the root."""
+    canonical = paths.resolve(root_fd, path)
+    parent, _, name = canonical.rpartition("/")
+    if not name:
+        raise IsADirectoryError(21, "Is a directory", path)
+    return paths.mkdir_all(root_fd, parent), name
 
 
 def _make_device(root_fd: int, d: dict, ctx) -> None:
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d["type"]]
     mode = d.get("fileMode", 0o666) & 0o7777
-    parent, _, name = d["path"].rstrip("/").rpartition("/")
-    pfd = mkdir_in_root(root_fd, parent)
-    dfd = os.open(_fdpath(pfd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    pfd, name = _in_parent(root_fd, d["path"])
     try:
         try:
-            os.unlink(name, dir_fd=dfd)
+            os.unlink(name, dir_fd=pfd)
         except FileNotFoundError:
             pass
         if ctx.userns:
             # mknod is refused in a user namespace: bind the host's node onto an empty file.
-            fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o644, dir_fd=dfd)
-            os.close(fd)
-            tfd = k.openat2(pfd, name, os.O_PATH | os.O_CLOEXEC, 0, _RESOLVE)
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644, dir_fd=pfd))
+            tfd = paths.open_canonical(pfd, "/" + name)
             try:
-                k.mount(d["path"], _fdpath(tfd), None, k.MS_BIND)
+                os.close(bind(d["path"], tfd, recursive=False))
             finally:
                 os.close(tfd)
             return
-        os.mknod(name, kind | mode, os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=dfd)
-        os.chmod(name, mode, dir_fd=dfd)  # mknod is subject to umask
-        os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=dfd, follow_symlinks=False)
+        os.mknod(name, kind | mode, os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=pfd)
+        os.chmod(name, mode, dir_fd=pfd)  # mknod is subject to umask
+        os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
     finally:
-        os.close(dfd)
         os.close(pfd)
 
 
-def _symlink_in_root(root_fd: int, to: str, path: str) -> None:
-    parent, _, name = path.rpartition("/")
-    pfd = mkdir_in_root(root_fd, parent)
-    dfd = os.open(_fdpath(pfd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _symlink_in_root(root_fd: int, to: str, path: str, replace: bool) -> None:
+    pfd, name = _in_parent(root_fd, path)
     try:
-        os.symlink(to, name, dir_fd=dfd)
+        if replace:
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+        os.symlink(to, name, dir_fd=pfd)
     except FileExistsError:
         pass
     finally:
-        os.close(dfd)
-        os.close(pfd)
-
-
-def _setup_ptmx(root_fd: int) -> None:
-    pfd = mkdir_in_root(root_fd, "/dev")
-    dfd = os.open(_fdpath(pfd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            os.unlink("ptmx", dir_fd=dfd)
-        except FileNotFoundError:
-            pass
-        os.symlink("pts/ptmx", "ptmx", dir_fd=dfd)
-    finally:
-        os.close(dfd)
         os.close(pfd)
 
 
@@ -441,61 +483,96 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         os.close(new)
 
 
-def apply_sysctl(sysctl: dict) -> None:
+def apply_sysctl(sysctl: dict, proc) -> None:
+    """Through the runtime's verified procfs (procfs.ProcFS): the container's /proc may lie."""
     for key, value in sysctl.items():
-        path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(value)
+            proc.write("sys/" + key.replace(".", "/"), value.encode())
         except OSError as e:
             raise PyrunError(describe_oserror(e, f"sysctl {key}")) from None
 
 
-def readonly_path(path: str) -> None:
+def readonly_path(root_fd: int, path: str) -> None:
+    """A read-only bind of the path onto itself, every mount below it read-only too."""
     try:
-        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = paths.open_in_root(root_fd, path)
     except FileNotFoundError:
         return
     try:
-        k.mount(_fdpath(fd), _fdpath(fd), None, k.MS_BIND | k.MS_REC)
-        fd2 = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            _remount_bind(fd2, k.MS_RDONLY | k.MS_REC | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC)
-        finally:
-            os.close(fd2)
+        os.close(bind(fd, fd, recursive=True, rattrs=(_RO_PATH, 0)))
     finally:
         os.close(fd)
 
 
-def mask_path(path: str) -> None:
+_RO_PATH = k.MOUNT_ATTR_RDONLY | k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC
+
+
+def mask_path(root_fd: int, path: str, null) -> None:
+    """A directory gets an empty read-only tmpfs, a file the null device. `null()` gives
+    the verified null device: never whatever the rootfs calls /dev/null (CVE-2025-31133)."""
     try:
-        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = paths.open_in_root(root_fd, path)
     except FileNotFoundError:
         return
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
-            k.mount("tmpfs", _fdpath(fd), "tmpfs", k.MS_RDONLY, None)
+            k.mount("tmpfs", _fdpath(fd), "tmpfs", k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, None)
         else:
-            k.mount("/dev/null", _fdpath(fd), None, k.MS_BIND)
+            os.close(bind(null(), fd, recursive=False))
     finally:
         os.close(fd)
 
 
-def finalize(config: dict, linux: dict) -> None:
-    apply_sysctl(linux.get("sysctl") or {})
-    for p in linux.get("readonlyPaths") or ():
+def open_null(root_fd: int) -> int:
+    """The container's /dev/null, if and only if it is the null device (char 1:3)."""
+    try:
+        fd = paths.open_in_root(root_fd, "/dev/null")
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "maskedPaths: open /dev/null")) from None
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise PyrunError("maskedPaths: /dev/null in the container is not the null device (1:3): refusing to mask with it")
+    return fd
+
+
+def finalize(config: dict, linux: dict, mounts: list[Mount], proc) -> None:
+    apply_sysctl(linux.get("sysctl") or {}, proc)
+    root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    null_fd = []
+
+    def null() -> int:
+        if not null_fd:
+            null_fd.append(open_null(root_fd))
+        return null_fd[0]
+    try:
+        for p in linux.get("readonlyPaths") or ():
+            try:
+                readonly_path(root_fd, p)
+            except OSError as e:
+                raise PyrunError(describe_oserror(e, f"readonly path {p}")) from None
+        for p in linux.get("maskedPaths") or ():
+            try:
+                mask_path(root_fd, p, null)
+            except OSError as e:
+                raise PyrunError(describe_oserror(e, f"masked path {p}")) from None
+        for m in mounts:
+            if m.deferred_ro:
+                _set_ro(root_fd, m.canonical, f"remount {m.destination} read-only")
+        if (config.get("root") or {}).get("readonly"):
+            _set_ro(root_fd, "/", "remount / read-only")
+    finally:
+        for fd in null_fd:
+            os.close(fd)
+        os.close(root_fd)
+
+
+def _set_ro(root_fd: int, canonical: str, what: str) -> None:
+    try:
+        fd = paths.open_canonical(root_fd, canonical)
         try:
-            readonly_path(p)
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, f"readonly path {p}")) from None
-    for p in linux.get("maskedPaths") or ():
-        try:
-            mask_path(p)
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, f"masked path {p}")) from None
-    if (config.get("root") or {}).get("readonly"):
-        try:
-            fd = os.open("/", os.O_PATH | os.O_CLOEXEC)
-            _remount_bind(fd, k.MS_RDONLY, close=True)
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, "remount / read-only")) from None
+            set_attrs(fd, k.MOUNT_ATTR_RDONLY)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, what)) from None

@@ -4,8 +4,8 @@ The parent ↔ init protocol, over one AF_UNIX SOCK_SEQPACKET socketpair (one
 message per datagram, so no framing). The init is a forked copy of the parent,
 so it already holds the parsed config; only events cross the socket:
 
-  parent → init   "go <pid>"     uid_map/gid_map are written; <pid> is the init's pid
-                                 as the runtime sees it
+  parent → init   "go <pid>"     uid_map/gid_map and oom_score_adj are written; <pid> is
+                                 the init's pid as the runtime sees it
   init → parent   "hooks"        namespaces and mounts are ready, pivot_root is next:
                                  run prestart + createRuntime hooks now
   parent → init   "hooks-done"   they succeeded (on failure the parent kills the init)
@@ -104,8 +104,10 @@ def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[
         restore()
         raise PyrunError(describe_oserror(e, what)) from None
     finally:
-        if pid != 0:  # the child keeps its copies
+        if pid != 0:  # the child keeps its copies, but for the one clone3 itself used
             _close_fds(inherited)
+        elif cgroup_fd >= 0:
+            os.close(cgroup_fd)  # a directory of the host: no child may keep it
     return pid, pidfd, fds, helper_fd
 
 
@@ -131,6 +133,7 @@ def _see_through(ctx, sock, pid: int) -> None:
     linux = ctx.config.get("linux") or {}
     if ctx.userns:
         _write_id_maps(pid, linux, ctx.setgroups_denied)
+    _write_oom_score_adj(pid, ctx.config["process"].get("oomScoreAdj"))
     sock.send(b"go %d" % pid)
     while True:
         msg = sock.recv(65536)
@@ -167,6 +170,18 @@ def _write_id_maps(pid: int, linux: dict, setgroups_denied: bool) -> None:
                     f.write(lines)
     except OSError as e:
         raise PyrunError(describe_oserror(e, f"write {name} of the init")) from None
+
+
+def _write_oom_score_adj(pid: int, value) -> None:
+    """From here, through the host's /proc: the init is not dumpable, and the container's
+    /proc is the config's and the image's to shape."""
+    if value is None:
+        return
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"set oomScoreAdj {value}")) from None
 
 
 def _enter_for_children(joins: dict):

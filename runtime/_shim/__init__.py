@@ -59,7 +59,18 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_IDMAP = 0x100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# statfs(2) f_type magics, from <linux/magic.h>.
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
 
 
 def _check(ret, what, *detail):
@@ -171,6 +182,16 @@ def mount_setattr(dirfd: int, path, flags: int, attr_set: int = 0, attr_clr: int
     attr.attr_set, attr.attr_clr = attr_set, attr_clr
     attr.propagation, attr.userns_fd = propagation, userns_fd
     _check(lib.pyrun_mount_setattr(dirfd, _b(path), flags, attr), "mount_setattr", path)
+
+
+def fstatfs_type(fd: int) -> int:
+    """The f_type magic of the filesystem that holds `fd`."""
+    return _check(lib.pyrun_fstatfs_type(fd), "fstatfs")
+
+
+def personality(persona: int) -> None:
+    if lib.personality(persona) == -1:
+        _check(-1, "personality", hex(persona))
 
 
 def libseccomp_version() -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ INCLUDES = """
 #include <string.h>
 #include <unistd.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <linux/openat2.h>
 """
@@ -34,6 +35,7 @@ int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
                      const char *to_path, unsigned int flags);
 int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
                         struct mount_attr *attr);
+long pyrun_fstatfs_type(int fd);
 """
 
 CUSTOMIZATIONS = r"""
@@ -68,5 +70,14 @@ int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
                         struct mount_attr *attr)
 {
     return (int)syscall(SYS_mount_setattr, dirfd, path, flags, attr, sizeof(*attr));
+}
+
+/* The filesystem type (f_type magic) under an fd: procfs, sysfs, tmpfs, ... */
+long pyrun_fstatfs_type(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return -1;
+    return (long)st.f_type;
 }
 """

@@ -15,6 +15,7 @@ INCLUDES = """
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/personality.h>
 """
 
 TYPES = ""
@@ -31,6 +32,7 @@ int pyrun_ioprio_set(int ioclass, int level);
 int pyrun_ioprio_get(int pid);
 long pyrun_join_session_keyring(const char *name);
 int pyrun_setrlimit(int resource, uint64_t soft, uint64_t hard);
+int personality(unsigned long persona);
 """
 
 CUSTOMIZATIONS = r"""
