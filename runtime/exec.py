@@ -28,9 +28,9 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
     is the template, with args replaced and the flags applied on top."""
     if o["process"]:
         from specs import fastjson
+        from .state import read_document
         try:
-            with open(o["process"], "rb") as f:
-                proc = fastjson.loads(f.read())
+            proc = fastjson.loads(read_document(o["process"], f"process file {o['process']}"))
         except OSError as e:
             raise ConfigError(describe_oserror(e, f"read process file {o['process']}")) from None
         except ValueError as e:
@@ -76,9 +76,13 @@ def process_from_cli(config: dict, o: dict, args: list[str]) -> dict:
 
 
 def _validate_process(proc, what: str) -> None:
-    from . import process
+    from . import process, validate
     if not isinstance(proc, dict) or not isinstance(proc.get("args"), list) or not proc["args"]:
         raise ConfigError(f"{what}: process needs a non-empty args list")
+    try:
+        validate.check_process(proc, "")
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("config.json", what, 1)) from None
     try:
         from specs.runtime import validate_config
         from specs import SpecError
@@ -179,6 +183,11 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
     from . import process
     try:
         join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
+        # Only what the child needs stays open: no cwd or path may climb out through
+        # an fd (CVE-2024-21626). A console socket object (`run`'s) is one of them.
+        console_fd = console_socket.fileno() if console_socket is not None and not isinstance(
+            console_socket, str) else -1
+        process.close_fds_except(preserve_fds, (sock.fileno(), helper_fd, init_pidfd, console_fd))
         config = container.record.get("config") or {}
         linux = config.get("linux") or {}
         seccomp = process.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
@@ -197,10 +206,8 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
             console.setup(console_sock, proc.get("consoleSize"), bind_console=False)
         process.apply_rlimits(proc.get("rlimits"))
         process.apply_scheduling(proc)
-        try:
-            os.chdir(proc.get("cwd") or "/")
-        except OSError as e:
-            raise PyrunError(describe_oserror(e, f"chdir to cwd {proc.get('cwd')!r}")) from None
+        process.apply_personality(linux.get("personality"))
+        process.enter_cwd(proc.get("cwd") or "/")
         env = list(proc.get("env") or ())
         path = process.find_executable(proc["args"][0], env)
         process.become_process(proc, seccomp, None, preserve_fds=preserve_fds,

@@ -8,7 +8,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-PYRUN = os.path.join(BIN, "pyrun")
+# PYRUN_BINARY runs the suite against another build (an older tree, to see a regression
+# test fail without its fix).
+PYRUN = os.environ.get("PYRUN_BINARY") or os.path.join(BIN, "pyrun")
 
 
 _SESSION_LOCK = "/tmp/pyrun-tests.lock"
