@@ -6,24 +6,22 @@ def features() -> dict:
     from .hooks import KINDS
     from .namespaces import NS_FLAGS
     from .process import CAPABILITIES
-    from .rootfs import EXTRA_OPTIONS, MOUNT_FLAGS, PROPAGATION_FLAGS
-    from . import cgroups
-    mount_options = sorted(set(MOUNT_FLAGS) | set(PROPAGATION_FLAGS) | set(EXTRA_OPTIONS))
+    from .process import lsm_enabled
+    from .rootfs import EXTRA_OPTIONS, MOUNT_ATTRS, MOUNT_FLAGS, PROPAGATION_FLAGS, RECURSIVE_ATTRS
+    from . import cgroups, seccomp
+    mount_options = sorted(set(MOUNT_FLAGS) | set(MOUNT_ATTRS) | set(RECURSIVE_ATTRS)
+                           | set(PROPAGATION_FLAGS) | set(EXTRA_OPTIONS))
     linux = {
         "namespaces": sorted(NS_FLAGS),
         "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),
         "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                    "rdma": False},
-        "apparmor": {"enabled": False},
-        "selinux": {"enabled": False},
+        "apparmor": {"enabled": lsm_enabled("apparmor")},
+        "selinux": {"enabled": lsm_enabled("selinux")},
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": False}},
     }
-    try:
-        from . import seccomp
-        linux["seccomp"] = seccomp.features()
-    except (ImportError, AttributeError):
-        linux["seccomp"] = {"enabled": False}
+    linux["seccomp"] = seccomp.features()
     del cgroups
     return {
         "ociVersionMin": "1.0.0",

@@ -200,11 +200,18 @@ def parse_cpus(text: str) -> set[int]:
     return cpus
 
 
+LSM_PRESENT = {"apparmor": "/sys/kernel/security/apparmor", "selinux": "/sys/fs/selinux/enforce"}
+
+
+def lsm_enabled(name: str) -> bool:
+    return os.path.exists(LSM_PRESENT[name])
+
+
 def check_lsm(proc: dict) -> None:
     """apparmorProfile/selinuxLabel: refused where the host has no such LSM, as runc does."""
-    if proc.get("apparmorProfile") and not os.path.exists("/sys/kernel/security/apparmor"):
+    if proc.get("apparmorProfile") and not lsm_enabled("apparmor"):
         raise ConfigError(f"apparmor profile {proc['apparmorProfile']!r} requested but AppArmor is not enabled on this host")
-    if proc.get("selinuxLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+    if proc.get("selinuxLabel") and not lsm_enabled("selinux"):
         raise ConfigError(f"SELinux label {proc['selinuxLabel']!r} requested but SELinux is not enabled on this host")
 
 

@@ -9,7 +9,7 @@ runtime cannot honour here (REFUSED) is refused with one line naming it.
 import os
 
 from .errors import ConfigError
-from .process import PERSONALITY_DOMAINS
+from .process import PERSONALITY_DOMAINS, lsm_enabled
 
 TOP = {"ociVersion", "root", "mounts", "process", "hostname", "domainname", "hooks", "annotations",
        "linux"}
@@ -82,7 +82,7 @@ def _check_personality(p) -> None:
 
 
 def _check_lsm_fields(linux: dict) -> None:
-    if linux.get("mountLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+    if linux.get("mountLabel") and not lsm_enabled("selinux"):
         raise ConfigError(f"config.json: linux.mountLabel {linux['mountLabel']!r} requested but SELinux is not enabled on this host")
     if linux.get("mountLabel"):
         raise ConfigError("config.json: linux.mountLabel is not supported")

@@ -411,3 +411,23 @@ def test_joined_ipc_namespace_gets_its_own_mqueue(pyrun, bundle):
     out = pyrun.run_ok(_edit(bundle(["sh", "-c", "grep ' /dev/mqueue ' /proc/self/mountinfo | cut -d' ' -f4,9"]),
                              cfg), "ipcjoin")
     assert out.split() == ["/", "mqueue"]
+
+
+def test_features_lists_exactly_the_mount_options_the_parser_takes(pyrun):
+    from runtime.errors import ConfigError
+    from runtime.rootfs import Mount
+    opts = json.loads(pyrun("features", check=True).stdout)["mountOptions"]
+    assert {"rro", "rnosuid", "nosymfollow", "tmpcopyup", "rbind"} <= set(opts)
+    assert "idmap" not in opts and "ridmap" not in opts
+    for opt in opts:
+        accepted = []
+        for kind in ({"type": "tmpfs", "source": "tmpfs"}, {"type": "bind", "source": "/tmp"}):
+            try:
+                Mount({"destination": "/x", **kind, "options": [opt]})
+                accepted.append(kind["type"])
+            except ConfigError:
+                pass
+        assert accepted, f"features lists {opt!r}, which every mount refuses"
+    for opt in ("idmap", "ridmap"):
+        with pytest.raises(ConfigError):
+            Mount({"destination": "/x", "type": "bind", "source": "/tmp", "options": [opt]})
