@@ -47,6 +47,7 @@ def preload() -> None:
     import fcntl  # noqa: F401
     import socket  # noqa: F401
     import struct  # noqa: F401
+    import termios  # noqa: F401
 
 
 def open_pty() -> tuple[int, int, str]:
@@ -66,6 +67,29 @@ def set_size(fd: int, size: dict | None) -> None:
     import fcntl
     import struct
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
+
+
+def clear_onlcr(slave: int) -> None:
+    """No \n → \r\n on output, as runc sets the pty up (callers copy bytes as they are)."""
+    import termios
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.ONLCR
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+
+
+def _bind_console(slave: int) -> None:
+    """/dev/console is our pty itself, bound from its fd: never a path the rootfs could
+    redirect (a /dev/pts or /dev/console planted by the image)."""
+    from . import paths, rootfs
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _, target = paths.make_at(root, paths.resolve(root, "/dev/console"), is_dir=False)
+    finally:
+        os.close(root)
+    try:
+        os.close(rootfs.bind(slave, target, recursive=False))
+    finally:
+        os.close(target)
 
 
 def become_controlling(slave: int) -> None:
@@ -88,11 +112,9 @@ def setup(sock, size: dict | None, bind_console: bool) -> None:
     """In the container: make the pty, hand out the master, take the slave."""
     master, slave, name = open_pty()
     set_size(master, size)
+    clear_onlcr(slave)
     if bind_console:
-        from . import _shim as k
-        fd = os.open("/dev/console", os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
-        k.mount(name, "/dev/console", None, k.MS_BIND)
+        _bind_console(slave)
     send_master(sock, master, name)
     become_controlling(slave)
     if slave > 2:

@@ -107,7 +107,7 @@ def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
     from .container import _open_pidfd
     init_pidfd = _open_pidfd(container.pid, container.record["pid_start"])
     try:
-        child, child_pidfd = _spawn(container, proc, init_pidfd, console_socket, preserve_fds)
+        child, child_pidfd = _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach)
     finally:
         os.close(init_pidfd)
     if pid_file:
@@ -121,7 +121,7 @@ def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
     return wait_foreground(child, console_conn)
 
 
-def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[int, int]:
+def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach) -> tuple[int, int]:
     import _prctl
     import _socket
     from . import process
@@ -141,7 +141,7 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds) -> tuple[i
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,
-               preserve_fds, cgroup_fds, helper_fd)
+               preserve_fds, cgroup_fds, helper_fd, detach)
         os._exit(127)
     restore()  # never in the child: setns(time) would move the child itself back
     child_sock.close()
@@ -179,7 +179,7 @@ def _join_for_children(pidfd: int, flags: int):
 
 
 def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds, cgroup_fds,
-           helper_fd) -> None:
+           helper_fd, detach) -> None:
     from . import process
     try:
         join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
@@ -204,14 +204,16 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         if console_sock is not None:
             from . import console
             console.setup(console_sock, proc.get("consoleSize"), bind_console=False)
+        elif detach:
+            os.setsid()  # as runc's: a detached process is not in the caller's session
         process.apply_rlimits(proc.get("rlimits"))
         process.apply_scheduling(proc)
         process.apply_personality(linux.get("personality"))
         process.enter_cwd(proc.get("cwd") or "/")
         env = list(proc.get("env") or ())
         path = process.find_executable(proc["args"][0], env)
-        process.become_process(proc, seccomp, None, preserve_fds=preserve_fds,
-                            keep_fds=(sock.fileno(), helper_fd), setgroups_denied=False)
+        process.become_process(proc, seccomp, None, setgroups_denied=False)
+        process.finish(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(), helper_fd))
         process.execve(helper_fd, path, proc["args"], process.env_dict(env))
     except PyrunError as e:
         _report(sock, str(e))

@@ -29,38 +29,46 @@ def preload() -> None:
 def check(hooks: dict | None) -> None:
     for kind, entries in (hooks or {}).items():
         if kind not in KINDS:
-            continue
+            raise PyrunError(f"config.json: unknown hook kind hooks.{kind}: refused, its hooks would never run")
         for h in entries or ():
             if not os.path.isabs(h.get("path", "")):
                 raise PyrunError(f"{kind} hook path {h.get('path')!r} is not absolute")
 
 
-def run(entries: list[dict] | None, state: dict, kind: str) -> None:
+def run(entries: list[dict] | None, state: dict, kind: str, on_error=None) -> None:
+    """Each hook in order. A failure raises HookError; with `on_error`, it is handed
+    to on_error instead and the remaining hooks still run (poststart, poststop)."""
     if not entries:
         return
     from specs import fastjson
-    import subprocess
     payload = fastjson.dumps(state).encode()
     for i, h in enumerate(entries):
-        argv = h.get("args") or [h["path"]]
-        env = dict(e.split("=", 1) for e in h.get("env") or () if "=" in e)
-        what = f"{kind} hook #{i} ({h['path']})"
         try:
-            p = subprocess.run(argv, executable=h["path"], input=payload, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               timeout=h.get("timeout"), close_fds=True)
-        except subprocess.TimeoutExpired:
-            raise HookError(f"{what}: timed out after {h['timeout']}s") from None
-        except OSError as e:
-            raise HookError(f"{what}: {e.strerror}") from None
-        if p.returncode != 0:
-            err = p.stderr.decode(errors="replace").strip().splitlines()
-            raise HookError(f"{what}: exit status {p.returncode}" + (f": {err[-1]}" if err else ""))
+            _run_one(h, payload, f"{kind} hook #{i} ({h['path']})")
+        except HookError as e:
+            if on_error is None:
+                raise
+            on_error(str(e))
+
+
+def _run_one(h: dict, payload: bytes, what: str) -> None:
+    import subprocess
+    argv = h.get("args") or [h["path"]]
+    env = dict(e.split("=", 1) for e in h.get("env") or () if "=" in e)
+    try:
+        p = subprocess.run(argv, executable=h["path"], input=payload, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=h.get("timeout"), close_fds=True)
+    except subprocess.TimeoutExpired:
+        raise HookError(f"{what}: timed out after {h['timeout']}s") from None
+    except OSError as e:
+        raise HookError(f"{what}: {e.strerror}") from None
+    if p.returncode != 0:
+        err = p.stderr.decode(errors="replace").strip().splitlines()
+        raise HookError(f"{what}: exit status {p.returncode}" + (f": {err[-1]}" if err else ""))
 
 
 def run_logged(entries: list[dict] | None, state: dict, kind: str, log) -> None:
-    """poststart/poststop: a failure is reported, never undoes anything."""
-    try:
-        run(entries, state, kind)
-    except HookError as e:
-        log(str(e))
+    """poststart/poststop: a failure is reported (the spec: log a warning) and the
+    remaining hooks still run; nothing is undone."""
+    run(entries, state, kind, on_error=log)

@@ -74,6 +74,8 @@ def _init(ctx) -> None:
         _new_session_keyring(ctx.id)
     if ctx.new_utsns:
         _set_names(config)
+    elif "uts" in ctx.join_paths:
+        _set_names(config)  # a joined UTS namespace is the container's own too (runc)
     elif config.get("hostname"):
         raise PyrunError("unable to set hostname without a private UTS namespace")
 
@@ -90,21 +92,25 @@ def _init(ctx) -> None:
         _wait_for(ctx, b"hooks-done")
     if ctx.hooks.get("createContainer"):
         from . import hooks
-        hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("created"), "createContainer")
+        hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("creating"), "createContainer")
 
-    rootfs.pivot(ctx.rootfs, ctx.no_pivot)
+    rootfs.pivot(ctx.rootfs, ctx.no_pivot, linux.get("rootfsPropagation"))
     if console_sock is not None:
         from . import console
         console.setup(console_sock, proc.get("consoleSize"), bind_console=True)
     rootfs.finalize(config, linux, ctx.mounts, hostproc)
 
-    # Settle what can fail before reporting ready, so `create` fails instead of `start`.
+    # Settle what can fail before reporting ready, so `create` fails instead of `start`:
+    # everything up to the credentials. After "ready" the init only waits, runs the
+    # startContainer hooks and execs.
     process.apply_rlimits(proc.get("rlimits"))
     process.apply_scheduling(proc)
     process.apply_personality(linux.get("personality"))
     env = list(proc.get("env") or ())
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
+    send_listener = listener and _listener_sender(ctx, listener)
+    process.become_process(proc, seccomp, send_listener, setgroups_denied=ctx.setgroups_denied)
 
     ctx.sock.send(b"ready")
     ctx.sock.close()
@@ -115,6 +121,7 @@ def _init(ctx) -> None:
         fifo = hostproc.reopen_fd(ctx.fifo_fd, os.O_WRONLY)
     except OSError as e:
         raise PyrunError(describe_oserror(e, "open exec fifo")) from None
+    process.block_signals()  # before `start` can return: what it sends next is the program's
     hostproc.close()
     os.write(fifo, b"0")
     os.close(fifo)
@@ -122,10 +129,8 @@ def _init(ctx) -> None:
 
     if ctx.hooks.get("startContainer"):
         from . import hooks
-        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("running"), "startContainer")
-    process.become_process(proc, seccomp, listener and _listener_sender(ctx, listener),
-                           preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,),
-                           setgroups_denied=ctx.setgroups_denied)
+        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created"), "startContainer")
+    process.finish(proc, seccomp, send_listener, preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,))
     process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
 
 

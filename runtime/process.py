@@ -366,37 +366,49 @@ def compile_seccomp(linux: dict, cache_dir: str | None):
     return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
 
 
-def become_process(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, keep_fds: tuple,
-                   setgroups_denied: bool) -> None:
-    """Credentials, capabilities and seccomp: the last privileged acts, in runc's order.
+def become_process(proc: dict, seccomp, send_listener_fd, *, setgroups_denied: bool) -> None:
+    """Credentials, capabilities and the privileged part of seccomp, in runc's order.
 
-    Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in
-    before the capabilities are dropped; with it, as late as possible. Shared by
-    the init and by exec."""
-    nnp = bool(proc.get("noNewPrivileges"))
+    Done before the init reports "ready", so that a failure fails `create`. Without
+    noNewPrivileges the filter needs CAP_SYS_ADMIN to load, so it goes in before
+    the capabilities are dropped; with it, as late as possible (finish()). Shared
+    by the init and by exec."""
     user = proc.get("user") or {}
     # runc's default when the config sets none; the caller's umask must not leak in.
     os.umask(user["umask"] if user.get("umask") is not None else 0o022)
-
-    def load():
-        fd = seccomp.load()
-        if send_listener_fd is not None:
-            send_listener_fd(fd)
-            os.close(fd)
     apply_lsm(proc)
-    lower_nofile(proc.get("rlimits"))  # below, only a seccomp listener is a new fd
-    if seccomp is not None and not nnp:
-        load()
+    if seccomp is not None and not proc.get("noNewPrivileges"):
+        _load_seccomp(seccomp, send_listener_fd)
     drop_bounding_set(proc.get("capabilities"))
     set_keepcaps(True)
     set_user(user, allow_setgroups=not setgroups_denied)
     set_keepcaps(False)
     apply_capabilities(proc.get("capabilities"))
-    if nnp:
+    if proc.get("noNewPrivileges"):
         set_no_new_privs()
-    if seccomp is not None and nnp:
-        load()
+
+
+def finish(proc: dict, seccomp, send_listener_fd, *, preserve_fds: int, keep_fds: tuple) -> None:
+    """The last steps before execve: NOFILE's soft limit (nothing is opened after it but
+    a seccomp listener), a noNewPrivileges filter, and no fd of the runtime left."""
+    lower_nofile(proc.get("rlimits"))
+    if seccomp is not None and proc.get("noNewPrivileges"):
+        _load_seccomp(seccomp, send_listener_fd)
     _close_from(3 + preserve_fds, keep_fds)
+
+
+def _load_seccomp(seccomp, send_listener_fd) -> None:
+    fd = seccomp.load()
+    if send_listener_fd is not None:
+        send_listener_fd(fd)
+        os.close(fd)
+
+
+def block_signals() -> None:
+    """From `start` on, a signal is the program's: held pending until pyrun-exec, which
+    resets dispositions and the mask, hands over to it (never the Python init's)."""
+    import _signal
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
 
 
 def _close_from(first: int, keep: tuple) -> None:

@@ -221,11 +221,16 @@ def _mount_fs(root_fd: int, fd: int, src: str, m: Mount) -> int:
     copy_from = -1
     if "tmpcopyup" in m.extra:
         copy_from = paths.open_canonical(root_fd, m.canonical, os.O_RDONLY | os.O_DIRECTORY)
+    # A tmpfs without mode= takes the mode of the directory it covers, as runc does it.
+    keep_mode = stat.S_IMODE(os.fstat(fd).st_mode) if m.type == "tmpfs" and not any(
+        o.startswith("mode=") for o in m.data.split(",")) else None
     try:
         flags = m.flags & ~k.MS_RDONLY if m.deferred_ro else m.flags
         k.mount(src, _fdpath(fd), m.type, flags, m.data or None)
         new = paths.open_canonical(root_fd, m.canonical)  # the new mount's root
         try:
+            if keep_mode is not None:
+                os.chmod(_fdpath(new), keep_mode)
             if copy_from >= 0:
                 _copy_up(copy_from, _fdpath(new))
             if m.rattr_set or m.rattr_clr:
@@ -460,13 +465,21 @@ def _symlink_in_root(root_fd: int, to: str, path: str, replace: bool) -> None:
 
 # -- pivot_root and after --------------------------------------------------------------
 
-def pivot(rootfs: str, no_pivot: bool) -> None:
+def pivot(rootfs: str, no_pivot: bool, propagation: str | None = None) -> None:
+    """Make the rootfs "/", the host's tree gone; rootfsPropagation then holds on "/" itself
+    (set before, it applied to the old root and went with it)."""
     if no_pivot:
         os.chdir(rootfs)
         k.mount(rootfs, "/", None, k.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
-        return
+    else:
+        _pivot_root(rootfs)
+    if propagation:
+        k.mount(None, "/", None, PROPAGATION_FLAGS[propagation])
+
+
+def _pivot_root(rootfs: str) -> None:
     old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:

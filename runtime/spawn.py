@@ -141,7 +141,7 @@ def _see_through(ctx, sock, pid: int) -> None:
             return
         if msg == b"hooks":
             from . import hooks as hooks_mod
-            state = ctx.state_for_hooks("created")
+            state = ctx.state_for_hooks("creating")  # as runc's: create has not returned
             hooks_mod.run(ctx.hooks.get("prestart"), state, "prestart")
             hooks_mod.run(ctx.hooks.get("createRuntime"), state, "createRuntime")
             sock.send(b"hooks-done")

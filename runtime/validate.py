@@ -56,6 +56,11 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
     _check_personality(linux.get("personality"))
     _check_lsm_fields(linux)
     check_sysctls(linux.get("sysctl") or {}, new_ns, joins)
+    from . import _shim as k
+    for field in ("hostname", "domainname"):
+        if config.get(field) and not (new_ns & k.CLONE_NEWUTS or "uts" in joins):
+            raise ConfigError(f"config.json: {field} needs a UTS namespace of the container's own: "
+                              "it would rename the host")
 
 
 def check_process(proc: dict, what: str = "process.") -> None:

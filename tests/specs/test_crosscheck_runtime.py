@@ -200,7 +200,9 @@ case("blkio-weightDevice-without-major", setp(["linux", "resources", "blockIO"],
 case("net-priority-without-priority", setp(["linux", "resources", "network"],
      {"priorities": [{"name": "eth0"}]}), False)
 case("rdma-negative", setp(["linux", "resources", "rdma"], {"mlx": {"hcaHandles": -1}}), False)
-case("rootfsPropagation-rprivate", setp(["linux", "rootfsPropagation"], "rprivate"), False)
+case("rootfsPropagation-rslave", setp(["linux", "rootfsPropagation"], "rslave"), True, official=False,
+     why="runc takes the recursive propagation modes; the 1.0.2 schema predates them")
+case("rootfsPropagation-bogus", setp(["linux", "rootfsPropagation"], "rwhatever"), False)
 case("seccomp-without-defaultAction", setp(["linux", "seccomp"], {"syscalls": []}), False)
 case("seccomp-action-deny", setp(["linux", "seccomp"], seccomp(defaultAction="SCMP_ACT_DENY")), False)
 case("seccomp-empty-names", setp(["linux", "seccomp"], seccomp(syscalls=[{"names": [], "action": "SCMP_ACT_ALLOW"}])), False)

@@ -1,0 +1,140 @@
+"""The lifecycle as the runtime-spec and runc order it: what fails, fails `create`; after `start`
+the init only execs; hooks see the state runc gives them and a failing post-hook stops no other."""
+import json
+import os
+import socket
+import subprocess
+import time
+
+from tests.support.bundle import read_config, write_config
+
+
+def _edit(b, fn):
+    cfg = read_config(b)
+    fn(cfg)
+    write_config(b, cfg)
+    return b
+
+
+def _state(pyrun, cid):
+    return json.loads(pyrun("state", cid, check=True).stdout)
+
+
+def test_a_capset_failure_fails_create(pyrun, bundle):
+    """Effective caps beyond the permitted set: capset refuses. runc fails create for it."""
+    def cfg(c):
+        c["process"]["capabilities"]["effective"] = ["CAP_SYS_ADMIN"]
+        c["process"]["capabilities"]["permitted"] = []
+    p = pyrun("create", "-b", _edit(bundle(["true"]), cfg), "caps")
+    assert p.returncode != 0
+    assert len(p.stderr.strip().splitlines()) == 1 and "capabilities" in p.stderr, p.stderr
+    assert pyrun.ids() == []
+
+
+def test_a_signal_right_after_start_is_the_programs(pyrun, bundle, tmp_path):
+    """A startContainer hook keeps the init busy after `start` returns: a TERM sent then
+    must not end the Python init (exit 143); it is the program's (pid 1: ignored)."""
+    def cfg(c):
+        c["hooks"] = {"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "0.5"]}]}
+    pyrun("create", "-b", _edit(bundle(["sleep", "100"]), cfg), "sig", check=True)
+    pyrun("start", "sig", check=True)
+    pyrun("kill", "sig", "TERM", check=True)
+    time.sleep(1.0)
+    assert _state(pyrun, "sig")["status"] == "running"
+    with open(f"/proc/{_state(pyrun, 'sig')['pid']}/comm") as f:
+        assert f.read().strip() == "sleep"
+
+
+def test_poststart_failure_does_not_stop_the_hooks_after_it(pyrun, bundle, tmp_path):
+    mark = tmp_path / "second-ran"
+    b = _edit(bundle(["true"]), lambda c: c.__setitem__("hooks", {"poststart": [
+        {"path": "/bin/false"},
+        {"path": "/bin/sh", "args": ["sh", "-c", f"touch {mark}"]}]}))
+    p = pyrun("run", "-b", b, "post")
+    assert mark.exists(), p.stderr
+    assert "poststart hook #0" in p.stderr
+
+
+def test_creation_hooks_see_status_creating(pyrun, bundle, tmp_path):
+    out = tmp_path / "states"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"cat >> {out}; echo >> {out}"]}
+    b = _edit(bundle(["true"]), lambda c: c.__setitem__("hooks", {"prestart": [hook], "createRuntime": [hook]}))
+    pyrun("create", "-b", b, "hk", check=True)
+    states = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert [s["status"] for s in states] == ["creating", "creating"]
+
+
+def test_rootfs_propagation_holds_on_root_after_pivot(pyrun, bundle):
+    b = _edit(bundle(["sh", "-c", "awk '$5==\"/\" {print $7}' /proc/self/mountinfo"]),
+              lambda c: c["linux"].__setitem__("rootfsPropagation", "shared"))
+    assert pyrun.run_ok(b).split()[0].startswith("shared:")
+
+
+def test_rslave_is_a_valid_rootfs_propagation(pyrun, bundle):
+    b = _edit(bundle(["sh", "-c", "awk '$5==\"/\" {print $7}' /proc/self/mountinfo"]),
+              lambda c: c["linux"].__setitem__("rootfsPropagation", "rslave"))
+    pyrun.run_ok(b)
+
+
+def test_hostname_in_a_joined_uts_namespace(pyrun, bundle):
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "utsowner", check=True)
+    pid = _state(pyrun, "utsowner")["pid"]
+
+    def cfg(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "uts"]
+        c["linux"]["namespaces"].append({"type": "uts", "path": f"/proc/{pid}/ns/uts"})
+        c["hostname"] = "joined-host"
+    assert pyrun.run_ok(_edit(bundle(["hostname"]), cfg), "utsjoin") == "joined-host\n"
+
+
+def test_hostname_without_a_uts_namespace_is_refused_at_create(pyrun, bundle):
+    def cfg(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "uts"]
+        c["hostname"] = "renamed"
+    p = pyrun("create", "-b", _edit(bundle(["true"]), cfg), "nouts")
+    assert p.returncode != 0 and "hostname" in p.stderr and pyrun.ids() == []
+    assert os.uname().nodename != "renamed"
+
+
+def test_tmpfs_without_mode_keeps_the_mode_of_what_it_covers(pyrun, bundle):
+    b = bundle(["stat", "-c", "%a", "/data"], private_rootfs=True)
+    os.makedirs(os.path.join(b, "rootfs", "data"))
+    os.chmod(os.path.join(b, "rootfs", "data"), 0o710)
+    b = _edit(b, lambda c: c["mounts"].append({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                                               "options": ["size=1m"]}))
+    assert pyrun.run_ok(b) == "710\n"
+
+
+def test_exec_detached_gets_its_own_session(pyrun, bundle, tmp_path):
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "sess", check=True)
+    pid_file = tmp_path / "pid"
+    pyrun("exec", "-d", "--pid-file", str(pid_file), "sess", "sleep", "50", check=True)
+    pid = int(pid_file.read_text())
+    assert os.getsid(pid) == pid
+
+
+def test_terminal_has_onlcr_cleared(pyrun, bundle, tmp_path):
+    b = _edit(bundle(["printf", "a\\nb\\n"]), lambda c: c["process"].__setitem__("terminal", True))
+    path = str(tmp_path / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(10)
+    pyrun("create", "-b", b, "--console-socket", path, "tty", check=True)
+    conn, _ = srv.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    conn.close()
+    pyrun("start", "tty", check=True)
+    out = b""
+    import select
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and select.select([fds[0]], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(fds[0], 4096)
+        except OSError:  # EIO: the slave side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fds[0])
+    assert out == b"a\nb\n"
