@@ -14,11 +14,15 @@ import sys
 # Value flags listed in _MULTI may repeat (click's multiple=True).
 _FAST = {
     "pull": ({"--platform": "platform", "--creds": "creds", "--authfile": "authfile",
-              "--jobs": "jobs", "-j": "jobs", "--format": "format"},
+              "--jobs": "jobs", "-j": "jobs", "--format": "format",
+              "--tls-verify": "tls_verify", "--cert-dir": "cert_dir"},
              {"--plain-http": "plain_http", "--quiet": "quiet", "-q": "quiet"}),
     "unpack": ({"--uid-map": "uid_map", "--gid-map": "gid_map"}, {"--rootless": "rootless"}),
 }
 _MULTI = {"uid_map", "gid_map"}
+# click.BOOL's words, so that both paths take the same values.
+_BOOLS = {"1": True, "true": True, "t": True, "yes": True, "y": True, "on": True,
+          "0": False, "false": False, "f": False, "no": False, "n": False, "off": False}
 
 
 def _fast(command: str, argv: list[str]) -> bool:
@@ -35,6 +39,10 @@ def _fast(command: str, argv: list[str]) -> bool:
     args, i = [], 0
     while i < len(argv):
         a = argv[i]
+        flag, eq, value = a.partition("=")
+        if eq and flag in value_flags:  # --flag=value, as skopeo's --tls-verify=false
+            argv = argv[:i] + [flag, value] + argv[i + 1:]
+            a = flag
         if a in value_flags and i + 1 < len(argv):
             key = value_flags[a]
             if key in _MULTI:
@@ -59,6 +67,10 @@ def _fast(command: str, argv: list[str]) -> bool:
             opts["jobs"] = int(opts["jobs"])
         if opts["format"] not in (None, "keep", "oci"):
             return False  # click's message for a bad choice
+        if opts["tls_verify"] is not None:
+            if opts["tls_verify"].lower() not in _BOOLS:
+                return False
+            opts["tls_verify"] = _BOOLS[opts["tls_verify"].lower()]
     _one_line(_RUN[command], args, opts)
     return True
 
@@ -91,7 +103,8 @@ def _run_pull(args: list[str], opts: dict) -> None:
     result = do_pull(args[0], args[1], platform=opts["platform"], creds=opts["creds"],
                      authfile=opts["authfile"], plain_http=opts["plain_http"],
                      jobs=opts["jobs"], progress=False if opts["quiet"] else None,
-                     format=opts["format"] or "oci")
+                     format=opts["format"] or "oci",
+                     tls_verify=opts["tls_verify"] is not False, cert_dir=opts["cert_dir"])
     sys.stdout.write(result.descriptor["digest"] + "\n")
 
 

@@ -33,6 +33,19 @@ def _one_line_errors(fn):
     return wrapper
 
 
+def _tls_options(fn):
+    """--tls-verify and --cert-dir, as skopeo has them."""
+    fn = click.option("--cert-dir", type=click.Path(file_okay=False), metavar="DIR",
+                      help="CA certificates (*.crt) and a client certificate (*.cert with its "
+                           "*.key) for the registry, instead of /etc/containers/certs.d/HOST:PORT/.")(fn)
+    fn = click.option("--tls-verify", type=click.BOOL, default=True, show_default=True,
+                      metavar="BOOL",
+                      help="Verify the registry's certificate. --tls-verify=false checks "
+                           "nothing, and falls back to plain HTTP when the server does not "
+                           "speak TLS.")(fn)
+    return fn
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="imagetool")
 def cli() -> None:
@@ -43,7 +56,10 @@ def cli() -> None:
 @click.option("--platform", help="OS/ARCH[/VARIANT] to pick from an index (default: this host's).")
 @click.option("--creds", metavar="USER:PASS", help="Credentials for the registry.")
 @click.option("--authfile", type=click.Path(dir_okay=False), help="Docker-style config.json with credentials.")
-@click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS (default only for localhost/127.0.0.0/8).")
+@click.option("--plain-http", is_flag=True,
+              help="Use HTTP, not HTTPS (localhost and 127.0.0.0/8: HTTPS first, HTTP when "
+                   "the server does not speak TLS).")
+@_tls_options
 @click.option("--jobs", "-j", type=int, default=None, help="Blobs downloaded in parallel (default 4).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress display.")
 @click.option("--format", "format_", type=click.Choice(["oci", "keep"]), default="oci",
@@ -56,12 +72,13 @@ def cli() -> None:
 @click.argument("ref")
 @click.argument("layout_dir")
 @_one_line_errors
-def pull(ref, layout_dir, platform, creds, authfile, plain_http, jobs, quiet, format_):
+def pull(ref, layout_dir, platform, creds, authfile, plain_http, tls_verify, cert_dir, jobs,
+         quiet, format_):
     """Pull REF into the OCI image layout LAYOUT_DIR, tagged with REF's tag."""
     from .puller import pull as do_pull
     result = do_pull(ref, layout_dir, platform=platform, creds=creds, authfile=authfile,
                      plain_http=plain_http, jobs=jobs, progress=False if quiet else None,
-                     format=format_)
+                     format=format_, tls_verify=tls_verify, cert_dir=cert_dir)
     click.echo(result.descriptor["digest"])
 
 
@@ -206,13 +223,13 @@ def ls_(layout_dir, format_):
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @click.option("--authfile", type=click.Path(dir_okay=False), help="Docker-style config.json to write.")
 @click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS.")
+@_tls_options
 @click.argument("registry")
 @_one_line_errors
-def login(registry, username, password, password_stdin, authfile, plain_http):
+def login(registry, username, password, password_stdin, authfile, plain_http, tls_verify, cert_dir):
     """Check credentials against REGISTRY and store them."""
     from . import auth
-    from .reference import DOCKER_HUB, DOCKER_HUB_API, is_local_host
-    from .registry import Client
+    from .registry import client_for
     registry = _registry_name(registry)
     if not username:
         username = click.prompt("Username")
@@ -220,8 +237,8 @@ def login(registry, username, password, password_stdin, authfile, plain_http):
         password = sys.stdin.readline().rstrip("\n")
     elif password is None:
         password = click.prompt("Password", hide_input=True)
-    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-    Client(host, plain_http=plain_http or is_local_host(registry), creds=(username, password)).ping()
+    client_for(registry, plain_http=plain_http, tls_verify=tls_verify, cert_dir=cert_dir,
+               creds=(username, password)).ping()
     path = auth.store(registry, username, password, authfile)
     click.echo(f"Login Succeeded ({path})")
 

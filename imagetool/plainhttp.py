@@ -1,10 +1,13 @@
-"""A minimal HTTP/1.1 client over a socket, for registries reached over plain HTTP.
+"""A minimal HTTP/1.1 client over a socket, for registries on loopback (plain HTTP or
+HTTPS) or reached with --plain-http.
 
 Why not http.client: its import (email.parser, ssl, datetime, …) costs ~25 ms here, a
 quarter of a whole pull of a 1 MB image from a loopback registry. A registry client
-needs little of HTTP: GET/HEAD, a handful of headers, keep-alive, Content-Length or
-chunked bodies, redirects (followed by the caller) and Range. HTTPS never comes here:
-an https:// URL (a registry redirecting blobs to TLS storage) is handed to requests.
+needs little of HTTP: GET/HEAD/PUT/POST/PATCH, a handful of headers, keep-alive,
+Content-Length or chunked bodies, redirects (followed by the caller) and Range. TLS is
+the ssl module's, set up by tls.TLSConfig, imported only when a connection needs it.
+An https:// URL to another host (a registry redirecting blobs to TLS storage, which may
+sit behind the environment's proxy) is handed to requests.
 
 Errors are OSError (refused, reset, timeout) or `BodyError` (the peer broke the framing);
 a body that ends early is a short read_some() (b""), which the caller treats as a
@@ -42,12 +45,13 @@ class Headers(dict):
 
 
 class _Conn:
-    def __init__(self, host: str, port: int, timeout: float):
-        if host.startswith("["):
-            host = host[1:-1]
+    def __init__(self, host: str, port: int, timeout: float, tls=None):
+        name = host[1:-1] if host.startswith("[") else host
         # Bytes, not str: a str host goes through the idna codec (~2 ms of imports).
-        self.sock = socket.create_connection((host.encode(), port), timeout=timeout)
+        self.sock = socket.create_connection((name.encode(), port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap(self.sock, host, port)
         self.file = self.sock.makefile("rb", buffering=1 << 16)
         self.used = False
 
@@ -131,42 +135,61 @@ class _Body:
 
 
 class PlainHTTPTransport:
-    """One keep-alive connection per thread and host; https URLs go to requests."""
+    """One keep-alive connection per thread, scheme and host. https URLs to loopback
+    hosts are TLS over our socket (with `tls`, a tls.TLSConfig); to other hosts,
+    requests."""
 
-    def __init__(self, timeout: float = 30.0):
+    def __init__(self, timeout: float = 30.0, tls=None):
         self.timeout = timeout
+        self.tls = tls
         self._local = threading.local()
-        self._tls = None
+        self._requests = None
 
-    def request(self, method: str, url: str, headers: dict):
+    def request(self, method: str, url: str, headers: dict, body=None):
+        """`body`: bytes, or a file object read to its end from where it stands (the
+        caller sets Content-Length)."""
         from .registry import _net_error
         try:
-            return self._request(method, url, headers)
+            return self._request(method, url, headers, body)
         except OSError as e:
-            raise _net_error(e) from None
+            raise _net_error(e, url, self.tls) from None
 
-    def _request(self, method: str, url: str, headers: dict):
+    def _request(self, method: str, url: str, headers: dict, body):
         from .registry import Response
+        from .reference import is_local_host
         scheme, netloc, path = split_url(url)
-        if scheme == "https":
-            if self._tls is None:
+        if scheme == "https" and not is_local_host(netloc):
+            if self._requests is None:
                 from .registry import RequestsTransport
-                self._tls = RequestsTransport(self.timeout)
-            return self._tls.request(method, url, headers)
-        if scheme != "http":
+                self._requests = RequestsTransport(self.timeout, tls=self.tls)
+            return self._requests.request(method, url, headers, body)
+        if scheme not in ("http", "https"):
             raise BodyError(f"{url}: unsupported URL scheme")
+        tls = None
+        if scheme == "https":
+            from .tls import TLSConfig
+            tls = self.tls if self.tls is not None else TLSConfig()
         conns = self._local.__dict__.setdefault("conns", {})
         lines = [f"{method} {path} HTTP/1.1", f"Host: {netloc}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         wire = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            wire += bytes(body)
+            body = None
+        start = body.tell() if body is not None else 0
+        key = (scheme, netloc)
         for _ in (0, 1):
-            conn = conns.pop(netloc, None)
+            conn = conns.pop(key, None)
             reused = conn is not None
             if conn is None:
-                host, port = split_host(netloc)
-                conn = _Conn(host, port, self.timeout)
+                host, port = split_host(netloc, 443 if tls else 80)
+                conn = _Conn(host, port, self.timeout, tls)
             try:
                 conn.sock.sendall(wire)
+                if body is not None:
+                    body.seek(start)
+                    while chunk := body.read(1 << 20):
+                        conn.sock.sendall(chunk)
                 status, resp_headers = _read_head(conn.file)
             except (OSError, EOFError) as e:
                 conn.close()
@@ -174,15 +197,15 @@ class PlainHTTPTransport:
                     continue
                 raise e if isinstance(e, OSError) else BodyError(str(e)) from None
             conn.used = True
-            body = _body_for(conn, method, status, resp_headers)
+            resp_body = _body_for(conn, method, status, resp_headers)
 
-            def release(conn=conn, body=body, headers=resp_headers) -> None:
-                keep = body.reusable and "close" not in (headers.get("connection") or "").lower()
-                if keep and conns.get(netloc) is None:
-                    conns[netloc] = conn
+            def release(conn=conn, resp_body=resp_body, headers=resp_headers) -> None:
+                keep = resp_body.reusable and "close" not in (headers.get("connection") or "").lower()
+                if keep and conns.get(key) is None:
+                    conns[key] = conn
                 else:
                     conn.close()
-            return Response(status, resp_headers, body.read, release, body.read_some)
+            return Response(status, resp_headers, resp_body.read, release, resp_body.read_some)
         raise AssertionError("unreachable")
 
 
@@ -239,7 +262,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     return scheme.lower(), netloc, path.split("#", 1)[0] or "/"
 
 
-def split_host(netloc: str) -> tuple[str, int]:
+def split_host(netloc: str, default_port: int = 80) -> tuple[str, int]:
     netloc = netloc.rpartition("@")[2]
     if netloc.startswith("["):
         host, _, rest = netloc.partition("]")
@@ -249,7 +272,7 @@ def split_host(netloc: str) -> tuple[str, int]:
         host, _, port = netloc.partition(":")
     if port and not port.isdigit():
         raise BodyError(f"{netloc}: malformed port")
-    return host, int(port) if port else 80
+    return host, int(port) if port else default_port
 
 
 def join_url(base: str, location: str) -> str:

@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from .layout import Layout, LayoutError
 from .reference import Reference, parse
-from .registry import Client, RegistryError, TransientError
+from .registry import Client, RegistryError, TransientError, client_for
 from specs import image as mt
 from specs.image import CONFIG_TYPES, DOCKER_MANIFEST, LAYER_TYPES, OCI_MANIFEST
 
@@ -92,7 +92,8 @@ def pick_platform(index: dict, want: Platform, what: str) -> dict:
 def pull(ref: str, layout_dir: str, *, platform: str | None = None,
          creds: str | tuple[str, str] | None = None, authfile: str | None = None,
          plain_http: bool = False, jobs: int | None = None, progress: bool | None = None,
-         transport: object = None, format: str = FORMATS[0]) -> PullResult:
+         transport: object = None, format: str = FORMATS[0], tls_verify: bool = True,
+         cert_dir: str | None = None) -> PullResult:
     """Pull `ref` into the OCI layout at `layout_dir` (made if missing), tagged with ref's tag.
 
     format "oci" (the default, as skopeo's oci: destination) stores OCI media types: a
@@ -109,8 +110,8 @@ def pull(ref: str, layout_dir: str, *, platform: str | None = None,
     if jobs is not None and jobs < 1:
         raise PullError(f"--jobs {jobs}: must be at least 1")
     user_pass = _credentials(reference, creds, authfile)
-    client = Client(reference.api_host, plain_http=plain_http or reference.is_local,
-                    creds=user_pass, transport=transport)
+    client = client_for(reference.registry, plain_http=plain_http, tls_verify=tls_verify,
+                        cert_dir=cert_dir, creds=user_pass, transport=transport)
     created = not os.path.exists(layout_dir)
     layout = Layout.create(layout_dir)
     state = _PullState(layout)

@@ -56,21 +56,50 @@ class _Heal(Exception):
 # -- transports ---------------------------------------------------------------
 
 class RequestsTransport:
-    def __init__(self, timeout: float = 30.0, pool: int = 8):
+    """requests, for HTTPS to registries off this host (proxies from the environment).
+    TLS as tls.TLSConfig says: one SSLContext per host, mounted on its own adapter."""
+
+    def __init__(self, timeout: float = 30.0, pool: int = 8, tls=None):
         import requests  # deliberately here: ~120 ms of imports only HTTPS pulls pay
         self.requests = requests
         self.session = requests.Session()
+        self.pool = pool
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.timeout = timeout
+        self.tls = tls
+        self._mounted: set[str] = set()
+        if tls is not None and not tls.verify:
+            import urllib3
+            self.session.verify = False
+            # The user asked for it (--tls-verify=false): no warning per request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
-    def request(self, method: str, url: str, headers: dict) -> "Response":
+    def _mount_tls(self, url: str) -> None:
+        """The host's own SSLContext (its certs.d CAs and client certificate)."""
+        from .plainhttp import split_url
+        netloc = split_url(url)[1].rpartition("@")[2]
+        if self.tls is None or netloc in self._mounted:
+            return
+        context = self.tls.context(netloc)
+
+        class _Adapter(self.requests.adapters.HTTPAdapter):
+            def init_poolmanager(self, *args, **kwargs):
+                kwargs["ssl_context"] = context
+                return super().init_poolmanager(*args, **kwargs)
+        adapter = _Adapter(pool_connections=self.pool, pool_maxsize=self.pool, max_retries=0)
+        self.session.mount(f"https://{netloc}/", adapter)
+        self._mounted.add(netloc)
+
+    def request(self, method: str, url: str, headers: dict, body=None) -> "Response":
+        if url.startswith("https://"):
+            self._mount_tls(url)
         try:
-            resp = self.session.request(method, url, headers=headers, stream=True,
+            resp = self.session.request(method, url, headers=headers, data=body, stream=True,
                                         allow_redirects=False, timeout=(10, self.timeout))
         except self.requests.RequestException as e:
-            raise _net_error(e) from None
+            raise _net_error(e, url, self.tls) from None
 
         def read(n: int = -1) -> bytes:
             try:
@@ -98,19 +127,30 @@ class Response:
         self.read_some = read_some or read
 
 
-def _net_error(e: BaseException) -> Exception:
-    """Map a transport exception to heal-able or final, by its root cause."""
+def _net_error(e: BaseException, url: str | None = None, tls=None) -> Exception:
+    """Map a transport exception to heal-able or final, by its root cause. `url` (and
+    `tls`, its TLSConfig) let a TLS failure inside requests be worded as skopeo does."""
     import socket
+    import sys
+    from .tls import TLSFailure
+    ssl = sys.modules.get("ssl")  # imported by whoever made a TLS connection, if anyone did
     seen, todo = set(), [e]
     while todo:
         x = todo.pop()
-        if x is None or id(x) in seen:
-            continue
+        if not isinstance(x, BaseException) or id(x) in seen:
+            continue  # urllib3 keeps a str in some .reason attributes
         seen.add(id(x))
         if isinstance(x, ConnectionRefusedError):
             return _Final("connection refused")
         if isinstance(x, socket.gaierror):
             return _Final(f"cannot resolve host: {x.strerror or x}")
+        if isinstance(x, TLSFailure):
+            return _Final(str(x))
+        if ssl is not None and isinstance(x, ssl.SSLError) and url:
+            from .plainhttp import split_host, split_url
+            from .tls import TLSConfig, describe
+            host, port = split_host(split_url(url)[1], 443)
+            return _Final(describe(x, host, port, tls or TLSConfig()))
         if getattr(x, "heal", None) is False:  # plainhttp.BodyError: not HTTP as we know it
             return _Final(f"malformed response: {x}")
         todo += [getattr(x, "reason", None), x.__cause__, x.__context__,
@@ -129,27 +169,61 @@ class RetryPolicy:
 
 class Client:
     """One registry host (where the API answers, e.g. 127.0.0.1:5000);
-    credentials are (user, password) or None."""
+    credentials are (user, password) or None.
 
-    def __init__(self, host: str, plain_http: bool = False, creds: tuple[str, str] | None = None,
-                 transport=None, retry: RetryPolicy | None = None):
+    plain_http: True speaks HTTP, False HTTPS; None (loopback's default, and what
+    --tls-verify=false allows anywhere, as Docker and skopeo do) HTTPS first, and
+    plain HTTP only when the server does not speak TLS (tls.probe asks it once).
+    tls: a tls.TLSConfig (verification, --cert-dir, certs.d)."""
+
+    def __init__(self, host: str, plain_http: bool | None = False,
+                 creds: tuple[str, str] | None = None, transport=None,
+                 retry: RetryPolicy | None = None, tls=None):
+        from .reference import is_local_host
         self.host = host
-        self.plain_http = plain_http
+        self.scheme = {True: "http", False: "https", None: None}[plain_http]
         self.creds = creds
+        if tls is None:
+            from .tls import TLSConfig
+            tls = TLSConfig()
+        self.tls = tls
         if transport is None:
-            if plain_http:
+            if plain_http or is_local_host(host):
                 from .plainhttp import PlainHTTPTransport
-                transport = PlainHTTPTransport()
+                transport = PlainHTTPTransport(tls=tls)
             else:
-                transport = RequestsTransport()
+                transport = RequestsTransport(tls=tls)
         self.transport = transport
         self.retry = retry or RetryPolicy()
         self._auth: dict = {}           # scope → Authorization header value
         self._lock = threading.Lock()
+        self._fallback = ""             # why plain HTTP, when the probe chose it
+
+    @property
+    def plain_http(self) -> bool:
+        return self.base.startswith("http:")
 
     @property
     def base(self) -> str:
-        return f"{'http' if self.plain_http else 'https'}://{self.host}"
+        if self.scheme is None:
+            self.scheme = self._probe_scheme()
+        return f"{self.scheme}://{self.host}"
+
+    def _probe_scheme(self) -> str:
+        """https, unless the server answers a TLS hello in plain HTTP (Docker's rule for
+        its insecure registries). Anything else is named: it is neither."""
+        from .plainhttp import split_host
+        from .tls import probe
+        host, port = split_host(self.host, 443)
+        try:
+            kind, first = probe(host, port)
+        except OSError as e:
+            raise _net_error(e) from None
+        if kind == "http":
+            # Said with any failure of plain HTTP, so that neither goes unnamed.
+            self._fallback = f"it does not speak TLS either (it answered {first[:16]!r} to a TLS hello)"
+            return "http"
+        return "https"  # a TLS server, or a silent one: TLS's own error will say why
 
     # -- requests with auth, retries and redirects ----------------------------
 
@@ -174,7 +248,8 @@ class Client:
                 finally:
                     resp.release()
             except _Final as e:
-                raise RegistryError(f"{what}: {e}") from None
+                why = f"; {self._fallback}" if self._fallback and "malformed response" in str(e) else ""
+                raise RegistryError(f"{what}: {e}{why}") from None
             except _Heal as heal:
                 attempt += 1
                 delay = heal.wait if heal.wait is not None else self.retry.base_delay * 2 ** (attempt - 1)
@@ -407,6 +482,21 @@ class Client:
         if have + got < size:
             raise _Heal(f"stream ended after {have + got} of {size} bytes")
         return hasher
+
+
+def client_for(registry: str, *, plain_http: bool = False, tls_verify: bool = True,
+               cert_dir: str | None = None, creds: tuple[str, str] | None = None,
+               transport=None) -> Client:
+    """The Client for a registry as a reference names it (docker.io, 127.0.0.1:5000),
+    with the command line's TLS choices: --plain-http forces HTTP; loopback, and any
+    host with --tls-verify=false, try HTTPS first and fall back to HTTP when the server
+    does not speak TLS; everywhere else it is HTTPS."""
+    from .reference import DOCKER_HUB, DOCKER_HUB_API, is_local_host
+    from .tls import TLSConfig
+    host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+    mode = True if plain_http else (None if is_local_host(registry) or not tls_verify else False)
+    return Client(host, plain_http=mode, creds=creds, transport=transport,
+                  tls=TLSConfig(verify=tls_verify, cert_dir=cert_dir))
 
 
 class Manifest:

@@ -238,14 +238,19 @@ def _all_blobs(item: Image | Index) -> list[Blob]:
 # -- push ---------------------------------------------------------------------
 
 def push(registry: str, repo: str, tag: str, item: Image | Index,
-         auth: tuple[str, str] | None = None, bearer: str | None = None) -> str:
-    """Push an image or index to `registry` (host:port, plain HTTP). Returns the manifest digest.
+         auth: tuple[str, str] | None = None, bearer: str | None = None,
+         tls_context=None) -> str:
+    """Push an image or index to `registry` (host:port, plain HTTP; HTTPS with an
+    ssl.SSLContext in tls_context). Returns the manifest digest.
     auth: basic credentials; bearer: a token with push access to `repo`."""
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     if auth:
         import base64
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    conn = http.client.HTTPConnection(registry, timeout=30)
+    if tls_context is not None:
+        conn = http.client.HTTPSConnection(registry, timeout=30, context=tls_context)
+    else:
+        conn = http.client.HTTPConnection(registry, timeout=30)
     try:
         if isinstance(item, Index):
             for image in item.images:

@@ -4,6 +4,7 @@
         reg.address                          # "127.0.0.1:PORT"
     with Registry(tmpdir, users={"u": "p"}): # htpasswd basic auth (bcrypt)
     with Registry(tmpdir, auth_config=...):  # any other `auth:` section (token auth)
+    with Registry(tmpdir, tls=(cert, key)):  # HTTPS; client_cas=[ca.crt] asks for client certs
 """
 from __future__ import annotations
 
@@ -54,10 +55,13 @@ def free_port() -> int:
 
 class Registry:
     def __init__(self, workdir: str, users: dict[str, str] | None = None,
-                 auth_config: str = ""):
+                 auth_config: str = "", tls: tuple[str, str] | None = None,
+                 client_cas: list[str] | None = None):
         self.workdir = workdir
         self.users = users or {}
         self.auth_config = auth_config
+        self.tls = tls
+        self.client_cas = client_cas or []
         self.storage = os.path.join(workdir, "storage")
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -100,25 +104,44 @@ class Registry:
             "  delete:\n    enabled: true\n"
             "  maintenance:\n    uploadpurging:\n      enabled: false\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            + self._tls_config()
             + auth
         )
+
+    def _tls_config(self) -> str:
+        if not self.tls:
+            return ""
+        out = f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+        if self.client_cas:
+            out += "    clientcas:\n" + "".join(f"      - {ca}\n" for ca in self.client_cas)
+        return out
 
     def _wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/v2/")
-                status = conn.getresponse().status
-                conn.close()
-                if status in (200, 401):
-                    return True
-            except OSError:
-                pass
+            if self._answers():
+                return True
             time.sleep(0.05)
         return False
+
+    def _answers(self) -> bool:
+        if self.tls:
+            # Up when it accepts a connection: its TLS side is what the tests are about.
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+            conn.request("GET", "/v2/")
+            status = conn.getresponse().status
+            conn.close()
+            return status in (200, 401)
+        except OSError:
+            return False
 
     def blob_data_path(self, digest: str) -> str:
         """The file the registry serves `digest` from (tests corrupt it)."""
