@@ -354,7 +354,10 @@ class Client:
             raise RegistryError(f"{what}: token service {realm} sent no token") from None
 
     def _fail(self, resp: Response, what: str):
-        body = resp.read(64 * 1024)
+        try:
+            body = resp.read(64 * 1024)
+        except OSError:
+            body = b""  # an error body cut short: the status still says what happened
         resp.release()
         code, message = _registry_error(body)
         if resp.status == 404:
@@ -441,6 +444,28 @@ class Client:
                 continue
             raise RegistryError(f"{digest}: digest mismatch: content from the registry does not match")
 
+    @staticmethod
+    def _wrong_blob(resp: Response, digest: str, size: int, total: int, partial: str):
+        """A digest mismatch, named with the digest of what the registry has (read when it
+        is no bigger than the blob should be) and both sizes."""
+        got = ""
+        try:
+            if total < size and resp.status == 200:
+                h = _new_hasher(digest, total)
+                while chunk := _read_chunk(resp):
+                    h.update(chunk)
+                got = f" ({digest.split(':', 1)[0]}:{h.hexdigest()})"
+        except _Heal:
+            pass
+        finally:
+            resp.release()
+        try:
+            os.unlink(partial)
+        except FileNotFoundError:
+            pass
+        raise RegistryError(f"{digest}: digest mismatch: the registry has a blob of {total} bytes"
+                            f"{got} under this digest, the manifest declares {size}")
+
     def _stream_blob(self, repository, digest, size, partial, hasher, have, progress, cancel,
                      fetched: list) -> object:
         """Append the rest of the blob to `partial`; returns the hasher fed with all of it."""
@@ -450,13 +475,22 @@ class Client:
         if have >= size:
             return hasher
         resp = self.send("GET", f"/v2/{repository}/blobs/{digest}", digest, _scope(repository),
-                         headers, ok=(200, 206))
+                         headers, ok=(200, 206, 416))
+        if resp.status == 416:  # the registry has less than our partial download: start over
+            _drain(resp)
+            os.unlink(partial)
+            raise _Heal("registry's blob is shorter than the partial download")
         mode = "ab"
         if resp.status == 200 and have:  # the registry ignored Range: start over
             have, mode, hasher = 0, "wb", _new_hasher(digest, size)
         elif resp.status == 206 and not (resp.headers.get("Content-Range") or "").startswith(f"bytes {have}-"):
             resp.release()
             raise RegistryError(f"{digest}: registry answered a range request with the wrong range")
+        total = _served_size(resp)
+        if total is not None and total != size:
+            # Not a stream cut short, which a Range request resumes: the registry holds
+            # another blob under this digest, and says so in its headers.
+            self._wrong_blob(resp, digest, size, total, partial)
         if progress:
             progress.start(digest, size, have)
         got = 0
@@ -497,6 +531,16 @@ def client_for(registry: str, *, plain_http: bool = False, tls_verify: bool = Tr
     mode = True if plain_http else (None if is_local_host(registry) or not tls_verify else False)
     return Client(host, plain_http=mode, creds=creds, transport=transport,
                   tls=TLSConfig(verify=tls_verify, cert_dir=cert_dir))
+
+
+def _served_size(resp: Response) -> int | None:
+    """The whole blob's size as the response announces it (Content-Length of a 200,
+    the total of a 206's Content-Range), None if it does not."""
+    if resp.status == 200:
+        length = (resp.headers.get("Content-Length") or "").strip()
+        return int(length) if length.isdigit() else None
+    total = (resp.headers.get("Content-Range") or "").rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 class Manifest:

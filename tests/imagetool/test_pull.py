@@ -223,6 +223,30 @@ def test_corrupted_blob_is_refused_and_nothing_is_left(registry, tmp_path):
     assert sorted(os.listdir(dest)) == ["blobs", "index.json", "oci-layout"]
 
 
+@pytest.mark.parametrize("transport", ["socket", "requests"])
+def test_registry_serving_a_shorter_blob_is_a_digest_mismatch(registry, tmp_path, transport):
+    """A different, shorter blob under the digest is named as a digest mismatch (with what
+    the registry has), not as a connection cut short and resumed (issue 19)."""
+    image = unique_image(f"shorter-{transport}")
+    images.push(registry.address, f"demo/shorter-{transport}", "latest", image)
+    layer = image.layers[0]
+    with open(registry.blob_data_path(layer.digest), "r+b") as f:
+        f.truncate(1000)
+    dest = str(tmp_path / "layout")
+    with pytest.raises(RegistryError) as exc:
+        imagetool.pull(f"{registry.address}/demo/shorter-{transport}:latest", dest,
+                       transport=RequestsTransport() if transport == "requests" else None)
+    got = images.sha256(layer.data[:1000])
+    assert str(exc.value) == (f"{layer.digest}: digest mismatch: the registry has a blob of 1000 "
+                              f"bytes ({got}) under this digest, the manifest declares {len(layer.data)}")
+    assert not os.path.exists(dest)
+    if shutil.which("skopeo"):  # the oracle sees the same content
+        out = subprocess.run(["skopeo", "copy", "--src-tls-verify=false",
+                              f"docker://{registry.address}/demo/shorter-{transport}:latest",
+                              f"oci:{tmp_path / 'skopeo'}:x"], capture_output=True, text=True)
+        assert out.returncode != 0 and f"got {got}" in out.stderr, out.stderr
+
+
 def test_interrupted_download_resumes_with_range(registry, tmp_path):
     image = unique_image("resume")
     images.push(registry.address, "demo/resume", "latest", image)
