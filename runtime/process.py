@@ -284,14 +284,14 @@ def find_executable(arg0: str, env: list[str]) -> str:
     """PATH lookup as execvp does it, inside the container's root (we are after pivot_root)."""
     if "/" in arg0:
         if not os.path.exists(arg0):
-            raise PyrunError(f"exec: {arg0!r}: no such file or directory")
+            raise PyrunError(f"exec {arg0}: no such file or directory")  # runc's words
         return arg0
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/local/bin:/usr/bin:/bin")
     for d in path.split(":"):
         cand = os.path.join(d or ".", arg0)
         if os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
-    raise PyrunError(f"exec: {arg0!r}: executable file not found in $PATH")
+    raise PyrunError(f'exec: "{arg0}": executable file not found in $PATH')
 
 
 def set_user(user: dict, allow_setgroups: bool = True) -> None:

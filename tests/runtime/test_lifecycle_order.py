@@ -138,3 +138,14 @@ def test_terminal_has_onlcr_cleared(pyrun, bundle, tmp_path):
         out += chunk
     os.close(fds[0])
     assert out == b"a\nb\n"
+
+
+def test_a_missing_program_reads_as_runcs_words(pyrun, bundle):
+    for cmd in ("run", "create"):
+        p = pyrun(cmd, "-b", bundle(["/nonexistent"]), f"miss-{cmd}")
+        assert p.returncode != 0 and "exec /nonexistent: no such file or directory" in p.stderr, p.stderr
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "miss-exec", check=True)
+    p = pyrun("exec", "miss-exec", "/nonexistent")
+    assert p.returncode != 0 and "exec /nonexistent: no such file or directory" in p.stderr, p.stderr
+    p = pyrun("exec", "miss-exec", "nonexistent")
+    assert p.returncode != 0 and 'exec: "nonexistent": executable file not found in $PATH' in p.stderr
