@@ -188,9 +188,11 @@ def test_init_exe_held_from_inside_cannot_be_reopened_for_write(pyrun, bundle, t
     b = bundle(["sleep", "1000"], private_rootfs=True)
     cfg = read_config(b)
     cfg["process"]["noNewPrivileges"] = True  # the filter loads after the capabilities drop
-    # Larger than a unix socket's send buffer: the init's send blocks until the agent reads.
+    # Larger than the init's socket send buffer: its send blocks until the agent reads.
+    with open("/proc/sys/net/core/wmem_default") as f:
+        hold = max(2 * int(f.read()), 1 << 19)
     cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": agent_path,
-                               "listenerMetadata": "x" * (1 << 19),
+                               "listenerMetadata": "x" * hold,
                                "syscalls": [{"names": ["acct"], "action": "SCMP_ACT_NOTIFY"}]}
     write_config(b, cfg)
     shutil.copy(attacker, os.path.join(b, "rootfs", "bin", "attack"))
