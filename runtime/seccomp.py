@@ -24,7 +24,7 @@ crun does: orchestrators send the same profile for every container.
 """
 import os
 
-from runtime._shim._native import ffi, lib
+from runtime._shim import seccomp as scmp
 from runtime.errors import ConfigError
 
 # Kernel action values (<linux/seccomp.h>); ERRNO and TRACE carry 16 bits of data.
@@ -136,13 +136,11 @@ class Filter:
             # WAIT_KILLABLE_RECV only means something to a listener, and the
             # kernel refuses it without one.
             flags &= ~_FLAG_WAIT_KILLABLE_RECV
-        ret = lib.pyrun_seccomp_load(ffi.from_buffer(self.program), len(self.program), flags)
-        if ret < 0:
-            err = ffi.errno
-            hint = ""
-            if err == 13:  # EACCES
-                hint = " (needs noNewPrivileges or CAP_SYS_ADMIN)"
-            raise OSError(err, f"seccomp: loading the filter: {os.strerror(err)}{hint}")
+        try:
+            ret = scmp.load(self.program, flags)
+        except OSError as e:
+            hint = " (needs noNewPrivileges or CAP_SYS_ADMIN)" if e.errno == 13 else ""  # EACCES
+            raise OSError(e.errno, f"seccomp: loading the filter: {e.strerror}{hint}") from None
         return ret if self.uses_notify else -1
 
 
@@ -214,45 +212,32 @@ def send_listener(listener_path: str, listener_fd: int, state: dict, pid: int,
 def features() -> dict:
     """The `seccomp` part of `pyrun features`, from the same tables compile() uses."""
     supported = [name for name, bit in FLAGS.items() if _flag_supported(bit)]
-    archs = [name for name, native in ARCHITECTURES.items()
-             if lib.seccomp_arch_resolve_name(native.encode()) != 0]
+    archs = [name for name, native in ARCHITECTURES.items() if scmp.arch_token(native) != 0]
     return {"enabled": True, "actions": sorted(ACTIONS), "operators": sorted(OPERATORS),
             "archs": archs, "knownFlags": list(FLAGS), "supportedFlags": supported}
 
 
 def libseccomp_version() -> str:
-    v = lib.seccomp_version()
-    return f"{v.major}.{v.minor}.{v.micro}"
+    return ".".join(map(str, scmp.version()))
 
 
 # The seccomp agent's side, for agents and tests written in Python.
 
 def notify_receive(listener_fd: int) -> dict:
     """Block until the filter reports a syscall; returns id, pid, nr, arch and args."""
-    lib.seccomp_api_get()  # libseccomp probes the kernel's notify support on first use
-    req = ffi.new("struct seccomp_notif *")
-    rc = lib.seccomp_notify_receive(listener_fd, req)
-    if rc < 0:
-        raise OSError(-rc, f"seccomp_notify_receive: {os.strerror(-rc)}")
-    return {"id": req.id, "pid": req.pid, "flags": req.flags, "nr": req.data.nr,
-            "arch": req.data.arch, "args": list(req.data.args)}
+    return scmp.notify_receive(listener_fd)
 
 
 def notify_respond(listener_fd: int, notif_id: int, val: int = 0, error: int = 0,
                    allow: bool = False) -> None:
     """Answer a notification: return `val`, fail with -`error` (an errno), or let it run."""
-    resp = ffi.new("struct seccomp_notif_resp *")
-    resp.id, resp.val, resp.error = notif_id, val, -error if error > 0 else error
-    resp.flags = lib.SECCOMP_USER_NOTIF_FLAG_CONTINUE if allow else 0
-    rc = lib.seccomp_notify_respond(listener_fd, resp)
-    if rc < 0:
-        raise OSError(-rc, f"seccomp_notify_respond: {os.strerror(-rc)}")
+    scmp.notify_respond(listener_fd, notif_id, val, -error if error > 0 else error, allow)
 
 
 def syscall_number(name: str) -> int:
     """The native number of a syscall, or -1 if libseccomp does not know it."""
-    nr = lib.seccomp_syscall_resolve_name(name.encode())
-    return -1 if nr == lib.__NR_SCMP_ERROR else nr
+    nr = scmp.syscall_number(name)
+    return -1 if nr == scmp.NR_UNKNOWN else nr
 
 
 # Parsing: everything a user can get wrong is found here, before libseccomp runs.
@@ -337,7 +322,7 @@ def _action(where: str, name, errno_ret, errno_where: str) -> int:
 def _arch(where: str, name) -> int:
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise SeccompError(f"{where}: unknown architecture {name!r}")
-    token = lib.seccomp_arch_resolve_name(ARCHITECTURES[name].encode())
+    token = scmp.arch_token(ARCHITECTURES[name])
     if token == 0:
         raise SeccompError(f"{where}: architecture {name} is not supported by "
                            f"libseccomp {libseccomp_version()}")
@@ -357,7 +342,7 @@ def _flag(where: str, name) -> int:
 def _flag_supported(bit: int) -> bool:
     if bit == _FLAG_WAIT_KILLABLE_RECV:
         bit |= _FLAG_NEW_LISTENER  # the kernel accepts it only with a listener
-    return lib.pyrun_seccomp_flag_supported(bit) == 1
+    return scmp.flag_supported(bit)
 
 
 _SYSCALL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -415,54 +400,50 @@ def _condition(where: str, arg) -> tuple:
 # Building: libseccomp turns the plan into BPF.
 
 def _build(plan: _Plan) -> bytes:
-    ctx = lib.seccomp_init(plan.default_action)
-    if ctx == ffi.NULL:
+    try:
+        ctx = scmp.Builder(plan.default_action)
+    except OSError:
         raise SeccompError(f"{_WHERE}.defaultAction: libseccomp refused action "
-                           f"{plan.default_action:#x} on this kernel")
+                           f"{plan.default_action:#x} on this kernel") from None
     try:
         # The kernel, not libseccomp, decides at load; keep libseccomp from
         # assuming anything about no_new_privs.
-        lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 0)
+        ctx.set_attr(_SCMP_FLTATR_CTL_NNP, 0)
         for token in plan.arches:
-            rc = lib.seccomp_arch_add(ctx, token)
-            if rc < 0 and rc != -17:  # EEXIST: the native arch is always there
-                raise SeccompError(f"{_WHERE}.architectures: adding {token:#x}: "
-                                   f"{os.strerror(-rc)}")
+            try:
+                ctx.add_arch(token)
+            except OSError as e:
+                raise SeccompError(f"{_WHERE}.architectures: adding {token:#x}: {e.strerror}") from None
         if len(plan.rules) > _TREE_THRESHOLD:
-            lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_OPTIMIZE, 2)  # best effort
+            try:
+                ctx.set_attr(_SCMP_FLTATR_CTL_OPTIMIZE, 2)
+            except OSError:
+                pass  # best effort: an older libseccomp builds the linear filter
         for rule in plan.rules:
             if rule.action != plan.default_action:
                 _add_rule(ctx, rule)
         return _enosys_stub(plan) + _export(ctx)
     finally:
-        lib.seccomp_release(ctx)
+        ctx.close()
 
 
 def _add_rule(ctx, rule: _Rule) -> None:
     for name in rule.names:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr == lib.__NR_SCMP_ERROR:
+        nr = scmp.syscall_number(name)
+        if nr == scmp.NR_UNKNOWN:
             continue  # unknown to this libseccomp: skipped, as runc does
         for conditions in rule.condition_sets:
-            cmps = ffi.new("struct scmp_arg_cmp[]", max(len(conditions), 1))
-            for k, (index, op, a, b) in enumerate(conditions):
-                cmps[k].arg, cmps[k].op, cmps[k].datum_a, cmps[k].datum_b = index, op, a, b
-            rc = lib.seccomp_rule_add_array(ctx, rule.action, nr, len(conditions), cmps)
-            if rc < 0:
-                raise SeccompError(f"{rule.where}: adding the rule for {name}: "
-                                   f"{os.strerror(-rc)}")
+            try:
+                ctx.add_rule(rule.action, nr, conditions)
+            except OSError as e:
+                raise SeccompError(f"{rule.where}: adding the rule for {name}: {e.strerror}") from None
 
 
 def _export(ctx) -> bytes:
-    fd = os.memfd_create("pyrun-seccomp", os.MFD_CLOEXEC)
     try:
-        rc = lib.seccomp_export_bpf(ctx, fd)
-        if rc < 0:
-            raise SeccompError(f"{_WHERE}: exporting the filter: {os.strerror(-rc)}")
-        size = os.fstat(fd).st_size
-        return os.pread(fd, size, 0)
-    finally:
-        os.close(fd)
+        return ctx.export_bpf()
+    except OSError as e:
+        raise SeccompError(f"{_WHERE}: exporting the filter: {e.strerror}") from None
 
 
 # The ENOSYS stub: classic BPF put in front of libseccomp's program, which starts by
@@ -490,7 +471,7 @@ def _enosys_stub(plan: _Plan) -> bytes:
     names = {n for rule in plan.rules for n in rule.names}
     groups = {}  # audit arch → {token: highest syscall number the profile names}
     for token in dict.fromkeys(plan.arches):
-        numbers = [lib.seccomp_syscall_resolve_name_arch(token, n.encode()) for n in names]
+        numbers = [scmp.syscall_number(n, token) for n in names]
         highest = max((nr for nr in numbers if nr >= 0), default=None)
         if highest is not None:
             audit = _AUDIT_ARCH_X86_64 if token == _X32_TOKEN else token
@@ -531,8 +512,7 @@ def _arch_checks(audit: int, highest: dict) -> list:
 
 
 def _arch_name(token: int) -> str:
-    return next((n for n in ARCHITECTURES.values()
-                 if lib.seccomp_arch_resolve_name(n.encode()) == token), "")
+    return next((n for n in ARCHITECTURES.values() if scmp.arch_token(n) == token), "")
 
 
 def _assemble(code: list) -> bytes:
@@ -571,7 +551,7 @@ def _cache_key(seccomp: dict) -> str:
     except ImportError:
         from hashlib import sha256
     uname = os.uname()
-    ident = "\0".join((repr(seccomp), libseccomp_version(), str(lib.seccomp_api_get()),
+    ident = "\0".join((repr(seccomp), libseccomp_version(), str(scmp.api_level()),
                        uname.release, uname.version, uname.machine))
     return sha256(ident.encode()).hexdigest() + ".bpf"
 

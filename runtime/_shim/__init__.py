@@ -92,10 +92,6 @@ def clone3(flags: int, cgroup_fd: int = -1) -> tuple[int, int]:
     return pid, (pidfd[0] if pid else -1)
 
 
-def pidfd_getfd(pidfd: int, targetfd: int) -> int:
-    return _check(lib.pyrun_pidfd_getfd(pidfd, targetfd), "pidfd_getfd")
-
-
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set the three capability sets at once (bit masks)."""
     _check(lib.pyrun_capset(effective, permitted, inheritable), "capset")
@@ -192,8 +188,3 @@ def fstatfs_type(fd: int) -> int:
 def personality(persona: int) -> None:
     if lib.personality(persona) == -1:
         _check(-1, "personality", hex(persona))
-
-
-def libseccomp_version() -> tuple[int, int, int]:
-    v = lib.seccomp_version()
-    return (v.major, v.minor, v.micro)

@@ -1,4 +1,4 @@
-"""clone3 with the interpreter kept fork-safe, and the pidfd calls."""
+"""clone3 with the interpreter kept fork-safe; credentials, limits, scheduling, keyrings."""
 
 INCLUDES = """
 #ifndef _GNU_SOURCE
@@ -22,7 +22,6 @@ TYPES = ""
 
 FUNCTIONS = """
 long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out);
-int pyrun_pidfd_getfd(int pidfd, int targetfd);
 int pyrun_capset(uint64_t effective, uint64_t permitted, uint64_t inheritable);
 int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
           unsigned long arg5);
@@ -77,11 +76,6 @@ long pyrun_clone3(uint64_t flags, int cgroup_fd, int *pidfd_out)
     PyGILState_Release(gil);
     errno = saved;
     return pid;
-}
-
-int pyrun_pidfd_getfd(int pidfd, int targetfd)
-{
-    return (int)syscall(SYS_pidfd_getfd, pidfd, targetfd, 0);
 }
 
 /* capset(2) with the 64-bit (version 3) layout: all three sets in one call. */
