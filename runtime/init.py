@@ -7,8 +7,6 @@ either execve()s process.args or reports one line and _exit()s.
 """
 import os
 
-import _prctl
-
 from . import _shim as k
 from . import process, rootfs
 from .cgroups import join_self
@@ -51,9 +49,6 @@ def _init(ctx) -> None:
     config, linux = ctx.config, ctx.config.get("linux") or {}
     proc = config["process"]
     join_self(ctx.cgroup_fds)  # first: nothing the init does may run outside its cgroup
-    # Nothing in the container may reach this process while it is the host's
-    # interpreter (its /proc/1/fd, mem, exe): execve makes the program dumpable again.
-    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     # Before any path of the container is touched: only the fds the init needs stay
     # open, so that no cwd or path can climb out through one (CVE-2024-21626).
     console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(

@@ -47,6 +47,10 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     ctx.unshare_cgroupns = bool(flags & k.CLONE_NEWCGROUP) and (cgroup is None or cgroup.version == 1)
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
+    # Born non-dumpable: nothing in the container may reach the init's /proc/<pid>/fd,
+    # environ or mem while it is the host's interpreter (execve undoes it).
+    import _prctl
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     try:
         restore = _enter_for_children(ctx.join_paths)
         if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
