@@ -134,6 +134,7 @@ class TarReader:
         self._pos = 0
         self._pending = 0  # bytes of the current entry's data + padding not yet consumed
         self._data_left = 0
+        self._ended = False  # the stream ended where the last entry's padding would start
         self.offset = 0  # bytes consumed before _buf
 
     # -- buffer primitives -----------------------------------------------------
@@ -207,8 +208,19 @@ class TarReader:
         self._finish_entry(name)
 
     def _finish_entry(self, name: str) -> None:
-        self._skip(self._pending, name)
-        self._pending = 0
+        n, self._pending = self._pending, 0
+        if not n:
+            return
+        if len(self._buf) - self._pos >= n:
+            self._pos += n
+            return
+        # A stream that ends exactly where the padding would start ends the archive, as
+        # Go's archive/tar reads it: umoci 0.4.7's `insert` writes its layers so (no
+        # padding, no end-of-archive blocks), under a diff_id that covers it.
+        if len(self._buf) == self._pos and not self._fill():
+            self._ended = True
+            return
+        self._skip(n, name)
 
     def drain(self) -> int:
         """Consume whatever follows the end-of-archive marker (the diff_id covers it)."""
@@ -224,6 +236,8 @@ class TarReader:
         """The next entry's header, or None at the end of the archive."""
         if self._data_left or self._pending:
             raise TarError("internal: previous entry's data not consumed")
+        if self._ended:
+            return None
         pax: dict[str, bytes] = {}
         long_name = long_link = None
         last = "?"

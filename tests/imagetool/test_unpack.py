@@ -110,6 +110,28 @@ def test_umoci_written_layer_same_as_umoci(tmp_path):
     assert ours[None] == [["/bin/busybox", "/bin/hard"]]
 
 
+@needs_root
+@needs_umoci
+def test_layer_ending_where_the_padding_would_start(tmp_path):
+    """umoci 0.4.7's insert writes layers without the last entry's padding and the
+    end-of-archive blocks; Go's reader takes them as ended there, and so do we."""
+    src = tmp_path / "src"
+    (src / "etc").mkdir(parents=True)
+    (src / "etc" / "hello").write_text("from umoci\n")
+    lay = str(tmp_path / "layout")
+    layers.umoci_layout_from_dir(lay, "t", str(src))
+    unpack(lay, "t", str(tmp_path / "ours"))
+    assert (tmp_path / "ours" / "rootfs" / "etc" / "hello").read_text() == "from umoci\n"
+    tar = raw_tar([Raw("d/", "5"), Raw("d/f", data=b"eleven byte")], end=False)
+    lay2 = str(tmp_path / "layout2")
+    layers.write_image(lay2, [tar[:-(512 - 11)]])
+    unpack(lay2, None, str(tmp_path / "ours2"))
+    layers.umoci_unpack(lay2, "latest", str(tmp_path / "umoci2"))
+    ours = layers.snapshot(str(tmp_path / "ours2" / "rootfs"))
+    theirs = layers.snapshot(str(tmp_path / "umoci2" / "rootfs"))
+    assert layers.diff(ours, theirs) == []
+
+
 def test_uncompressed_and_multi_member_gzip(tmp_path):
     tar = raw_tar([Raw("a", data=b"a" * 3000), Raw("b", data=b"b")])
     lay, image = _layout(tmp_path, [tar], compress=False)
@@ -398,6 +420,7 @@ HOSTILE_REASONS = {
     "huge-mtime": "f: mtime out of range",
     "huge-devmajor": "disk: device number 5000:1 out of range",
     "truncated": "big: archive truncated",
+    "truncated-in-padding": "f: archive truncated",
     "bad-checksum": "bad: tar header checksum mismatch",
     "root-not-dir": "refusing to change the type of the root directory",
     "sparse": "sparse: unsupported tar entry (GNU sparse file)",

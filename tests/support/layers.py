@@ -336,6 +336,9 @@ def hostile_corpus() -> dict[str, list[bytes]]:
         "huge-devmajor": [raw_tar([Raw("disk", "3", mode=0o666, devmajor=5000, devminor=1)])],
         # broken archives
         "truncated": [raw_tar([Raw("big", data=b"y" * 5000)])[:2048]],
+        # cut inside the padding after the last entry's data (cut where the padding would
+        # start, it is an archive's end, as Go reads it)
+        "truncated-in-padding": [raw_tar([Raw("f", data=b"y" * 10)], end=False)[:512 + 100]],
         "bad-checksum": [raw_tar([Raw("bad", data=b"x", bad_checksum=True)])],
         "root-not-dir": [raw_tar([Raw("./", "2", linkname="/")])],
         "sparse": [raw_tar([Raw("sparse", "S")])],
@@ -363,7 +366,7 @@ HOSTILE_UMOCI = {
     "negative-size": "refused", "huge-size": "refused", "huge-size-base256": "refused",
     "huge-size-pax": "refused", "huge-uid": "confined", "uid-no-change": "confined",
     "huge-mtime": "refused", "huge-devmajor": "confined",
-    "truncated": "refused", "bad-checksum": "refused", "root-not-dir": "refused",
+    "truncated": "refused", "truncated-in-padding": "confined", "bad-checksum": "refused", "root-not-dir": "refused",
     "sparse": "refused", "pax-huge": "refused", "pax-negative-size": "refused",
     "symlink-loop": "refused", "file-as-parent": "refused",
 }
