@@ -49,7 +49,8 @@ def _tls_options(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option("0.1.0", prog_name="imagetool")
 def cli() -> None:
-    """Pull images from registries into OCI image layouts; unpack them into bundles."""
+    """Pull images from registries into OCI image layouts, unpack them into bundles;
+    push and copy them, inspect and list what a registry holds."""
 
 
 @cli.command()
@@ -98,15 +99,45 @@ def unpack(image, bundle_dir, rootless, uid_map, gid_map):
     do_unpack(layout_dir, tag, bundle_dir, rootless=rootless, uid_map=uids, gid_map=gids)
 
 
-@cli.command()
-@click.option("--raw", is_flag=True, help="Print the manifest as stored.")
-@click.option("--config", "show_config", is_flag=True, help="Print the image config as stored.")
-@click.argument("image", metavar="LAYOUT_DIR[:TAG]")
-@_one_line_errors
-def inspect(image, raw, show_config):
-    """Describe an image in a layout (JSON, with skopeo inspect's keys)."""
+def _registry_options(fn):
+    """How to reach a registry: credentials, HTTP or TLS."""
+    fn = _tls_options(fn)
+    fn = click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS.")(fn)
+    fn = click.option("--authfile", type=click.Path(dir_okay=False),
+                      help="Docker-style config.json with credentials.")(fn)
+    fn = click.option("--creds", metavar="USER:PASS", help="Credentials for the registry.")(fn)
+    return fn
+
+
+def _print_json(value) -> None:
     import json
+    click.echo(json.dumps(value, indent=4))  # skopeo's indent
+
+
+@cli.command()
+@click.option("--raw", is_flag=True, help="Print the manifest as stored (as served, for docker://).")
+@click.option("--config", "show_config", is_flag=True, help="Print the image config.")
+@click.option("--platform", help="OS/ARCH[/VARIANT] to look at in an index (docker://; default: this host's).")
+@_registry_options
+@click.argument("image", metavar="LAYOUT_DIR[:TAG] | docker://REFERENCE")
+@_one_line_errors
+def inspect(image, raw, show_config, platform, creds, authfile, plain_http, tls_verify, cert_dir):
+    """Describe an image in a layout, or in a registry without pulling it (docker://REF):
+    JSON with skopeo inspect's keys."""
+    import json
+    if image.startswith("docker://"):
+        from .remote import inspect as remote_inspect
+        answer = remote_inspect(image[len("docker://"):], raw=raw, config=show_config,
+                                platform=platform, creds=creds, authfile=authfile,
+                                plain_http=plain_http, tls_verify=tls_verify, cert_dir=cert_dir)
+        if isinstance(answer, bytes):
+            sys.stdout.buffer.write(answer)
+        else:
+            _print_json(answer)
+        return
     from .layout import Layout
+    if image.startswith("oci:"):
+        image = image[len("oci:"):]
     layout_dir, tag = split_layout_ref(image)
     layout = Layout(layout_dir)
     desc = layout.resolve(tag)
@@ -215,6 +246,83 @@ def ls_(layout_dir, format_):
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+@cli.command(name="list-tags")
+@_registry_options
+@click.argument("repository", metavar="[docker://]REPOSITORY")
+@_one_line_errors
+def list_tags(repository, creds, authfile, plain_http, tls_verify, cert_dir):
+    """List the tags of a repository in a registry (JSON, as skopeo list-tags)."""
+    from .remote import list_tags as do_list
+    _print_json(do_list(repository, creds=creds, authfile=authfile, plain_http=plain_http,
+                        tls_verify=tls_verify, cert_dir=cert_dir))
+
+
+def _chunk_size(text: str | None) -> int:
+    """0 (one PUT) or a size in bytes, with an optional k/M/G (binary) suffix."""
+    if text is None:
+        return 0
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("ib")
+    mult = units.get(t[-1:], 1)
+    number = t[:-1] if t[-1:] in units else t
+    if not number.isdigit():
+        raise click.BadParameter(f"{text!r} is not a size (bytes, or with k, M or G)",
+                                 param_hint="'--chunk-size'")
+    return int(number) * mult
+
+
+@cli.command()
+@_registry_options
+@click.option("--chunk-size", metavar="SIZE",
+              help="Upload each blob in PATCH requests of SIZE bytes (k, M, G allowed), not one PUT.")
+@click.option("--mount-from", metavar="REPOSITORY",
+              help="A repository of the same registry to link blobs from instead of sending them.")
+@click.argument("image", metavar="LAYOUT_DIR[:TAG]")
+@click.argument("ref", metavar="REFERENCE")
+@_one_line_errors
+def push(image, ref, creds, authfile, plain_http, tls_verify, cert_dir, chunk_size, mount_from):
+    """Push an image (or index) of a layout to a registry: blobs the registry has are not
+    sent again, the manifest goes last. Prints the manifest digest."""
+    from .pusher import push as do_push
+    layout_dir, tag = split_layout_ref(image[len("oci:"):] if image.startswith("oci:") else image)
+    result = do_push(layout_dir, tag, ref[len("docker://"):] if ref.startswith("docker://") else ref,
+                     creds=creds, authfile=authfile, plain_http=plain_http, tls_verify=tls_verify,
+                     cert_dir=cert_dir, chunk_size=_chunk_size(chunk_size), mount_from=mount_from)
+    click.echo(result.digest)
+
+
+@cli.command()
+@click.option("--src-creds", metavar="USER:PASS", help="Credentials for the source registry.")
+@click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination registry.")
+@click.option("--authfile", type=click.Path(dir_okay=False), help="Docker-style config.json with credentials.")
+@click.option("--plain-http", is_flag=True, help="Use HTTP, not HTTPS, for both registries.")
+@click.option("--src-tls-verify", type=click.BOOL, default=True, metavar="BOOL",
+              help="Verify the source registry's certificate.")
+@click.option("--dest-tls-verify", type=click.BOOL, default=True, metavar="BOOL",
+              help="Verify the destination registry's certificate.")
+@click.option("--src-cert-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="CA and client certificates for the source registry.")
+@click.option("--dest-cert-dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="CA and client certificates for the destination registry.")
+@click.option("--platform", help="OS/ARCH[/VARIANT] to copy from an index (default: this host's).")
+@click.option("--format", "format_", type=click.Choice(["oci", "keep"]), default=None,
+              help="Into a layout: as imagetool pull --format (default oci).")
+@click.option("--chunk-size", metavar="SIZE", help="Into a registry: as imagetool push --chunk-size.")
+@click.argument("src", metavar="SOURCE")
+@click.argument("dst", metavar="DESTINATION")
+@_one_line_errors
+def copy(src, dst, src_creds, dest_creds, authfile, plain_http, src_tls_verify, dest_tls_verify,
+         src_cert_dir, dest_cert_dir, platform, format_, chunk_size):
+    """Copy an image: SOURCE and DESTINATION are docker://REFERENCE or oci:LAYOUT[:TAG],
+    as skopeo copy takes them. Prints the digest written."""
+    from .pusher import copy as do_copy
+    click.echo(do_copy(src, dst, src_creds=src_creds, dest_creds=dest_creds, authfile=authfile,
+                       src_tls_verify=src_tls_verify, dest_tls_verify=dest_tls_verify,
+                       src_cert_dir=src_cert_dir, dest_cert_dir=dest_cert_dir,
+                       plain_http=plain_http, platform=platform, format=format_,
+                       chunk_size=_chunk_size(chunk_size)))
 
 
 @cli.command()

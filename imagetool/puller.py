@@ -93,7 +93,7 @@ def pull(ref: str, layout_dir: str, *, platform: str | None = None,
          creds: str | tuple[str, str] | None = None, authfile: str | None = None,
          plain_http: bool = False, jobs: int | None = None, progress: bool | None = None,
          transport: object = None, format: str = FORMATS[0], tls_verify: bool = True,
-         cert_dir: str | None = None) -> PullResult:
+         cert_dir: str | None = None, tag: str | None = None) -> PullResult:
     """Pull `ref` into the OCI layout at `layout_dir` (made if missing), tagged with ref's tag.
 
     format "oci" (the default, as skopeo's oci: destination) stores OCI media types: a
@@ -117,7 +117,7 @@ def pull(ref: str, layout_dir: str, *, platform: str | None = None,
     state = _PullState(layout)
     try:
         result = _pull_into(client, reference, layout, want, jobs or DEFAULT_JOBS,
-                            _progress(progress), state, format)
+                            _progress(progress), state, format, tag or reference.tag)
     except TransientError:
         # Keep finished blobs and partials: the next pull resumes. With nothing to
         # resume from, a layout this pull made is taken back like any other failure.
@@ -167,8 +167,11 @@ class _PullState:
 
 
 def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platform,
-               jobs: int, progress, state: _PullState, format: str = FORMATS[0]) -> PullResult:
+               jobs: int, progress, state: _PullState, format: str = FORMATS[0],
+               tag: str | None = None) -> PullResult:
     what = str(reference)
+    if tag is None:
+        tag = reference.tag
     top = client.get_manifest(reference.repository, reference.ref, what)
     manifests = [top]
     platform = None
@@ -192,8 +195,8 @@ def _pull_into(client: Client, reference: Reference, layout: Layout, want: Platf
         if layout.write_blob(m.digest, m.data):
             state.added.append(m.digest)
     desc = manifest.descriptor(**({"platform": platform} if platform else {}))
-    layout.set_tag(reference.tag, desc)
-    result.descriptor = layout.resolve(reference.tag) if reference.tag else desc
+    layout.set_tag(tag, desc)
+    result.descriptor = layout.resolve(tag) if tag else desc
     return result
 
 

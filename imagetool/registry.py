@@ -228,15 +228,18 @@ class Client:
     # -- requests with auth, retries and redirects ----------------------------
 
     def send(self, method: str, path: str, what: str, scope: str | None,
-             headers: dict | None = None, ok=(200,), read_limit: int | None = None):
+             headers: dict | None = None, ok=(200,), read_limit: int | None = None,
+             body: "bytes | Payload | None" = None):
         """A request that ends in one of `ok`, or a one-line RegistryError naming `what`.
         With read_limit: (response, up to read_limit bytes of its body), the body read
-        inside the retries, so a body broken off is asked for again."""
+        inside the retries, so a body broken off is asked for again. `path` may be a
+        whole URL (an upload's Location). `body` is sent again whole on a retry."""
         deadline = time.monotonic() + self.retry.budget
         attempt = 0
         while True:
             try:
-                resp = self._send_authed(method, self.base + path, what, scope, headers or {})
+                url = path if "://" in path else self.base + path
+                resp = self._send_authed(method, url, what, scope, headers or {}, body)
                 if resp.status not in ok:
                     self._fail(resp, what)
                 if read_limit is None:
@@ -257,9 +260,9 @@ class Client:
                     raise TransientError(f"{what}: {heal} (gave up after {attempt} attempts)") from None
                 time.sleep(delay)
 
-    def _send_authed(self, method, url, what, scope, headers) -> Response:
+    def _send_authed(self, method, url, what, scope, headers, body=None) -> Response:
         sent_auth = self._auth.get(scope) or self._auth.get("basic")
-        resp = self._follow(method, url, {**headers, **_authz(sent_auth)})
+        resp = self._follow(method, url, {**headers, **_authz(sent_auth)}, body)
         if resp.status != 401:
             return resp
         challenge = resp.headers.get("WWW-Authenticate") or ""
@@ -268,7 +271,7 @@ class Client:
             raise AuthError(f"{what}: {self._refused()}")
         # No auth yet, or a token that may have expired mid-pull: one fresh token decides.
         value = self._authenticate(challenge, scope, what)
-        resp = self._follow(method, url, {**headers, **_authz(value)})
+        resp = self._follow(method, url, {**headers, **_authz(value)}, body)
         if resp.status == 401:
             _drain(resp)
             with self._lock:
@@ -286,14 +289,21 @@ class Client:
         if not self.creds or not value.startswith("Bearer "):
             return self._refused()
         # The token service took the credentials but granted less than the scope asked.
-        target = scope.split(":")[1] if scope and scope.count(":") == 2 else "this registry"
-        return f"{self.creds[0]!r} is not authorized to pull {target} on {self.host}"
+        first = (scope or "").split()[0] if scope else ""
+        target = first.split(":")[1] if first.count(":") == 2 else "this registry"
+        action = "push to" if first.endswith("push") else "pull"
+        return f"{self.creds[0]!r} is not authorized to {action} {target} on {self.host}"
 
-    def _follow(self, method, url, headers) -> Response:
+    def _follow(self, method, url, headers, body=None) -> Response:
         from .plainhttp import join_url, split_url
         origin = split_url(url)[1]
         for _ in range(6):
-            resp = self.transport.request(method, url, {"User-Agent": USER_AGENT, **headers})
+            if isinstance(body, Payload):
+                body.rewind()
+            if body is None:
+                resp = self.transport.request(method, url, {"User-Agent": USER_AGENT, **headers})
+            else:
+                resp = self.transport.request(method, url, {"User-Agent": USER_AGENT, **headers}, body)
             if resp.status not in (301, 302, 303, 307, 308):
                 return _check_heal(resp)
             location = resp.headers.get("Location")
@@ -325,16 +335,17 @@ class Client:
     def _token(self, params: dict, scope: str | None, what: str) -> str:
         import json
         import urllib.parse
-        query = {"service": params.get("service")}
+        query = [("service", params.get("service"))]
         # Our own scope: a challenge may carry another repository's (a cached token reused
-        # across repositories answers 401; that is oras-py's bug we avoid).
-        query["scope"] = scope or params.get("scope")
+        # across repositories answers 401; that is oras-py's bug we avoid). A mount asks
+        # for two, space-separated here, one `scope` parameter each (as Docker sends them).
+        query += [("scope", one) for one in (scope or params.get("scope") or "").split()]
         headers = {"Accept": "application/json"}
         if self.creds:
             headers["Authorization"] = "Basic " + _b64(f"{self.creds[0]}:{self.creds[1]}")
         realm = params["realm"]
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(
-            {k: v for k, v in query.items() if v})
+            [(k, v) for k, v in query if v])
         try:
             resp = self.transport.request("GET", url, {"User-Agent": USER_AGENT, **headers})
         except _Heal as e:
@@ -444,6 +455,116 @@ class Client:
                 continue
             raise RegistryError(f"{digest}: digest mismatch: content from the registry does not match")
 
+    def read_blob(self, repository: str, desc: dict, what: str) -> bytes:
+        """A small blob (an image config) in memory, its size and digest checked."""
+        from .layout import _hasher, split_digest
+        digest, size = desc["digest"], desc["size"]
+        if size > MAX_MANIFEST:
+            raise RegistryError(f"{what}: {digest}: {size} bytes, more than a config may have")
+        resp, data = self.send("GET", f"/v2/{repository}/blobs/{digest}", digest, _scope(repository),
+                               {"Accept-Encoding": "identity"}, read_limit=size + 1)
+        alg, hexpart = split_digest(digest)
+        h = _hasher(alg, size)
+        h.update(data)
+        if len(data) != size or h.hexdigest() != hexpart:
+            raise RegistryError(f"{digest}: digest mismatch: content from the registry does not match")
+        return data
+
+    # -- writing: blobs, mounts, manifests; tags ----------------------------------------
+
+    def blob_exists(self, repository: str, digest: str, scope: str | None = None) -> bool:
+        resp = self.send("HEAD", f"/v2/{repository}/blobs/{digest}", digest,
+                         scope or _scope(repository), ok=(200, 404))
+        _drain(resp)
+        return resp.status == 200
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> str | None:
+        """Ask the registry to link `digest` from repository `source` (no bytes sent).
+        None: mounted; else the Location of the upload session it opened instead."""
+        resp = self.send("POST", f"/v2/{repository}/blobs/uploads/?mount={digest}&from={source}",
+                         digest, push_scope(repository, source), ok=(201, 202))
+        _drain(resp)
+        if resp.status == 201:
+            return None
+        return self._location(resp, digest)
+
+    def upload_blob(self, repository: str, desc: dict, payload: "Payload",
+                    chunk_size: int = 0, location: str | None = None) -> None:
+        """Upload one blob: monolithic (POST, then one PUT with the bytes) or, with
+        chunk_size, chunked (PATCH per chunk with its Content-Range, then an empty PUT).
+        `location`: an upload session already open (from mount_blob)."""
+        digest, size = desc["digest"], desc["size"]
+        scope = push_scope(repository)
+        if location is None:
+            resp = self.send("POST", f"/v2/{repository}/blobs/uploads/", digest, scope, ok=(202,),
+                             headers={"Content-Length": "0"})
+            _drain(resp)
+            location = self._location(resp, digest)
+        octets = {"Content-Type": "application/octet-stream"}
+        if chunk_size and size:
+            done = 0
+            while done < size:
+                n = min(chunk_size, size - done)
+                chunk = payload.chunk(done, n)
+                resp = self.send("PATCH", location, digest, scope, ok=(202,), body=chunk,
+                                 headers={**octets, "Content-Length": str(n),
+                                          "Content-Range": f"{done}-{done + n - 1}"})
+                _drain(resp)
+                location = self._location(resp, digest)
+                done += n
+            body, length = b"", 0
+        else:
+            body, length = payload, size
+        sep = "&" if "?" in location else "?"
+        resp = self.send("PUT", f"{location}{sep}digest={digest}", digest, scope, ok=(201,),
+                         body=body, headers={**octets, "Content-Length": str(length)})
+        _drain(resp)
+        served = resp.headers.get("Docker-Content-Digest")
+        if served and served != digest:
+            raise RegistryError(f"{digest}: registry stored the blob as {served}")
+
+    def _location(self, resp: Response, what: str) -> str:
+        from .plainhttp import join_url
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: registry opened an upload without a Location")
+        return join_url(self.base + "/", location)
+
+    def put_manifest(self, repository: str, ref: str, data: bytes, media_type: str,
+                     digest: str) -> None:
+        """PUT the manifest bytes under `ref` (a tag or its digest), with its media type;
+        the registry must store it under `digest`, the one the bytes have."""
+        resp = self.send("PUT", f"/v2/{repository}/manifests/{ref}", f"{repository}:{ref}",
+                         push_scope(repository), ok=(201,), body=data,
+                         headers={"Content-Type": media_type, "Content-Length": str(len(data))})
+        _drain(resp)
+        served = resp.headers.get("Docker-Content-Digest")
+        if served and served != digest:
+            raise RegistryError(f"{repository}:{ref}: registry stored the manifest as {served}, "
+                                f"not {digest}")
+
+    def list_tags(self, repository: str, what: str) -> list[str]:
+        """Every tag of `repository`, following the Link header's pages."""
+        from specs import fastjson
+        tags: list[str] = []
+        path = f"/v2/{repository}/tags/list?n=1000"
+        for _ in range(10000):  # a bound on pages, however the registry links them
+            resp, data = self.send("GET", path, what, _scope(repository), read_limit=MAX_MANIFEST + 1)
+            if len(data) > MAX_MANIFEST:
+                raise RegistryError(f"{what}: tag list page larger than {MAX_MANIFEST} bytes")
+            try:
+                page = fastjson.loads(data).get("tags") or []
+            except (ValueError, AttributeError):
+                raise RegistryError(f"{what}: malformed tag list") from None
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                raise RegistryError(f"{what}: malformed tag list")
+            tags += page
+            link = resp.headers.get("Link") or ""
+            if 'rel="next"' not in link or "<" not in link:
+                return tags
+            path = link[link.index("<") + 1:link.index(">")]
+        raise RegistryError(f"{what}: too many pages of tags")
+
     @staticmethod
     def _wrong_blob(resp: Response, digest: str, size: int, total: int, partial: str):
         """A digest mismatch, named with the digest of what the registry has (read when it
@@ -543,6 +664,48 @@ def _served_size(resp: Response) -> int | None:
     return int(total) if total.isdigit() else None
 
 
+class Payload:
+    """`length` bytes of a file from `offset`, as a request body that can be sent again
+    whole (a retry, a 401 then the token, a redirect): rewind() starts it over. Reads
+    never pass the length, whatever the file holds after it."""
+
+    def __init__(self, f, offset: int, length: int):
+        self.f, self.offset, self.length = f, offset, length
+        self.pos = 0
+
+    def rewind(self) -> None:
+        self.seek(0)
+
+    def seek(self, pos: int) -> None:
+        self.pos = pos
+        self.f.seek(self.offset + pos)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.length - self.pos
+        n = left if n < 0 or n > left else n
+        data = self.f.read(n) if n else b""
+        self.pos += len(data)
+        return data
+
+    def __iter__(self):  # requests streams an iterable body in these pieces
+        self.rewind()
+        while chunk := self.read(1 << 20):
+            yield chunk
+
+    def chunk(self, start: int, n: int) -> bytes:
+        self.seek(start)
+        data = self.read(n)
+        if len(data) != n:
+            raise RegistryError(f"blob file ends at {start + len(data)} bytes, before its size")
+        return data
+
+
 class Manifest:
     def __init__(self, data: bytes, media_type: str, digest: str, doc: dict):
         self.data, self.media_type, self.digest, self.doc = data, media_type, digest, doc
@@ -635,8 +798,14 @@ def parse_challenge(header: str) -> tuple[str, dict]:
     return scheme.lower(), params
 
 
-def _scope(repository: str) -> str:
-    return f"repository:{repository}:pull"
+def _scope(repository: str, actions: str = "pull") -> str:
+    return f"repository:{repository}:{actions}"
+
+
+def push_scope(repository: str, mount_from: str | None = None) -> str:
+    """The token scope a push needs (and, for a cross-repository mount, the source's pull)."""
+    scope = _scope(repository, "pull,push")
+    return f"{scope} {_scope(mount_from)}" if mount_from else scope
 
 
 def _authz(value: str | None) -> dict:
