@@ -10,7 +10,7 @@ import os
 
 from cffi import FFI
 
-MODULES = ["process", "namespaces", "mounts", "seccomp"]
+MODULES = ["process", "namespaces", "mounts", "seccomp", "bpf"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
