@@ -18,7 +18,7 @@ from specs.image import (DOCKER_FOREIGN_LAYER_GZIP, INDEX_TYPES, OCI_INDEX, OCI_
 
 from .layout import Layout, LayoutError
 from .reference import parse
-from .registry import Payload, RegistryError
+from .registry import Payload, RegistryError, push_scope
 
 # Layers a registry may not be given (their descriptors carry urls): pushed only when
 # the layout has them, as skopeo does.
@@ -154,7 +154,8 @@ def _layout_payload(layout: Layout, d: dict) -> _LayoutPayload:
 def _push_blob(client, repository: str, d: dict, open_payload, chunk_size: int,
                mount_from: str | None, result: PushResult) -> None:
     digest = d["digest"]
-    if client.blob_exists(repository, digest):
+    # The push's own scope from the first request on: one token does it all.
+    if client.blob_exists(repository, digest, push_scope(repository)):
         result.skipped.append(digest)
         return
     location = None

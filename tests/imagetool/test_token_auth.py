@@ -184,3 +184,37 @@ def test_a_cached_token_the_registry_stops_accepting_is_renewed_once(token_regis
     manifest = client.get_manifest("private/a", "latest", "private/a")
     assert manifest.digest == pushed["private/a"].manifest.digest
     assert tokens.requests == [(USER, [scope], 200)]
+
+
+def test_push_asks_for_pull_and_push(token_registry, tmp_path):
+    """A push's token has pull,push on the target; a mount's also pull on the source
+    (two scope parameters, as Docker asks)."""
+    from imagetool.pusher import push
+    reg, tokens, pushed = token_registry
+    lay = str(tmp_path / "layout")
+    image = pushed["private/a"]
+    images.write_layout(lay, {"v1": image})
+    tokens.requests.clear()
+    result = push(lay, "v1", f"{reg.address}/private/pushed:v1", creds=(USER, PASSWORD))
+    assert result.digest == image.manifest.digest
+    assert tokens.requests == [(USER, ["repository:private/pushed:pull,push"], 200)]
+    tokens.requests.clear()
+    result = push(lay, "v1", f"{reg.address}/private/mounted:v1", creds=(USER, PASSWORD),
+                  mount_from="private/a")
+    assert sorted(result.mounted) == sorted(b.digest for b in image.blobs())
+    assert (USER, ["repository:private/mounted:pull,push", "repository:private/a:pull"], 200) \
+        in tokens.requests
+
+
+def test_push_without_the_grant_is_refused_by_name(token_registry, tmp_path):
+    reg, tokens, pushed = token_registry
+    lay = str(tmp_path / "layout")
+    images.write_layout(lay, {"v1": pushed["private/a"]})
+    tokens.grants, saved = _only("private/a"), tokens.grants
+    try:
+        proc = run_cli("push", "--creds", f"{USER}:{PASSWORD}", f"{lay}:v1", f"{reg.address}/private/b:v1")
+        assert_one_line_error(proc, "private/b", "not authorized to push to", USER)
+        proc = run_cli("push", f"{lay}:v1", f"{reg.address}/private/a:v1")
+        assert_one_line_error(proc, "authentication required")
+    finally:
+        tokens.grants = saved
