@@ -93,7 +93,8 @@ class Container:
         if not self.record or not self.record.get("cgroup"):
             return None
         from . import cgroups
-        return cgroups.manager(self.record["cgroup"]["path"], self.record["cgroup"]["dirs"])
+        cg = self.record["cgroup"]
+        return cgroups.manager(cg["path"], cg["dirs"], cg.get("made"))
 
     def state(self) -> dict:
         """The OCI state, with runc's extra fields (rootfs, created, owner)."""

@@ -1,36 +1,58 @@
 """cgroup v1 (and hybrid hosts): one directory per mounted hierarchy.
 
 On a hybrid host the cgroup2 mount (/sys/fs/cgroup/unified) counts as one more
-hierarchy, as runc treats it.
+hierarchy the container is placed in, as runc treats it; limits are set in the
+v1 hierarchies only (runc sets none there either).
 """
 import os
 
-from . import _mounts, rmdir_tree
+from . import _mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+
+# super options of a v1 cgroup mount that are not controllers
+_NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
+
+
+def hierarchy_name(fstype: str, opts: list[str]) -> str:
+    """"cpu,cpuacct", "memory", "systemd" (for name=systemd), "unified" for cgroup2."""
+    if fstype == "cgroup2":
+        return "unified"
+    ctrls = [o for o in opts if o not in _NOT_CONTROLLERS and ("=" not in o or o.startswith("name="))]
+    return ",".join(c.removeprefix("name=") for c in ctrls)
 
 
 class V1Manager:
     version = 1
 
-    def __init__(self, path: str, hierarchies: dict):
+    def __init__(self, path: str, hierarchies: dict, made: list | None = None):
         self.path = path
         self._h = hierarchies  # hierarchy name ("cpu,cpuacct", "unified", …) → cgroup dir
+        self.made = list(made or [])  # the dirs create() makes (parents first): removed again
+        self._planned = False
 
     @classmethod
     def detect(cls, path: str) -> "V1Manager":
         h = {}
+        own = None
         for mountpoint, fstype, opts in _mounts():
-            if fstype == "cgroup2":
-                name = "unified"
-            else:
-                ctrls = [o for o in opts if o not in ("rw", "ro") and not o.startswith("release_agent")]
-                name = ",".join(c.removeprefix("name=") for c in ctrls)
-            if name and name not in h:
-                h[name] = os.path.join(mountpoint, path.lstrip("/"))
+            name = hierarchy_name(fstype, opts)
+            if not name or name in h:
+                continue
+            if path.startswith("/"):
+                inner = path
+            else:  # relative: under this process's own cgroup in that hierarchy, as runc
+                if own is None:
+                    own = own_cgroups()
+                inner = own.get(name, "/").rstrip("/") + "/" + path
+            h[name] = os.path.join(mountpoint, inner.lstrip("/"))
         return cls(path, h)
 
     @property
     def hierarchies(self) -> dict:
         return dict(self._h)
+
+    def record(self) -> dict:
+        """What the state record keeps: enough for `delete --force` to undo create()."""
+        return {"path": self.path, "dirs": self.hierarchies, "made": list(self.made)}
 
     def dir_for(self, controller: str) -> str | None:
         for name, d in self._h.items():
@@ -38,11 +60,33 @@ class V1Manager:
                 return d
         return None
 
-    def create(self) -> None:
-        for name, d in self._h.items():
-            os.makedirs(d, exist_ok=True)
-            if "cpuset" in name.split(","):
-                _inherit_cpuset(d)
+    def plan(self) -> list[str]:
+        """The directories create() will make, parents first: recorded before they exist."""
+        made = []
+        for d in self._h.values():
+            not_a_root(d)
+            missing = []
+            while not os.path.isdir(d):
+                missing.append(d)
+                d = os.path.dirname(d)
+            made += reversed(missing)
+        self.made, self._planned = made, True
+        return made
+
+    def create(self, resources: dict | None = None) -> None:
+        """Make the cgroup and apply `resources` (runc's default device rules at least)."""
+        if not self._planned:
+            self.plan()
+        for d in self.made:
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                pass
+        cpuset = self.dir_for("cpuset")
+        if cpuset is not None:
+            _inherit_cpuset(cpuset)
+        from . import v1_resources
+        v1_resources.apply(self, resources or {})
 
     def clone_fd(self) -> int:
         """A hybrid host's cgroup2 hierarchy takes the child at birth (CLONE_INTO_CGROUP)."""
@@ -68,14 +112,13 @@ class V1Manager:
                 f.write(str(pid))
 
     def pids(self) -> list[int]:
-        d = self.dir_for("pids") or self.dir_for("freezer") or next(iter(self._h.values()), None)
-        if d is None:
-            return []
-        try:
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
+        """Every process in the container's cgroups, sub-cgroups included, in any hierarchy
+        (a process moved out of one hierarchy is still found in the others)."""
+        seen: dict[int, None] = {}
+        for d in self._h.values():
+            for pid in tree_pids(d):
+                seen[pid] = None
+        return list(seen)
 
     def freeze(self, frozen: bool) -> None:
         d = self.dir_for("freezer")
@@ -100,10 +143,16 @@ class V1Manager:
         except (OSError, TypeError):
             return False
 
+    def can_freeze(self) -> bool:
+        return self.dir_for("freezer") is not None
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self._h.values())
+
     def destroy(self) -> None:
         for d in self._h.values():
             rmdir_tree(d)
-
+        rmdir_made(self.made, self._h.values())
 
 def _inherit_cpuset(d: str) -> None:
     """A new v1 cpuset starts empty and refuses tasks: copy cpus/mems down from the parent."""

@@ -1,24 +1,57 @@
 """cgroup v2: one unified hierarchy at /sys/fs/cgroup."""
 import os
 
-from . import rmdir_tree
-
-ROOT = "/sys/fs/cgroup"
+from . import ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
 
 
 class V2Manager:
     version = 2
 
-    def __init__(self, path: str, dir_: str | None = None):
+    def __init__(self, path: str, dir_: str | None = None, made: list | None = None):
         self.path = path
         self.dir = dir_ or os.path.join(ROOT, path.lstrip("/"))
+        self.made = list(made or [])
+        self._planned = False
+
+    @classmethod
+    def detect(cls, path: str) -> "V2Manager":
+        if path.startswith("/"):
+            return cls(path)
+        # relative: beside this process's own cgroup, as runc (a cgroup with processes
+        # in it cannot hand controllers down to a child)
+        parent = os.path.dirname(own_cgroups().get("unified", "/"))
+        return cls(path, os.path.join(ROOT, parent.lstrip("/"), path))
 
     @property
     def hierarchies(self) -> dict:
         return {"": self.dir}
 
-    def create(self) -> None:
-        os.makedirs(self.dir, exist_ok=True)
+    def record(self) -> dict:
+        return {"path": self.path, "dirs": self.hierarchies, "made": list(self.made)}
+
+    def plan(self) -> list[str]:
+        missing = []
+        d = not_a_root(self.dir)
+        while not os.path.isdir(d):
+            missing.append(d)
+            d = os.path.dirname(d)
+        self.made, self._planned = list(reversed(missing)), True
+        return self.made
+
+    def create(self, resources: dict | None = None) -> None:
+        if not self._planned:
+            self.plan()
+        for d in self.made:
+            try:
+                os.mkdir(d, 0o755)
+            except FileExistsError:
+                pass
+        _enable_controllers(self.dir)
+        from . import v2_resources
+        v2_resources.apply(self.dir, resources or {})
+
+    def dir_for(self, controller: str) -> str:
+        return self.dir
 
     def clone_fd(self) -> int:
         """An fd for CLONE_INTO_CGROUP: the child is born inside its cgroup."""
@@ -32,15 +65,21 @@ class V2Manager:
             f.write(str(pid))
 
     def pids(self) -> list[int]:
-        try:
-            with open(os.path.join(self.dir, "cgroup.procs")) as f:
-                return [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            return []
+        return tree_pids(self.dir)
 
     def freeze(self, frozen: bool) -> None:
         with open(os.path.join(self.dir, "cgroup.freeze"), "w") as f:
             f.write("1" if frozen else "0")
+        if frozen:  # the kernel reports "frozen 1" in cgroup.events once every task stopped
+            import time
+            for _ in range(1000):
+                try:
+                    with open(os.path.join(self.dir, "cgroup.events")) as f:
+                        if "frozen 1" in f.read():
+                            return
+                except OSError:
+                    return
+                time.sleep(0.001)
 
     def frozen(self) -> bool:
         try:
@@ -49,5 +88,47 @@ class V2Manager:
         except OSError:
             return False
 
+    def can_freeze(self) -> bool:
+        return True
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.dir)
+
     def destroy(self) -> None:
         rmdir_tree(self.dir)
+        rmdir_made(self.made, [self.dir])
+
+def _enable_controllers(leaf: str) -> None:
+    """Hand every available controller down each level above the container's cgroup, as
+    runc does: a controller a parent does not enable has no files in its children.
+    Failures are left for the resource that needs the controller to report."""
+    rel = os.path.relpath(leaf, ROOT)
+    parts = rel.split("/")
+    d = ROOT
+    for part in parts:
+        try:
+            with open(os.path.join(d, "cgroup.controllers")) as f:
+                available = f.read().split()
+            with open(os.path.join(d, "cgroup.subtree_control")) as f:
+                enabled = set(f.read().split())
+        except OSError:
+            return
+        missing = [c for c in available if c not in enabled]
+        if missing:
+            try:
+                _write(d, " ".join("+" + c for c in missing))
+            except OSError:
+                for c in missing:  # one at a time: those that can be enabled are
+                    try:
+                        _write(d, "+" + c)
+                    except OSError:
+                        pass
+        d = os.path.join(d, part)
+
+
+def _write(d: str, value: str) -> None:
+    fd = os.open(os.path.join(d, "cgroup.subtree_control"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)

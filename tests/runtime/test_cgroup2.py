@@ -83,3 +83,75 @@ def test_pause_freezes_through_cgroup_freeze(pyrun, bundle):
     with open(os.path.join(ROOT, "v1", "cgroup.freeze")) as f:
         assert f.read().strip() == "0"
     assert json.loads(pyrun("state", "v1", check=True).stdout)["status"] == "running"
+
+
+# -- linux.resources on cgroup v2 -----------------------------------------------------
+
+def _cg_bundle(bundle, args, resources=None, path=None, caps=()):
+    b = bundle(list(args))
+    cfg = read_config(b)
+    if resources is not None:
+        cfg["linux"]["resources"] = resources
+    if path is not None:
+        cfg["linux"]["cgroupsPath"] = path
+    for cap in caps:
+        for kind in ("bounding", "effective", "permitted"):
+            cfg["process"]["capabilities"][kind].append(cap)
+    write_config(b, cfg)
+    return b
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_limits_reach_memory_max_pids_max_cpu_max_and_cpu_weight(pyrun, bundle):
+    """In a nested path (the parents pyrun makes hand their controllers down)."""
+    b = _cg_bundle(bundle, ["sleep", "100"], {
+        "memory": {"limit": 64 << 20, "reservation": 32 << 20, "swap": 96 << 20},
+        "pids": {"limit": 8}, "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+        "unified": {"memory.high": str(60 << 20)}}, "/cg-v2/limits")
+    pyrun("create", "-b", b, "cg-v2", check=True)
+    d = os.path.join(ROOT, "cg-v2", "limits")
+    assert _read(f"{d}/memory.max") == str(64 << 20)
+    assert _read(f"{d}/memory.low") == str(32 << 20)
+    assert _read(f"{d}/memory.high") == str(60 << 20)  # unified, written last
+    if os.path.exists(f"{d}/memory.swap.max"):
+        assert _read(f"{d}/memory.swap.max") == str(32 << 20)  # memory+swap less memory, as runc
+    assert _read(f"{d}/pids.max") == "8"
+    assert _read(f"{d}/cpu.max") == "50000 100000"
+    assert _read(f"{d}/cpu.weight") == "20"  # runc 1.1: 1 + (512 - 2) * 9999 / 262142
+    assert _read(f"{d}/cpuset.cpus") == "0"
+    pyrun("delete", "cg-v2", check=True)
+    assert not os.path.exists(os.path.join(ROOT, "cg-v2"))  # the parent it made, too
+
+
+def test_an_oom_kill_is_counted_in_memory_events(pyrun, bundle):
+    b = _cg_bundle(bundle, ["sh", "-c", "head -c 67108864 /dev/zero > /dev/shm/fill; echo head=$?"],
+                   {"memory": {"limit": 16 << 20, "swap": 16 << 20}}, "/cg-oom")
+    p = pyrun("run", "--keep", "-b", b, "cg-oom", timeout=300)
+    events = dict(line.split() for line in _read(os.path.join(ROOT, "cg-oom", "memory.events")).splitlines())
+    assert int(events["oom_kill"]) >= 1, (p.returncode, p.stdout, p.stderr)
+
+
+def test_an_ebpf_device_rule_makes_a_device_unopenable(pyrun, bundle):
+    b = _cg_bundle(bundle, ["sh", "-c", "/bin/busybox mknod /dev/cg-loop b 7 0 && echo made; "
+                                        "cat /dev/cg-loop >/dev/null && echo opened; "
+                                        "echo x >/dev/null && echo null-ok; exit 0"],
+                   {"devices": [{"allow": False, "access": "rwm"}]}, "/cg-dev", caps=("CAP_MKNOD",))
+    p = pyrun("run", "-b", b, "cg-dev", timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["made", "null-ok"], p.stdout
+    assert "Operation not permitted" in p.stderr
+
+
+def test_what_v2_cannot_do_is_refused_with_one_line(pyrun, bundle):
+    for resources, field in (({"memory": {"disableOOMKiller": True}}, "memory.disableOOMKiller"),
+                             ({"cpu": {"realtimeRuntime": 1000}}, "cpu.realtimeRuntime"),
+                             ({"memory": {"swappiness": 10}}, "memory.swappiness"),
+                             ({"unified": {"cgroup.procs": "1"}}, "unified"),
+                             ({"unified": {"../cgroup.procs": "1"}}, "unified")):
+        p = pyrun("create", "-b", _cg_bundle(bundle, ["true"], resources, "/cg-refused"), "cg-refused")
+        assert p.returncode == 1 and field in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        assert pyrun.ids() == [] and not os.path.exists(os.path.join(ROOT, "cg-refused"))
