@@ -66,6 +66,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     process.check(proc)
     hooks.check(config.get("hooks"))
     mounts = rootfs.parse_mounts(config)
+    from . import cgroups
+    cgroups.check(linux)  # cgroupsPath and linux.resources, refused before anything is made
     from .namespaces import clone_flags
     flags, joins = clone_flags(linux.get("namespaces") or [])
     from . import validate
@@ -95,14 +97,15 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         fifo = os.path.join(cdir, st.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
-        from . import cgroups
         cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
-        _make_cgroup(cgroup)  # undone by _undo below should this fail half way
-        # What `delete --force` needs should this process die before the end: the cgroup.
         from .container import OCI_VERSION, _now_rfc3339, proc_start_time
         created = _now_rfc3339()
+        # The record first: should this process die in cgroup set-up, `delete --force`
+        # finds every directory it was about to make (and only those).
+        cgroup.plan()
         st.write_state(cdir, {"id": cid, "pid": 0, "bundle": bundle, "created": created,
-                              "cgroup": {"path": cgroup.path, "dirs": cgroup.hierarchies}})
+                              "cgroup": cgroup.record()})
+        _make_cgroup(cgroup, linux.get("resources"))  # undone by _undo below should this fail
         ctx = spawn.InitContext(
             id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
             hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
@@ -122,7 +125,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
             "ociVersion": config.get("ociVersion", OCI_VERSION), "id": cid, "pid": pid,
             "pid_start": proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
             "created": created, "annotations": config.get("annotations") or {},
-            "cgroup": {"path": cgroup.path, "dirs": cgroup.hierarchies} if cgroup else None,
+            "cgroup": cgroup.record() if cgroup else None,
             "config": config,
         }
         st.write_state(cdir, record)
@@ -138,10 +141,11 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     return c
 
 
-def _make_cgroup(cg) -> None:
-    """Made before clone3: the init is born into it or joins it first thing."""
+def _make_cgroup(cg, resources) -> None:
+    """Made before clone3, its limits applied: the init is born into it or joins it first
+    thing, and nothing runs in the container unconfined."""
     try:
-        cg.create()
+        cg.create(resources)
     except OSError as e:
         raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
 

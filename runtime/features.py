@@ -14,15 +14,13 @@ def features() -> dict:
     linux = {
         "namespaces": sorted(NS_FLAGS),
         "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),
-        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
-                   "rdma": False},
+        "cgroup": cgroups.features(),
         "apparmor": {"enabled": lsm_enabled("apparmor")},
         "selinux": {"enabled": lsm_enabled("selinux")},
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": False}},
     }
     linux["seccomp"] = seccomp.features()
-    del cgroups
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,

@@ -1,0 +1,164 @@
+"""The container's cgroup through its life on this host: where cgroupsPath puts it (and
+where it may not), what delete removes, and the commands that work on it — update,
+events, ps, pause/resume, kill --all — in every state, as runc does them.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import PYRUN
+from tests.runtime.test_cgroups_v1 import CG, Runc, _pid, _read, cg_bundle
+
+if os.path.exists(os.path.join(CG, "cgroup.controllers")):
+    pytest.skip("a v1/hybrid host's hierarchies (this is a unified host: see test_cgroup2.py)",
+                allow_module_level=True)
+
+
+def _dirs(name: str) -> list[str]:
+    """Where `name` (a path below each hierarchy's root) exists, in any hierarchy."""
+    return [os.path.join(CG, h, name) for h in os.listdir(CG) if os.path.lexists(os.path.join(CG, h, name))]
+
+
+def _status(pyrun, cid) -> str:
+    return json.loads(pyrun("state", cid, check=True).stdout)["status"]
+
+
+def _rmdirs(*names):
+    for name in names:
+        for h in os.listdir(CG):
+            try:
+                os.rmdir(os.path.join(CG, h, name))
+            except OSError:
+                pass
+
+
+# -- cgroupsPath ----------------------------------------------------------------------
+
+def test_nested_path_parents_that_create_made_go_with_delete_and_only_those(pyrun, bundle):
+    os.mkdir(f"{CG}/pids/cg-keep")  # a parent someone else made, in one hierarchy
+    try:
+        b = cg_bundle(bundle, ["sleep", "100"], None, "/cg-keep/a/b")
+        pyrun("run", "-d", "-b", b, "cg-nest", check=True)
+        pid = _pid(pyrun, "cg-nest")
+        lines = _read(f"/proc/{pid}/cgroup").splitlines()
+        assert all(line.endswith(":/cg-keep/a/b") for line in lines), lines
+        pyrun("delete", "-f", "cg-nest", check=True)
+        assert _dirs("cg-keep") == [f"{CG}/pids/cg-keep"]
+        assert os.listdir(f"{CG}/pids/cg-keep") and not os.path.exists(f"{CG}/pids/cg-keep/a")
+    finally:
+        _rmdirs("cg-keep/a/b", "cg-keep/a", "cg-keep")
+
+
+def test_relative_path_is_under_the_runtimes_own_cgroup_as_with_runc(pyrun, bundle, tmp_path):
+    b = cg_bundle(bundle, ["sleep", "100"], None, "cg-rel/x")
+    runc = Runc(str(tmp_path / "runc-root"))
+    try:
+        assert runc.create(b, "cg-rel").returncode == 0
+        want = _read(f"/proc/{_runc_pid(runc, 'cg-rel')}/cgroup")
+    finally:
+        runc.delete("cg-rel")
+        own = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in _read("/proc/self/cgroup").splitlines()}
+        for ctrls, path in own.items():
+            h = ctrls.removeprefix("name=") or "unified"
+            for d in (f"{path.rstrip('/')}/cg-rel/x", f"{path.rstrip('/')}/cg-rel"):
+                try:
+                    os.rmdir(f"{CG}/{h}{d}")
+                except OSError:
+                    pass
+    pyrun("create", "-b", b, "cg-rel", check=True)
+    assert _read(f"/proc/{_pid(pyrun, 'cg-rel')}/cgroup") == want
+
+
+def _runc_pid(runc, cid) -> int:
+    p = subprocess.run(["runc", "--root", runc.root, "state", cid], capture_output=True, text=True, timeout=30)
+    return json.loads(p.stdout)["pid"]
+
+
+@pytest.mark.parametrize("path", ["../../cg-escape", "/cg-x/../../../cg-escape", "cg-x/../..", "/.."])
+def test_dotdot_is_refused_and_nothing_outside_is_made_or_removed(pyrun, bundle, tmp_path, path):
+    """The old code joined `..` into every hierarchy's path: a directory made on the
+    /sys/fs/cgroup tmpfs (or anywhere), an empty host dir there removed by the failed
+    create, and with "cg-x/../.." the root cgroup itself, whose processes (all of the
+    host's) delete then killed."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    rel = os.path.relpath(str(victim), CG + "/pids")
+    before = sorted(os.listdir(CG))
+    try:
+        for p in (path, rel, "/" + rel):
+            b = cg_bundle(bundle, ["true"], None, p)
+            r = pyrun("run", "-b", b, "cg-dotdot")
+            assert r.returncode == 1 and "cgroupsPath" in r.stderr and "is not allowed" in r.stderr, r.stderr
+            assert len(r.stderr.splitlines()) == 1 and pyrun.ids() == []
+        assert victim.is_dir() and sorted(os.listdir(CG)) == before
+        assert not os.path.exists("/sys/fs/cg-escape") and not os.path.exists("/sys/cg-escape")
+    finally:
+        for junk in (f"{CG}/cg-escape", "/sys/fs/cg-escape"):
+            try:
+                os.rmdir(junk)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("path,words", [("system.slice:cg:x", "systemd"), ("/", "root"), ("/./", "root")])
+def test_systemd_form_and_the_root_are_refused(pyrun, bundle, path, words):
+    b = cg_bundle(bundle, ["true"], None, path)
+    r = pyrun("create", "-b", b, "cg-sd")
+    assert r.returncode == 1 and "cgroupsPath" in r.stderr and words in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and pyrun.ids() == []
+    assert _dirs("system.slice") == [] and _dirs("cg-x.scope") == []
+
+
+# -- a create killed in cgroup set-up ------------------------------------------------
+
+def test_delete_force_removes_what_a_create_killed_in_cgroup_setup_was_making(pyrun):
+    """The preliminary record names every directory before it is made: here the create
+    died after making the first half of them."""
+    from runtime import cgroups
+    mgr = cgroups.manager("/cg-killed/a/b")
+    planned = mgr.plan()
+    os.makedirs(os.path.join(pyrun.root, "cg-killed"))
+    try:
+        with open(os.path.join(pyrun.root, "cg-killed", "state.json"), "w") as f:
+            json.dump({"id": "cg-killed", "pid": 0, "bundle": "/nowhere", "created": "",
+                       "cgroup": mgr.record()}, f)
+        for d in planned[:len(planned) // 2]:
+            os.mkdir(d)
+        assert _status(pyrun, "cg-killed") == "creating"
+        pyrun("delete", "--force", "cg-killed", check=True)
+        assert _dirs("cg-killed") == [] and pyrun.ids() == []
+    finally:
+        for d in reversed(planned):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+def test_create_killed_at_any_point_leaves_nothing_after_delete_force(pyrun, bundle):
+    import random
+    b = cg_bundle(bundle, ["true"], {"memory": {"limit": 64 << 20}, "pids": {"limit": 20}}, "/cg-crash/n/c")
+    rng = random.Random(16)
+    t0 = time.monotonic()
+    pyrun("create", "-b", b, "cg-crash", check=True)
+    took = time.monotonic() - t0
+    pyrun("delete", "-f", "cg-crash", check=True)
+    for _ in range(25):
+        p = subprocess.Popen([PYRUN, "--root", pyrun.root, "create", "-b", b, "cg-crash"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0, took))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        pyrun("delete", "--force", "cg-crash", check=True)
+        assert pyrun.ids() == [] and _dirs("cg-crash") == []
+
+
+def test_features_reports_the_tables_the_cgroup_code_uses(pyrun):
+    from runtime.cgroups import fields
+    f = json.loads(pyrun("features", check=True).stdout)
+    assert f["linux"]["cgroup"] == fields.features()
+    assert f["linux"]["cgroup"]["systemd"] is False and f["linux"]["cgroup"]["rdma"] is True
