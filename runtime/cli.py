@@ -76,6 +76,32 @@ COMMANDS = {
         (("rootless",), "bool", False, "generate a configuration for a rootless container"),
     ]),
     "features": ("show the enabled features", "", []),
+    "update": ("update container resource constraints", "<container-id>", [
+        (("resources", "r"), "str", "", "path to the file containing the resources to update or '-' to read "
+                                       "from the standard input"),
+        (("blkio-weight",), "int", 0, "Specifies per cgroup weight, range is from 10 to 1000 (default: 0)"),
+        (("cpu-period",), "str", "", "CPU CFS period to be used for hardcapping (in usecs). 0 to use system default"),
+        (("cpu-quota",), "str", "", "CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period"),
+        (("cpu-share",), "str", "", "CPU shares (relative weight vs. other containers)"),
+        (("cpu-rt-period",), "str", "", "CPU realtime period to be used for hardcapping (in usecs). "
+                                        "0 to use system default"),
+        (("cpu-rt-runtime",), "str", "", "CPU realtime hardcap limit (in usecs). Allowed cpu time in a given period"),
+        (("cpuset-cpus",), "str", "", "CPU(s) to use"),
+        (("cpuset-mems",), "str", "", "Memory node(s) to use"),
+        (("kernel-memory",), "str", "", "Kernel memory limit (in bytes)"),
+        (("kernel-memory-tcp",), "str", "", "Kernel memory limit (in bytes) for tcp buffer"),
+        (("memory",), "str", "", "Memory limit (in bytes)"),
+        (("memory-reservation",), "str", "", "Memory reservation or soft_limit (in bytes)"),
+        (("memory-swap",), "str", "", "Total memory usage (memory + swap); set '-1' to enable unlimited swap"),
+        (("pids-limit",), "int", 0, "Maximum number of pids allowed in the container (default: 0)"),
+        (("l3-cache-schema",), "str", "", "The string of Intel RDT/CAT L3 cache schema"),
+        (("mem-bw-schema",), "str", "", "The string of Intel RDT/MBA memory bandwidth schema"),
+    ]),
+    "events": ("display container events such as OOM notifications, cpu, memory, and IO usage statistics",
+               "<container-id>", [
+                   (("interval",), "str", "5s", "set the stats collection interval (default: 5s)"),
+                   (("stats",), "bool", False, "display the container's stats then exit"),
+               ]),
 }
 
 

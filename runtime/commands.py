@@ -181,6 +181,23 @@ def ps(g, o, pos):
                                              if int(line.split()[col]) in keep))
 
 
+def update(g, o, pos):
+    from . import update as upd
+    c = Container.load(_one_id(pos, "update"), g["root"])
+    if o["resources"]:
+        resources = upd.resources_from_file(o["resources"])
+    else:
+        resources = upd.resources_from_flags(o)
+    recorded = ((c.record or {}).get("config") or {}).get("linux", {}).get("resources")
+    c.update(upd.keep_cpu_pair(resources, recorded))
+
+
+def events(g, o, pos):
+    from . import events as ev
+    c = Container.load(_one_id(pos, "events"), g["root"])
+    ev.run(c, ev.parse_duration(o["interval"]), o["stats"])
+
+
 def spec(g, o, pos):
     from specs.runtime import default_config
     from specs import fastjson

@@ -21,6 +21,8 @@ OCI_VERSION = "1.2.0"
 ALLOWED = {
     "start": {"created"},
     "kill": {"created", "running", "paused"},
+    "update": {"created", "running", "paused"},
+    "events": {"created", "running", "paused"},
     "pause": {"running"},
     "resume": {"paused"},
     "exec": {"created", "running"},
@@ -111,8 +113,10 @@ class Container:
     def _require(self, op: str) -> str:
         status = self.status()
         if status not in ALLOWED[op]:
-            if op == "kill" and status == "stopped":
+            if op in ("kill", "update") and status == "stopped":
                 raise StateError("container not running")
+            if op == "events" and status == "stopped":
+                raise StateError(f"container with id {self.id} is not running")
             if op.startswith("delete"):
                 raise StateError(f"cannot delete container {self.id} that is not stopped: {status}")
             raise StateError(f"cannot {op} container {self.id}: it is {status}")
@@ -177,6 +181,27 @@ class Container:
         if cg is None:
             raise PyrunError(f"container {self.id} has no cgroup")
         return cg
+
+    def update(self, resources: dict) -> None:
+        """Apply `resources` (linux.resources fields; unset ones stay as they are) to the
+        running container and keep them in its record, as `runc update` does."""
+        lock = st.lock(self.dir)
+        try:
+            self._require("update")
+            from . import cgroups
+            from .cgroups import fields
+            fields.check(resources, cgroups.host_controllers())
+            self._cgroup_or_fail().update(resources)
+            config = self.record.setdefault("config", {})
+            linux = config.setdefault("linux", {})
+            linux["resources"] = _merged(linux.get("resources") or {}, resources)
+            st.write_state(self.dir, self.record)
+        finally:
+            os.close(lock)
+
+    def stats(self) -> dict:
+        self._require("events")
+        return self._cgroup_or_fail().stats()
 
     def delete(self, force: bool = False) -> None:
         try:
@@ -295,6 +320,17 @@ def _release_init(fifo: str, pid: int) -> None:
     finally:
         os.close(fd)
         os.close(pidfd)
+
+
+def _merged(old: dict, new: dict) -> dict:
+    """linux.resources after an update: each set field of `new` replaces the old one."""
+    out = dict(old)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **{k: v for k, v in value.items() if v is not None}}
+        elif value is not None:
+            out[key] = value
+    return out
 
 
 def _destroy_cgroup(cg) -> None:

@@ -88,6 +88,10 @@ class V1Manager:
         from . import v1_resources
         v1_resources.apply(self, resources or {})
 
+    def update(self, resources: dict) -> None:
+        from . import v1_resources
+        v1_resources.apply(self, resources, devices=False)
+
     def clone_fd(self) -> int:
         """A hybrid host's cgroup2 hierarchy takes the child at birth (CLONE_INTO_CGROUP)."""
         d = self._h.get("unified")
@@ -153,6 +157,15 @@ class V1Manager:
         for d in self._h.values():
             rmdir_tree(d)
         rmdir_made(self.made, self._h.values())
+
+    def stats(self) -> dict:
+        from . import stats
+        return stats.v1(self)
+
+    def oom_watch(self):
+        from . import oom
+        return oom.V1Watch(self.dir_for("memory"))
+
 
 def _inherit_cpuset(d: str) -> None:
     """A new v1 cpuset starts empty and refuses tasks: copy cpus/mems down from the parent."""

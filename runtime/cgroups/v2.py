@@ -50,6 +50,10 @@ class V2Manager:
         from . import v2_resources
         v2_resources.apply(self.dir, resources or {})
 
+    def update(self, resources: dict) -> None:
+        from . import v2_resources
+        v2_resources.apply(self.dir, resources, devices=False, update=True)
+
     def dir_for(self, controller: str) -> str:
         return self.dir
 
@@ -97,6 +101,15 @@ class V2Manager:
     def destroy(self) -> None:
         rmdir_tree(self.dir)
         rmdir_made(self.made, [self.dir])
+
+    def stats(self) -> dict:
+        from . import stats
+        return stats.v2(self.dir)
+
+    def oom_watch(self):
+        from . import oom
+        return oom.V2Watch(self.dir)
+
 
 def _enable_controllers(leaf: str) -> None:
     """Hand every available controller down each level above the container's cgroup, as

@@ -146,6 +146,27 @@ def test_an_ebpf_device_rule_makes_a_device_unopenable(pyrun, bundle):
     assert "Operation not permitted" in p.stderr
 
 
+def test_update_and_events_stats_on_v2(pyrun, bundle):
+    b = _cg_bundle(bundle, ["sleep", "100"], {"memory": {"limit": 64 << 20},
+                                              "cpu": {"quota": 50000, "period": 100000}}, "/cg-upd")
+    pyrun("run", "-d", "-b", b, "cg-upd", check=True)
+    pyrun("update", "--memory", "32m", "--cpu-quota", "20000", "--pids-limit", "10", "cg-upd", check=True)
+    d = os.path.join(ROOT, "cg-upd")
+    assert _read(f"{d}/memory.max") == str(32 << 20)
+    assert _read(f"{d}/cpu.max") == "20000 100000"  # the period kept
+    assert _read(f"{d}/pids.max") == "10"
+    stats = json.loads(pyrun("events", "--stats", "cg-upd", check=True).stdout)
+    assert stats["data"]["memory"]["usage"]["limit"] == 32 << 20
+    assert stats["data"]["pids"] == {"current": 1, "limit": 10}
+    pyrun("pause", "cg-upd", check=True)
+    pyrun("kill", "cg-upd", "KILL", check=True)
+    import time
+    deadline = time.monotonic() + 60
+    while json.loads(pyrun("state", "cg-upd", check=True).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline, "a frozen container survived SIGKILL"
+        time.sleep(0.1)
+
+
 def test_what_v2_cannot_do_is_refused_with_one_line(pyrun, bundle):
     for resources, field in (({"memory": {"disableOOMKiller": True}}, "memory.disableOOMKiller"),
                              ({"cpu": {"realtimeRuntime": 1000}}, "cpu.realtimeRuntime"),

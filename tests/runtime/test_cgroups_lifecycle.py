@@ -6,12 +6,13 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
 
 from tests.conftest import PYRUN
-from tests.runtime.test_cgroups_v1 import CG, Runc, _pid, _read, cg_bundle
+from tests.runtime.test_cgroups_v1 import CG, Runc, _pid, _read, _wait, cg_bundle
 
 if os.path.exists(os.path.join(CG, "cgroup.controllers")):
     pytest.skip("a v1/hybrid host's hierarchies (this is a unified host: see test_cgroup2.py)",
@@ -155,6 +156,89 @@ def test_create_killed_at_any_point_leaves_nothing_after_delete_force(pyrun, bun
         p.wait()
         pyrun("delete", "--force", "cg-crash", check=True)
         assert pyrun.ids() == [] and _dirs("cg-crash") == []
+
+
+# -- update, events, ps -------------------------------------------------------------------
+
+def test_update_memory_changes_the_limit_and_events_stats_shows_it(pyrun, bundle):
+    b = cg_bundle(bundle, ["sleep", "100"], {"memory": {"limit": 64 << 20}, "pids": {"limit": 20},
+                                             "cpu": {"quota": 50000, "period": 100000}}, "/cg-upd")
+    pyrun("run", "-d", "-b", b, "cg-upd", check=True)
+    pyrun("update", "--memory", "32m", "--pids-limit", "10", "--cpu-quota", "20000", "cg-upd", check=True)
+    assert _read(f"{CG}/memory/cg-upd/memory.limit_in_bytes") == str(32 << 20)
+    assert _read(f"{CG}/pids/cg-upd/pids.max") == "10"
+    assert _read(f"{CG}/cpu/cg-upd/cpu.cfs_quota_us") == "20000"
+    assert _read(f"{CG}/cpu/cg-upd/cpu.cfs_period_us") == "100000"  # kept
+    stats = json.loads(pyrun("events", "--stats", "cg-upd", check=True).stdout)
+    assert stats["type"] == "stats" and stats["id"] == "cg-upd"
+    assert stats["data"]["memory"]["usage"]["limit"] == 32 << 20
+    assert stats["data"]["pids"]["limit"] == 10
+
+
+def test_update_with_a_resources_file_or_stdin_as_podman_calls_it(pyrun, bundle, tmp_path):
+    b = cg_bundle(bundle, ["sleep", "100"], {"memory": {"limit": 64 << 20}}, "/cg-upd")
+    pyrun("run", "-d", "-b", b, "cg-upd", check=True)
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"memory": {"limit": 48 << 20, "swap": 96 << 20}, "pids": {"limit": 30},
+                               "devices": [{"allow": True, "access": "rwm"}]}))
+    pyrun("update", f"--resources={res}", "cg-upd", check=True)
+    assert _read(f"{CG}/memory/cg-upd/memory.limit_in_bytes") == str(48 << 20)
+    assert _read(f"{CG}/memory/cg-upd/memory.memsw.limit_in_bytes") == str(96 << 20)
+    assert _read(f"{CG}/pids/cg-upd/pids.max") == "30"
+    assert "a *:* rwm" not in _read(f"{CG}/devices/cg-upd/devices.list")  # runc leaves devices alone
+    pyrun("update", "-r", "-", "cg-upd", input=json.dumps({"cpu": {"shares": 256}}), check=True)
+    assert _read(f"{CG}/cpu/cg-upd/cpu.shares") == "256"
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--memory", "lots"], "invalid value for --memory"),
+    (["--cpu-share", "-5"], "invalid value for --cpu-share"),
+    (["--l3-cache-schema", "L3:0=f"], "Intel RDT"),
+])
+def test_update_refuses_bad_values_with_one_line(pyrun, bundle, args, words):
+    pyrun("run", "-d", "-b", cg_bundle(bundle, ["sleep", "100"], None, "/cg-upd"), "cg-upd", check=True)
+    r = pyrun("update", *args, "cg-upd")
+    assert r.returncode == 1 and words in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+
+
+def test_update_of_a_stopped_container_is_refused(pyrun, bundle):
+    pyrun("run", "-d", "-b", cg_bundle(bundle, ["true"], None, "/cg-upd"), "cg-upd", check=True)
+    _wait(lambda: _status(pyrun, "cg-upd") == "stopped", what="the container to stop")
+    r = pyrun("update", "--memory", "32m", "cg-upd")
+    assert r.returncode == 1 and "container not running" in r.stderr
+
+
+def test_events_streams_stats_and_reports_an_oom_kill(pyrun, bundle):
+    b = cg_bundle(bundle, ["sh", "-c", "while [ ! -e /dev/shm/go ]; do sleep 0.05; done; "
+                                       "head -c 67108864 /dev/zero > /dev/shm/fill; sleep 100"],
+                  {"memory": {"limit": 16 << 20, "swap": 16 << 20}}, "/cg-ev")
+    pyrun("run", "-d", "-b", b, "cg-ev", check=True)
+    with tempfile.TemporaryFile("w+") as out:
+        ev = subprocess.Popen([PYRUN, "--root", pyrun.root, "events", "--interval", "300ms", "cg-ev"],
+                              stdout=out, stderr=subprocess.STDOUT)
+        try:
+            def lines():
+                out.seek(0)
+                return [json.loads(line) for line in out.read().splitlines()]
+            _wait(lambda: len(lines()) >= 2, what="two stats events")
+            pid = _pid(pyrun, "cg-ev")
+            with open(f"/proc/{pid}/root/dev/shm/go", "w"):
+                pass
+            _wait(lambda: any(e["type"] == "oom" for e in lines()), what="an oom event")
+            assert {"type": "oom", "id": "cg-ev"} in lines()
+            pyrun("delete", "-f", "cg-ev", check=True)
+            assert ev.wait(timeout=10) == 0  # the stream ends with the container
+            stats = [e for e in lines() if e["type"] == "stats"]
+            assert stats and all(e["id"] == "cg-ev" and "memory" in e["data"] for e in stats)
+        finally:
+            ev.kill()
+
+
+def test_events_of_a_stopped_container_is_refused(pyrun, bundle):
+    pyrun("run", "-d", "-b", cg_bundle(bundle, ["true"], None, "/cg-ev"), "cg-ev", check=True)
+    _wait(lambda: _status(pyrun, "cg-ev") == "stopped", what="the container to stop")
+    r = pyrun("events", "--stats", "cg-ev")
+    assert r.returncode == 1 and "is not running" in r.stderr
 
 
 def test_features_reports_the_tables_the_cgroup_code_uses(pyrun):

@@ -4,7 +4,9 @@ import pytest
 from runtime.cgroups import cgroup_path
 from runtime.cgroups.fields import swap_v2
 from runtime.cgroups.v2_resources import cpu_weight, io_weight
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, PyrunError
+from runtime.events import parse_duration
+from runtime.update import ram_in_bytes
 
 
 @pytest.mark.parametrize("given,want", [
@@ -20,6 +22,32 @@ def test_cgroups_path_is_cleaned_like_runc(given, want):
 def test_cgroups_path_escapes_roots_and_systemd_names_are_refused(given):
     with pytest.raises(ConfigError, match="cgroupsPath"):
         cgroup_path(given, "cg-id")
+
+
+@pytest.mark.parametrize("given,want", [
+    ("1048576", 1 << 20), ("64m", 64 << 20), ("64M", 64 << 20), ("64MB", 64 << 20), ("64MiB", 64 << 20),
+    ("1.5g", 3 << 29), ("2 kb", 2048), ("-1", -1),
+])
+def test_memory_flags_take_docker_units(given, want):
+    assert ram_in_bytes(given, "--memory") == want
+
+
+@pytest.mark.parametrize("given", ["", "lots", "-5", "64x", "1e6", "m"])
+def test_bad_memory_flags_are_refused(given):
+    with pytest.raises(PyrunError, match="invalid value for --memory"):
+        ram_in_bytes(given, "--memory")
+
+
+@pytest.mark.parametrize("given,want", [("5s", 5.0), ("300ms", 0.3), ("1m30s", 90.0), ("1.5h", 5400.0),
+                                        ("250us", 0.00025)])
+def test_interval_is_a_go_duration(given, want):
+    assert parse_duration(given) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("given", ["", "5", "s", "5 s", "5sec", "-1s"])
+def test_bad_intervals_are_refused(given):
+    with pytest.raises(PyrunError, match="interval"):
+        parse_duration(given)
 
 
 def test_v2_conversions_are_runc_1_1s():

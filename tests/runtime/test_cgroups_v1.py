@@ -202,6 +202,34 @@ def test_64mib_written_to_tmpfs_in_a_16mib_container_is_oom_killed(pyrun, bundle
         (p.returncode, p.stdout)
 
 
+def test_events_stats_in_runcs_shape(pyrun, bundle, runc):
+    b = cg_bundle(bundle, ["sh", "-c", "sleep 100 & sleep 100"], {"memory": {"limit": 64 << 20},
+                                                                  "pids": {"limit": 20}}, "/cg-oracle/x")
+    assert runc.create(b, "cg-oracle").returncode == 0
+    want = json.loads(subprocess.run(["runc", "--root", runc.root, "events", "--stats", "cg-oracle"],
+                                     capture_output=True, text=True, timeout=30).stdout)
+    runc.delete("cg-oracle")
+    pyrun("create", "-b", b, "cg-oracle", check=True)
+    got = json.loads(pyrun("events", "--stats", "cg-oracle", check=True).stdout)
+
+    def shape(v):
+        if isinstance(v, dict):
+            return {k: shape(x) for k, x in v.items()}
+        return type(v).__name__ if v is not None else None
+    # the same keys and types (runc leaves out zero counters: so do we; their values differ)
+    assert got["type"] == want["type"] == "stats" and got["id"] == "cg-oracle"
+    assert set(got["data"]) == set(want["data"])
+    for key in ("cpuset", "pids", "hugetlb", "intel_rdt", "network_interfaces"):
+        assert shape(got["data"][key]) == shape(want["data"][key]), key
+    assert set(got["data"]["cpu"]) == set(want["data"]["cpu"]) == {"usage", "throttling"}
+    for key in ("usage", "swap", "kernel", "kernelTCP"):
+        assert {"limit", "failcnt"} <= set(got["data"]["memory"][key]), key
+        assert set(got["data"]["memory"][key]) <= set(want["data"]["memory"][key]) | {"usage", "max"}
+    assert set(got["data"]["memory"]["raw"]) == set(want["data"]["memory"]["raw"])
+    assert got["data"]["memory"]["usage"]["limit"] == 64 << 20
+    assert got["data"]["pids"] == {"current": 1, "limit": 20}
+
+
 # -- refused, with nothing left behind ------------------------------------------------
 
 def _leftovers(name: str) -> list[str]:
