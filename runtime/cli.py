@@ -20,7 +20,7 @@ GLOBAL_FLAGS = [
     (("log-format",), "str", "text", "set the log format ('text' (default), or 'json')"),
     (("root",), "str", "/run/pyrun", "root directory for storage of container state"),
     (("criu",), "str", "criu", "path to the criu binary used for checkpoint and restore"),
-    (("systemd-cgroup",), "bool", False, "enable systemd cgroup support (not supported: cgroupfs is used)"),
+    (("systemd-cgroup",), "bool", False, "enable systemd cgroup support (not supported: create refuses it)"),
     (("rootless",), "str", "auto", "ignore cgroup permission errors ('true', 'false', or 'auto')"),
     (("help", "h"), "bool", False, "show help"),
     (("version", "v"), "bool", False, "print the version"),

@@ -17,6 +17,9 @@ def _one_id(pos: list[str], cmd: str, extra_ok: int = 0) -> str:
 
 def _create(g, o, pos, cmd, console=None, config=None):
     cid = _one_id(pos, cmd)
+    if g["systemd_cgroup"]:
+        raise PyrunError("--systemd-cgroup: pyrun has no systemd cgroup manager; "
+                         "use cgroupfs (a cgroupsPath that is a path)")
     return Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
                             console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
                             no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
@@ -160,14 +163,18 @@ def list(g, o, pos):  # noqa: A001 - the command's name
 def ps(g, o, pos):
     from specs import fastjson
     c = Container.load(pos[0] if pos else _one_id(pos, "ps"), g["root"])
+    if o["format"] not in ("table", "json"):
+        raise PyrunError("invalid format option")
     cg = c.cgroup()
     pids = cg.pids() if cg is not None else []
-    if o["format"] == "json":
-        sys.stdout.write(fastjson.dumps(pids) + "\n")
+    if o["format"] == "json":  # runc's: a JSON array, null when there is no process
+        sys.stdout.write((fastjson.dumps(pids, separators=(",", ":")) if pids else "null") + "\n")
         return
     import subprocess  # `ps` itself is the formatter, as in runc
     args = pos[1:] or ["-ef"]
-    out = subprocess.run(["ps", *args], capture_output=True, text=True)
+    out = subprocess.run(["ps", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if out.returncode != 0:
+        raise PyrunError(f"exit status {out.returncode}: {out.stdout.strip()}")
     lines = out.stdout.splitlines()
     if not lines:
         return
@@ -175,10 +182,20 @@ def ps(g, o, pos):
     try:
         col = header.split().index("PID")
     except ValueError:
-        raise PyrunError("couldn't find PID field in ps output")
+        raise PyrunError("couldn't find PID field in ps output") from None
     keep = set(pids)
-    sys.stdout.write(header + "\n" + "".join(line + "\n" for line in lines[1:]
-                                             if int(line.split()[col]) in keep))
+    rows = []
+    for line in lines[1:]:
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            pid = int(fields[col])
+        except (IndexError, ValueError):
+            raise PyrunError(f"unable to parse pid: {line!r}") from None
+        if pid in keep:
+            rows.append(line + "\n")
+    sys.stdout.write(header + "\n" + "".join(rows))
 
 
 def update(g, o, pos):

@@ -21,6 +21,7 @@ OCI_VERSION = "1.2.0"
 ALLOWED = {
     "start": {"created"},
     "kill": {"created", "running", "paused"},
+    "kill-all": {"created", "running", "paused", "stopped"},  # stopped: what the init left behind
     "update": {"created", "running", "paused"},
     "events": {"created", "running", "paused"},
     "pause": {"running"},
@@ -158,15 +159,15 @@ class Container:
             hooks.run_logged(poststart, self.state(), "poststart", _warn)
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
-        self._require("kill")
         if all and self.cgroup() is not None:
-            for pid in self.cgroup().pids():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+            self._require("kill-all")
+            _signal_all(self.cgroup(), sig)
             return
+        status = self._require("kill")
         _signal_pid(self.pid, self.record["pid_start"], sig)
+        if status == "paused" and sig == 9:
+            # a task in a frozen v1 cgroup dies only once thawed (runc thaws too)
+            self.cgroup().freeze(False)
 
     def pause(self) -> None:
         self._require("pause")
@@ -218,6 +219,9 @@ class Container:
                 self._kill_everything()
             cg = self.cgroup()
             if cg is not None:
+                # An init that shared the host's pid namespace can exit and leave its
+                # children running in the cgroup: they go with the container.
+                _kill_cgroup(cg)
                 _destroy_cgroup(cg)
             if self.record is not None:
                 poststop = ((self.record.get("config") or {}).get("hooks") or {}).get("poststop")
@@ -231,22 +235,17 @@ class Container:
             os.close(lock)
 
     def _kill_everything(self) -> None:
-        """SIGKILL to the cgroup's processes and to the init; also for a create that died
+        """SIGKILL to the init and to the cgroup's processes; also for a create that died
         half way, whose record names the cgroup but no pid yet."""
-        cg = self.cgroup()
-        if cg is not None:
-            if cg.frozen():
-                cg.freeze(False)
-            for pid in cg.pids():
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
         if self.pid:
             try:
                 _signal_pid(self.pid, self.record["pid_start"], 9)
             except PyrunError:
                 pass
+        cg = self.cgroup()
+        if cg is not None:
+            _kill_cgroup(cg)
+        if self.pid:
             _wait_gone(self.pid, self.record["pid_start"])
 
 
@@ -320,6 +319,45 @@ def _release_init(fifo: str, pid: int) -> None:
     finally:
         os.close(fd)
         os.close(pidfd)
+
+
+def _signal_all(cg, sig: int) -> None:
+    """`kill --all`: the cgroup is frozen while the signals go out, so that nothing forks
+    past the list; it is thawed again unless it was paused (and for SIGKILL always)."""
+    was_frozen = cg.frozen()
+    freeze = cg.can_freeze()
+    if freeze and not was_frozen:
+        cg.freeze(True)
+    try:
+        for pid in cg.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        if freeze and (not was_frozen or sig == 9):
+            cg.freeze(False)
+
+
+def _kill_cgroup(cg, timeout: float = 10.0) -> None:
+    """SIGKILL every process in the cgroup (sub-cgroups too) until none is left. A
+    frozen cgroup is thawed after the signals are sent: its tasks die without running."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = cg.pids()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        if cg.frozen():
+            cg.freeze(False)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.002)
 
 
 def _merged(old: dict, new: dict) -> dict:

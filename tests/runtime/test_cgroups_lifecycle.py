@@ -114,6 +114,11 @@ def test_systemd_form_and_the_root_are_refused(pyrun, bundle, path, words):
     assert _dirs("system.slice") == [] and _dirs("cg-x.scope") == []
 
 
+def test_systemd_cgroup_flag_is_refused_not_ignored(pyrun, bundle):
+    r = pyrun("create", "-b", bundle(["true"]), "cg-sd", global_args=("--systemd-cgroup",))
+    assert r.returncode == 1 and "--systemd-cgroup" in r.stderr and pyrun.ids() == []
+
+
 # -- a create killed in cgroup set-up ------------------------------------------------
 
 def test_delete_force_removes_what_a_create_killed_in_cgroup_setup_was_making(pyrun):
@@ -156,6 +161,72 @@ def test_create_killed_at_any_point_leaves_nothing_after_delete_force(pyrun, bun
         p.wait()
         pyrun("delete", "--force", "cg-crash", check=True)
         assert pyrun.ids() == [] and _dirs("cg-crash") == []
+
+
+# -- kill and delete in every state ------------------------------------------------------
+
+def test_sigkill_stops_a_paused_container(pyrun, bundle):
+    pyrun("run", "-d", "-b", cg_bundle(bundle, ["sleep", "100"], None, "/cg-paused"), "cg-paused", check=True)
+    pyrun("pause", "cg-paused", check=True)
+    assert _status(pyrun, "cg-paused") == "paused"
+    pyrun("kill", "cg-paused", "KILL", check=True)
+    _wait(lambda: _status(pyrun, "cg-paused") == "stopped", what="the paused container to die")
+    pyrun("delete", "cg-paused", check=True)
+    assert _dirs("cg-paused") == []
+
+
+def test_delete_force_of_a_paused_container(pyrun, bundle):
+    b = cg_bundle(bundle, ["sh", "-c", "sleep 100 & sleep 100"], None, "/cg-paused")
+    pyrun("run", "-d", "-b", b, "cg-paused", check=True)
+    pyrun("pause", "cg-paused", check=True)
+    pyrun("delete", "--force", "cg-paused", check=True, timeout=20)
+    assert pyrun.ids() == [] and _dirs("cg-paused") == []
+
+
+def test_kill_all_leaves_a_paused_container_paused_but_sigkill_thaws(pyrun, bundle):
+    b = cg_bundle(bundle, ["sh", "-c", "trap '' TERM; sleep 100 & wait"], None, "/cg-paused")
+    pyrun("run", "-d", "-b", b, "cg-paused", check=True)
+    _wait(lambda: len(_read(f"{CG}/pids/cg-paused/cgroup.procs").split()) == 2, what="two processes")
+    pyrun("pause", "cg-paused", check=True)
+    pyrun("kill", "--all", "cg-paused", "TERM", check=True)
+    assert _status(pyrun, "cg-paused") == "paused"
+    pyrun("kill", "--all", "cg-paused", "KILL", check=True)
+    _wait(lambda: _status(pyrun, "cg-paused") == "stopped", what="every process to die")
+
+
+def _host_pidns_bundle(bundle):
+    """An init that leaves two children behind in the host's pid namespace and exits."""
+    b = cg_bundle(bundle, ["sh", "-c", "sleep 1000 & sleep 1000 & exit 0"], None, "/cg-hostpid")
+    from tests.support.bundle import read_config, write_config
+    cfg = read_config(b)
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+    write_config(b, cfg)
+    return b
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_delete_kills_what_an_init_in_the_host_pid_namespace_left(pyrun, bundle, force):
+    pyrun("run", "-d", "-b", _host_pidns_bundle(bundle), "cg-hostpid", check=True)
+    procs = f"{CG}/pids/cg-hostpid/cgroup.procs"
+    _wait(lambda: _status(pyrun, "cg-hostpid") == "stopped" and len(_read(procs).split()) == 2,
+          what="the init to exit, its children alive")
+    left = [int(p) for p in _read(procs).split()]
+    args = ["delete", "--force", "cg-hostpid"] if force else ["delete", "cg-hostpid"]
+    pyrun(*args, check=True, timeout=20)
+    assert pyrun.ids() == [] and _dirs("cg-hostpid") == []
+    for pid in left:
+        _wait(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in _read(f"/proc/{pid}/stat").split()[2],
+              what=f"{pid} to die")
+
+
+def test_kill_all_reaches_children_of_an_init_that_exited(pyrun, bundle):
+    pyrun("run", "-d", "-b", _host_pidns_bundle(bundle), "cg-hostpid", check=True)
+    procs = f"{CG}/pids/cg-hostpid/cgroup.procs"
+    _wait(lambda: _status(pyrun, "cg-hostpid") == "stopped" and len(_read(procs).split()) == 2,
+          what="the init to exit, its children alive")
+    assert pyrun("kill", "cg-hostpid", "KILL").returncode == 1  # no init to signal
+    pyrun("kill", "--all", "cg-hostpid", "KILL", check=True)
+    _wait(lambda: _read(procs) == "", what="the cgroup to empty")
 
 
 # -- update, events, ps -------------------------------------------------------------------
@@ -239,6 +310,21 @@ def test_events_of_a_stopped_container_is_refused(pyrun, bundle):
     _wait(lambda: _status(pyrun, "cg-ev") == "stopped", what="the container to stop")
     r = pyrun("events", "--stats", "cg-ev")
     assert r.returncode == 1 and "is not running" in r.stderr
+
+
+def test_ps_lists_the_containers_processes_as_table_and_json(pyrun, bundle):
+    b = cg_bundle(bundle, ["sh", "-c", "sleep 100 & sleep 100"], None, "/cg-ps")
+    pyrun("run", "-d", "-b", b, "cg-ps", check=True)
+    procs = f"{CG}/pids/cg-ps/cgroup.procs"
+    _wait(lambda: len(_read(procs).split()) == 2, what="two processes")
+    pids = sorted(int(p) for p in _read(procs).split())
+    out = pyrun("ps", "--format", "json", "cg-ps", check=True).stdout
+    assert sorted(json.loads(out)) == pids and " " not in out  # runc's compact array
+    table = pyrun("ps", "cg-ps", check=True).stdout.splitlines()
+    assert table[0].split()[:2] == ["UID", "PID"]
+    assert sorted(int(line.split()[1]) for line in table[1:]) == pids
+    custom = pyrun("ps", "cg-ps", "-o", "pid,comm", check=True).stdout.splitlines()
+    assert sorted(line.split()[1] for line in custom[1:]) == ["sleep", "sleep"]
 
 
 def test_features_reports_the_tables_the_cgroup_code_uses(pyrun):

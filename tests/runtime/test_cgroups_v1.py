@@ -276,7 +276,7 @@ def test_a_file_the_kernel_lacks_or_refuses_fails_create_and_removes_every_dir_m
     short = field.removeprefix("linux.resources.")
     if short == "blockIO.leafWeight" and os.path.exists(f"{CG}/blkio/blkio.leaf_weight"):
         pytest.skip("this host's blkio has leaf weights (CFQ)")
-    if short.startswith("blockIO.weightDevice") and "bfq" in _read("/sys/block/loop0/queue/scheduler").split("[")[1]:
+    if short.startswith("blockIO.weightDevice") and "[bfq]" in _read("/sys/block/loop0/queue/scheduler"):
         pytest.skip("loop0 is scheduled by BFQ here: per-device weights work")
     b = cg_bundle(bundle, ["true"], resources, "/cg-refused/x/y")
     p = pyrun("create", "-b", b, "cg-refused")
