@@ -325,6 +325,78 @@ def copy(src, dst, src_creds, dest_creds, authfile, plain_http, src_tls_verify, 
                        chunk_size=_chunk_size(chunk_size)))
 
 
+@cli.group()
+def artifact() -> None:
+    """OCI artifacts: files pushed as a manifest with an artifactType, attached to an
+    image or not, and pulled back as files."""
+
+
+def _file_and_type(text: str) -> tuple[str, str | None]:
+    """FILE[:MEDIATYPE], as oras takes it (a media type has a '/', a path part may not)."""
+    path, sep, media_type = text.rpartition(":")
+    if sep and "/" in media_type and path:
+        return path, media_type
+    return text, None
+
+
+def _annotations(items) -> dict:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="'--annotation'")
+        out[key] = value
+    return out
+
+
+@artifact.command(name="push")
+@_registry_options
+@click.option("--artifact-type", required=True, metavar="TYPE",
+              help="The artifact's media type (e.g. application/spdx+json).")
+@click.option("--subject", metavar="TAG|DIGEST",
+              help="Attach the artifact to this image of the same repository.")
+@click.option("--annotation", "-a", multiple=True, metavar="KEY=VALUE", help="A manifest annotation.")
+@click.argument("ref", metavar="REFERENCE")
+@click.argument("files", metavar="FILE[:MEDIATYPE]...", nargs=-1, required=True)
+@_one_line_errors
+def artifact_push(ref, files, artifact_type, subject, annotation, creds, authfile, plain_http,
+                  tls_verify, cert_dir):
+    """Push FILEs as an artifact to REFERENCE. Prints the artifact's digest."""
+    from .artifacts import push_artifact
+    click.echo(push_artifact(ref, [_file_and_type(f) for f in files], artifact_type=artifact_type,
+                             subject=subject, annotations=_annotations(annotation), creds=creds,
+                             authfile=authfile, plain_http=plain_http, tls_verify=tls_verify,
+                             cert_dir=cert_dir))
+
+
+@artifact.command(name="pull")
+@_registry_options
+@click.argument("ref", metavar="REFERENCE")
+@click.argument("outdir", metavar="DIR")
+@_one_line_errors
+def artifact_pull(ref, outdir, creds, authfile, plain_http, tls_verify, cert_dir):
+    """Pull the files of the artifact REFERENCE into DIR (named by their titles; an
+    existing file is never replaced). Prints the paths written."""
+    from .artifacts import pull_artifact
+    for path in pull_artifact(ref, outdir, creds=creds, authfile=authfile, plain_http=plain_http,
+                              tls_verify=tls_verify, cert_dir=cert_dir):
+        click.echo(path)
+
+
+@cli.command()
+@_registry_options
+@click.option("--artifact-type", metavar="TYPE", help="Only the referrers of this artifact type.")
+@click.argument("ref", metavar="[docker://]REFERENCE")
+@_one_line_errors
+def referrers(ref, artifact_type, creds, authfile, plain_http, tls_verify, cert_dir):
+    """List the artifacts attached to an image (signatures, SBOMs): JSON descriptors,
+    from the referrers API or, where the registry has none, its fallback tag."""
+    from .artifacts import referrers as do_referrers
+    _print_json(do_referrers(ref[len("docker://"):] if ref.startswith("docker://") else ref,
+                             artifact_type=artifact_type, creds=creds, authfile=authfile,
+                             plain_http=plain_http, tls_verify=tls_verify, cert_dir=cert_dir))
+
+
 @cli.command()
 @click.option("--username", "-u", help="User name (prompted if absent).")
 @click.option("--password", "-p", help="Password (prompted if absent).")

@@ -565,6 +565,25 @@ class Client:
             path = link[link.index("<") + 1:link.index(">")]
         raise RegistryError(f"{what}: too many pages of tags")
 
+    def get_referrers(self, repository: str, digest: str, what: str) -> list[dict] | None:
+        """The referrers API's list for `digest`; None when the registry has no such API."""
+        from specs import fastjson
+        resp, data = self.send("GET", f"/v2/{repository}/referrers/{digest}", what,
+                               _scope(repository), {"Accept": OCI_INDEX}, ok=(200, 404),
+                               read_limit=MAX_MANIFEST + 1)
+        if resp.status == 404:
+            return None
+        try:
+            manifests = fastjson.loads(data).get("manifests")
+        except (ValueError, AttributeError):
+            manifests = None
+        if not isinstance(manifests, list):
+            raise RegistryError(f"{what}: malformed referrers list")
+        return manifests
+
+    def has_referrers_api(self, repository: str, digest: str) -> bool:
+        return self.get_referrers(repository, digest, digest) is not None
+
     @staticmethod
     def _wrong_blob(resp: Response, digest: str, size: int, total: int, partial: str):
         """A digest mismatch, named with the digest of what the registry has (read when it
