@@ -54,7 +54,6 @@ def _init(ctx) -> None:
     console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(
         ctx.console_socket, str) else -1
     process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd))
-    hostproc = ProcFS()  # the host's /proc, while this mount namespace still shows it
     go = ctx.sock.recv(64)  # uid/gid maps and oom_score_adj are written
     if not go.startswith(b"go "):
         os._exit(1)
@@ -63,6 +62,7 @@ def _init(ctx) -> None:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     _join_namespaces(ctx)
+    ownproc = ProcFS.fresh()  # before any container path: the runtime's own /proc
     if ctx.unshare_cgroupns:
         k.unshare(k.CLONE_NEWCGROUP)  # its root: the cgroup we have just joined
     if not ctx.no_new_keyring:
@@ -93,7 +93,7 @@ def _init(ctx) -> None:
     if console_sock is not None:
         from . import console
         console.setup(console_sock, proc.get("consoleSize"), bind_console=True)
-    rootfs.finalize(config, linux, ctx.mounts, hostproc)
+    rootfs.finalize(config, linux, ctx.mounts, ownproc)
 
     # Settle what can fail before reporting ready, so `create` fails instead of `start`:
     # everything up to the credentials. After "ready" the init only waits, runs the
@@ -113,11 +113,11 @@ def _init(ctx) -> None:
     # Block here until `pyrun start` opens the FIFO for reading. The fd was opened by the
     # parent, O_PATH: reopened through the host's procfs, not the container's /proc.
     try:
-        fifo = hostproc.reopen_fd(ctx.fifo_fd, os.O_WRONLY)
+        fifo = ownproc.reopen_fd(ctx.fifo_fd, os.O_WRONLY)
     except OSError as e:
         raise PyrunError(describe_oserror(e, "open exec fifo")) from None
     process.block_signals()  # before `start` can return: what it sends next is the program's
-    hostproc.close()
+    ownproc.close()
     os.write(fifo, b"0")
     os.close(fifo)
     os.close(ctx.fifo_fd)

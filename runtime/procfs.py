@@ -1,13 +1,15 @@
-"""The runtime's own way into /proc: one procfs fd, verified, opened before any container path.
+"""The runtime's own way into /proc: a procfs fd, verified, that no container path can shape.
 
 The container's /proc is the image's and the config's to shape: a bind mount
 over /proc/self/oom_score_adj or /proc/sys/..., or a symlink in the image, would
 turn the runtime's own writes into writes to a host file (CVE-2025-52881 class).
-So the init and `exec` open the /proc they see while still on the host's mount
-tree, check that it is the root of a real procfs, and reach every file through
-it without following symlinks or crossing mounts. Sysctl and /proc/<pid> files
-answer for the namespaces of whoever opens them, so this is still the
-container's view.
+So the init makes a procfs instance of its own (fsopen/fsmount, never attached
+anywhere), checks that it is a procfs root, and reaches every file through it
+without following symlinks or crossing mounts. Made once the init is in its pid
+namespace, it shows only the container's processes: should a process of the
+container get hold of the fd (ptrace of the init while it waits on exec.fifo),
+it leads nowhere the container cannot go. Sysctl and /proc/<pid> files answer
+for the namespaces of whoever opens them, so this is the container's view.
 """
 import os
 
@@ -18,20 +20,29 @@ _RESOLVE = k.RESOLVE_BENEATH | k.RESOLVE_NO_XDEV | k.RESOLVE_NO_SYMLINKS | k.RES
 
 
 class ProcFS:
-    """An O_PATH fd of a verified procfs root, and this process's directory in it."""
+    """An fd of a verified procfs root, and this process's directory in it."""
 
-    def __init__(self, path: str = "/proc"):
-        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    def __init__(self, fd: int, what: str):
         try:
             if k.fstatfs_type(fd) != k.PROC_SUPER_MAGIC or os.fstat(fd).st_ino != PROC_ROOT_INO:
-                raise OSError(22, "not the root of a procfs mount", path)
+                raise OSError(22, "not the root of a procfs mount", what)
             self_ = os.readlink("self", dir_fd=fd)  # our pid as this procfs counts
             if not self_.isdigit():
-                raise OSError(22, "unexpected /proc/self", path)
+                raise OSError(22, "unexpected /proc/self", what)
         except BaseException:
             os.close(fd)
             raise
         self.fd, self.self = fd, self_
+
+    @classmethod
+    def fresh(cls) -> "ProcFS":
+        """A new procfs of this process's pid namespace; the one this mount namespace
+        has at /proc where the kernel will not make one (it is still the host's tree)."""
+        try:
+            fd = k.fresh_fs("proc", k.MOUNT_ATTR_NOSUID | k.MOUNT_ATTR_NODEV | k.MOUNT_ATTR_NOEXEC)
+        except OSError:
+            return cls(os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC), "/proc")
+        return cls(fd, "a new procfs")
 
     def open(self, rel: str, flags: int) -> int:
         """`rel` below /proc ("self/…" means this process), never through a link or a mount."""

@@ -185,6 +185,11 @@ def fstatfs_type(fd: int) -> int:
     return _check(lib.pyrun_fstatfs_type(fd), "fstatfs")
 
 
+def fresh_fs(fstype: str, attrs: int = 0) -> int:
+    """A new instance of `fstype`, detached: an fd of its root (fsopen/fsmount)."""
+    return _check(lib.pyrun_fresh_fs(fstype.encode(), attrs), "fsmount", fstype)
+
+
 def personality(persona: int) -> None:
     if lib.personality(persona) == -1:
         _check(-1, "personality", hex(persona))

@@ -4,6 +4,7 @@ INCLUDES = """
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -36,6 +37,7 @@ int pyrun_move_mount(int from_dirfd, const char *from_path, int to_dirfd,
 int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
                         struct mount_attr *attr);
 long pyrun_fstatfs_type(int fd);
+int pyrun_fresh_fs(const char *fstype, unsigned int attr_flags);
 """
 
 CUSTOMIZATIONS = r"""
@@ -79,5 +81,26 @@ long pyrun_fstatfs_type(int fd)
     if (fstatfs(fd, &st) < 0)
         return -1;
     return (long)st.f_type;
+}
+
+/* A new instance of a filesystem (fsopen, create, fsmount) as a detached mount:
+ * an fd of its root that no path leads to. Returns the fd, or -1 with errno set. */
+int pyrun_fresh_fs(const char *fstype, unsigned int attr_flags)
+{
+    int fs, mnt, saved;
+    fs = (int)syscall(SYS_fsopen, fstype, FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -1;
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        saved = errno;
+        close(fs);
+        errno = saved;
+        return -1;
+    }
+    mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, attr_flags);
+    saved = errno;
+    close(fs);
+    errno = saved;
+    return mnt;
 }
 """
