@@ -1,4 +1,6 @@
-"""Session-scoped real registries (Debian's docker-registry on 127.0.0.1), open and with auth."""
+"""Real registries (Debian's docker-registry on 127.0.0.1), open and with auth, one per test
+module: a registry left running for the session is a child of pytest that the runtime's
+leak checks (a subreaper's census of processes left) would count as leaked."""
 import pytest
 
 from tests.support import images
@@ -14,14 +16,14 @@ def _start(tmp_path_factory, name, **kw):
         pytest.skip(str(e))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     reg = _start(tmp_path_factory, "registry")
     yield reg
     reg.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory):
     reg = _start(tmp_path_factory, "auth-registry", users={USER: PASSWORD})
     yield reg
@@ -33,7 +35,7 @@ def busybox():
     return images.busybox_image()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def seeded(registry, busybox):
     """The open registry with busybox as OCI, as Docker v2s2, and a two-platform index."""
     images.push(registry.address, "demo/busybox", "latest", busybox)
