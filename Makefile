@@ -16,7 +16,7 @@ APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libc
 	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev \
 	debootstrap qemu-system-x86
 
-.PHONY: all setup apt venv demo test test-fast bench clean
+.PHONY: all setup apt venv demo test test-fast bench fuzz clean
 
 all: setup
 
@@ -58,6 +58,25 @@ test: setup
 bench: setup
 	$(PY) -m compileall -q runtime specs imagetool
 	$(PY) -m bench
+
+# Bounded fuzzing (issue 15): config loading + validation, and layer unpacking (in a private
+# mount namespace where all else is read-only), FUZZ_RUNS inputs or FUZZ_TIME seconds each.
+# Non-zero on a crash, whose input is kept in the directory named. atheris is for this
+# target only, never a dependency of pyrun, imagetool or the test suite.
+FUZZ_RUNS ?= 20000
+FUZZ_TIME ?= 60
+fuzz: setup
+	$(PY) -m pip install -q --only-binary=:all: 'atheris==3.0.0'
+	@tmp=$$(mktemp -d /tmp/pyrun-fuzz.XXXXXX); rc=0; \
+	for target in fuzz_config "fuzz_unpack --sandbox"; do \
+		echo "fuzz: $$target, $(FUZZ_RUNS) runs or $(FUZZ_TIME) s"; \
+		(cd $$tmp && TMPDIR=$$tmp PYTHONPATH=$(CURDIR) $(CURDIR)/$(PY) -m tests.fuzz.$$target \
+			-runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) >$$tmp/log 2>&1) || \
+			{ rc=1; tail -n 40 $$tmp/log; mv $$tmp/log $$tmp/log.$${target%% *}; }; \
+		grep -h '^Done\|^#[0-9]* *DONE' $$tmp/log 2>/dev/null | tail -n 2; rm -f $$tmp/log; \
+	done; \
+	if [ $$rc = 0 ]; then rm -rf $$tmp; else echo "fuzz: a crash; its input and log are in $$tmp"; fi; \
+	exit $$rc
 
 clean:
 	rm -rf $(VENV) build *.egg-info runtime/_shim/_native*
