@@ -196,11 +196,14 @@ def pull_artifact(ref: str, outdir: str, **opts) -> list[str]:
             raise ArtifactError(f"{what}: two layers named {name!r}")
         names.add(name)
         plan.append((d, name))
+    import tempfile
     made_dir = not os.path.exists(outdir)
     os.makedirs(outdir, exist_ok=True)
     dfd = os.open(outdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     written: list[str] = []
-    partial = os.path.join(outdir, f".imagetool-partial-{os.getpid()}")
+    # An unpredictable name made with O_EXCL: nothing planted in DIR is written through.
+    fd, partial = tempfile.mkstemp(prefix=".imagetool-partial-", dir=outdir)
+    os.close(fd)
     try:
         for d, name in plan:
             if os.path.lexists(os.path.join(outdir, name)):
@@ -210,6 +213,8 @@ def pull_artifact(ref: str, outdir: str, **opts) -> list[str]:
             os.link(os.path.basename(partial), name, src_dir_fd=dfd, dst_dir_fd=dfd)
             os.unlink(partial)
             written.append(os.path.join(outdir, name))
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        os.unlink(partial)
     except BaseException:
         for path in [partial, *written]:
             try:

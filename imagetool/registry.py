@@ -239,7 +239,11 @@ class Client:
         while True:
             try:
                 url = path if "://" in path else self.base + path
-                resp = self._send_authed(method, url, what, scope, headers or {}, body)
+                if "://" in path and _origin(path) != _origin(self.base):
+                    # A Location or Link to another host (upload storage): never our credentials.
+                    resp = self._follow(method, url, headers or {}, body)
+                else:
+                    resp = self._send_authed(method, url, what, scope, headers or {}, body)
                 if resp.status not in ok:
                     self._fail(resp, what)
                 if read_limit is None:
@@ -671,6 +675,12 @@ def client_for(registry: str, *, plain_http: bool = False, tls_verify: bool = Tr
     mode = True if plain_http else (None if is_local_host(registry) or not tls_verify else False)
     return Client(host, plain_http=mode, creds=creds, transport=transport,
                   tls=TLSConfig(verify=tls_verify, cert_dir=cert_dir))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    from .plainhttp import split_url
+    scheme, netloc, _ = split_url(url)
+    return scheme, netloc.rpartition("@")[2]
 
 
 def _served_size(resp: Response) -> int | None:

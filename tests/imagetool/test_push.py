@@ -326,3 +326,70 @@ def test_list_tags_follows_pages():
         server.close()
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"Repository": f"{server.address}/demo/paged", "Tags": _PagedTags.TAGS}
+
+
+class _Recorder:
+    """An HTTP server that records each request's method, path and Authorization header,
+    answering what `answer(method, path, headers)` returns: (status, headers, body)."""
+
+    def __init__(self, answer):
+        import http.server
+        import threading
+        self.seen: list[tuple[str, str, str | None]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                recorder.seen.append((self.command, self.path, self.headers.get("Authorization")))
+                status, headers, body = answer(self.command, self.path, self.headers)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _any
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_upload_location_on_another_host_gets_no_credentials(tmp_path):
+    """A registry may send uploads elsewhere (a Location on another host): the bytes go
+    there, our credentials do not."""
+    storage = _Recorder(lambda m, p, h: (201, {}, b""))
+
+    def registry_answer(method, path, headers):
+        if not headers.get("Authorization"):
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+        if method == "HEAD":
+            return 404, {}, b""
+        if method == "POST":
+            return 202, {"Location": f"http://{storage.address}/upload/1?state=x"}, b""
+        return 201, {}, b""
+    registry = _Recorder(registry_answer)
+    try:
+        image = _image("elsewhere", size=1000)
+        lay = _layout_of(tmp_path, image)
+        push(lay, "v1", f"{registry.address}/pushed/elsewhere:v1", creds=("u", "secret"))
+    finally:
+        registry.close()
+        storage.close()
+    assert [m for m, _, _ in storage.seen] == ["PUT", "PUT"]
+    assert all(auth is None for _, _, auth in storage.seen)
+    assert all("digest=sha256:" in path for _, path, _ in storage.seen)
+    assert registry.seen[-1][:2] == ("PUT", "/v2/pushed/elsewhere/manifests/v1")
