@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .cliargs import error_line, parse_map, split_layout_ref  # noqa: F401 - cli's API too
+
 # The fast path's flags, exactly as commands.py declares them: name → option key.
 # Value flags listed in _MULTI may repeat (click's multiple=True).
 _FAST = {
@@ -75,15 +77,6 @@ def _fast(command: str, argv: list[str]) -> bool:
     return True
 
 
-def error_line(e: BaseException) -> str:
-    """The one line a user sees for any failure (both the click and the fast path)."""
-    message = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
-        message = f"{e.filename}: {e.strerror}"
-    # What a registry or a layer says reaches the terminal: no escape sequences, no NULs.
-    return "imagetool: " + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in message)
-
-
 def _one_line(run, args: list[str], opts: dict) -> None:
     """The same one-line contract as commands._one_line_errors, without click."""
     try:
@@ -117,23 +110,6 @@ def _run_unpack(args: list[str], opts: dict) -> None:
 
 
 _RUN = {"pull": _run_pull, "unpack": _run_unpack}
-
-
-def split_layout_ref(text: str) -> tuple[str, str | None]:
-    """LAYOUT_DIR[:TAG] → (dir, tag); a path that exists as given has no tag."""
-    if os.path.isdir(text) or ":" not in text:
-        return text, None
-    path, _, tag = text.rpartition(":")
-    if "/" in tag:
-        return text, None
-    return path, tag or None
-
-
-def parse_map(text: str, flag: str) -> dict:
-    parts = text.split(":")
-    if len(parts) != 3 or not all(p.isdigit() for p in parts):
-        raise RuntimeError(f"{flag} {text}: expected CONTAINER:HOST:SIZE")
-    return {"containerID": int(parts[0]), "hostID": int(parts[1]), "size": int(parts[2])}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .cli import parse_map as _parse_map, split_layout_ref
+from .cliargs import error_line, parse_map as _parse_map, split_layout_ref
 
 
 def _one_line_errors(fn):
@@ -27,7 +27,6 @@ def _one_line_errors(fn):
         except Exception as e:  # noqa: BLE001 - the user gets one line, not a traceback
             if os.environ.get("IMAGETOOL_DEBUG"):
                 raise
-            from .cli import error_line
             click.echo(error_line(e), err=True)
             sys.exit(1)
     return wrapper

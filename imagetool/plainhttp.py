@@ -18,17 +18,10 @@ from __future__ import annotations
 import socket
 import threading
 
+from .transport import BodyError, join_url, split_host, split_url  # noqa: F401 - this module's API too
+
 _MAX_HEADER_LINE = 65536
 _MAX_HEADERS = 200
-
-
-class BodyError(OSError):
-    """The response broke HTTP framing (bad status line, chunk size, …): final, since a
-    server speaking something else will not heal; a body cut short may (heal=True)."""
-
-    def __init__(self, message: str, heal: bool = False):
-        super().__init__(message)
-        self.heal = heal
 
 
 class Headers(dict):
@@ -148,19 +141,19 @@ class PlainHTTPTransport:
     def request(self, method: str, url: str, headers: dict, body=None):
         """`body`: bytes, or a file object read to its end from where it stands (the
         caller sets Content-Length)."""
-        from .registry import _net_error
+        from .transport import net_error
         try:
             return self._request(method, url, headers, body)
         except OSError as e:
-            raise _net_error(e, url, self.tls) from None
+            raise net_error(e, url, self.tls) from None
 
     def _request(self, method: str, url: str, headers: dict, body):
-        from .registry import Response
         from .reference import is_local_host
+        from .transport import Response
         scheme, netloc, path = split_url(url)
         if scheme == "https" and not is_local_host(netloc):
             if self._requests is None:
-                from .registry import RequestsTransport
+                from .transport import RequestsTransport
                 self._requests = RequestsTransport(self.timeout, tls=self.tls)
             return self._requests.request(method, url, headers, body)
         if scheme not in ("http", "https"):
@@ -247,42 +240,3 @@ def _body_for(conn: _Conn, method: str, status: int, headers: Headers) -> _Body:
             raise BodyError(f"malformed Content-Length {length!r}")
         return _Body(conn, int(length), False)
     return _Body(conn, None, False)  # until the server closes
-
-
-def split_url(url: str) -> tuple[str, str, str]:
-    """'http://h:p/a?b' → ('http', 'h:p', '/a?b'): all a registry URL needs (no urllib.parse)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise BodyError(f"{url}: not an absolute URL")
-    netloc, slash, path = rest.partition("/")
-    path = slash + path
-    if "?" in netloc:  # 'http://h?x'
-        netloc, _, query = netloc.partition("?")
-        path = "/?" + query
-    return scheme.lower(), netloc, path.split("#", 1)[0] or "/"
-
-
-def split_host(netloc: str, default_port: int = 80) -> tuple[str, int]:
-    netloc = netloc.rpartition("@")[2]
-    if netloc.startswith("["):
-        host, _, rest = netloc.partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-        host += "]"
-    else:
-        host, _, port = netloc.partition(":")
-    if port and not port.isdigit():
-        raise BodyError(f"{netloc}: malformed port")
-    return host, int(port) if port else default_port
-
-
-def join_url(base: str, location: str) -> str:
-    """Where a redirect's Location points, relative to `base` (absolute, /path, or relative)."""
-    if "://" in location.split("?", 1)[0]:
-        return location
-    scheme, netloc, path = split_url(base)
-    if location.startswith("//"):
-        return f"{scheme}:{location}"
-    if location.startswith("/"):
-        return f"{scheme}://{netloc}{location}"
-    directory = path.split("?", 1)[0].rpartition("/")[0]
-    return f"{scheme}://{netloc}{directory}/{location}"

@@ -195,7 +195,7 @@ def parse_location(text: str) -> tuple[str, str, str | None]:
     if text.startswith("docker://"):
         return "docker", text[len("docker://"):], None
     if text.startswith("oci:"):
-        from .cli import split_layout_ref
+        from .cliargs import split_layout_ref
         path, tag = split_layout_ref(text[len("oci:"):])
         return "oci", path, tag
     raise PushError(f"{text}: expected docker://REFERENCE or oci:LAYOUT[:TAG]")

@@ -1,12 +1,14 @@
-"""Registry client: the distribution API's manifests and blobs endpoints, with auth.
+"""Registry client: the distribution API's manifests, blobs, uploads, tags and referrers
+endpoints, with auth.
 
-Two transports under one small interface:
-- `PlainHTTPTransport` (plainhttp.py, a socket): plain HTTP to localhost/127.0.0.0/8 or with
-  --plain-http. Importing requests/oras costs ~120-190 ms here and http.client ~25 ms, against
-  ~50 ms for a whole pull of a small image from a local registry; a loopback registry needs no
-  proxies, CA bundles or connection pooling.
-- `RequestsTransport`: requests, the plumbing oras-py is built on, for HTTPS to real registries
-  (proxy settings from the environment, certifi's CA bundle).
+Two transports under one small interface (transport.py holds what they share):
+- `PlainHTTPTransport` (plainhttp.py, a socket): localhost/127.0.0.0/8, in plain HTTP or
+  TLS, or any host with --plain-http. Importing requests/oras costs ~120-190 ms here and
+  http.client ~25 ms, against ~50 ms for a whole pull of a small image from a local
+  registry; a loopback registry needs no proxies or connection pooling.
+- `RequestsTransport` (transport.py): requests, the plumbing oras-py is built on, for HTTPS
+  to registries off this host (proxy settings from the environment).
+TLS for both is tls.TLSConfig's (certs.d, --cert-dir, --tls-verify).
 
 Measured gaps in oras-py 0.2.43 are filled here: manifests keep their raw bytes and media type and
 are verified; blobs are verified while streaming, land under a temporary name and are renamed only
@@ -19,6 +21,8 @@ import os
 import threading
 import time
 
+from .transport import (Final as _Final, Heal as _Heal, RequestsTransport, Response,
+                        net_error as _net_error)
 from specs.image import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, INDEX_TYPES,
                          MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST)
 
@@ -39,123 +43,6 @@ class AuthError(RegistryError):
 
 class TransientError(RegistryError):
     """A failure that might heal (network, 5xx) and outlived its retry budget."""
-
-
-class _Final(Exception):
-    """Internal: a transport failure no retry will fix (refused, unknown host)."""
-
-
-class _Heal(Exception):
-    """Internal: this attempt failed in a way a retry may fix."""
-
-    def __init__(self, reason: str, wait: float | None = None):
-        super().__init__(reason)
-        self.wait = wait
-
-
-# -- transports ---------------------------------------------------------------
-
-class RequestsTransport:
-    """requests, for HTTPS to registries off this host (proxies from the environment).
-    TLS as tls.TLSConfig says: one SSLContext per host, mounted on its own adapter."""
-
-    def __init__(self, timeout: float = 30.0, pool: int = 8, tls=None):
-        import requests  # deliberately here: ~120 ms of imports only HTTPS pulls pay
-        self.requests = requests
-        self.session = requests.Session()
-        self.pool = pool
-        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.timeout = timeout
-        self.tls = tls
-        self._mounted: set[str] = set()
-        if tls is not None and not tls.verify:
-            import urllib3
-            self.session.verify = False
-            # The user asked for it (--tls-verify=false): no warning per request.
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-    def _mount_tls(self, url: str) -> None:
-        """The host's own SSLContext (its certs.d CAs and client certificate)."""
-        from .plainhttp import split_url
-        netloc = split_url(url)[1].rpartition("@")[2]
-        if self.tls is None or netloc in self._mounted:
-            return
-        context = self.tls.context(netloc)
-
-        class _Adapter(self.requests.adapters.HTTPAdapter):
-            def init_poolmanager(self, *args, **kwargs):
-                kwargs["ssl_context"] = context
-                return super().init_poolmanager(*args, **kwargs)
-        adapter = _Adapter(pool_connections=self.pool, pool_maxsize=self.pool, max_retries=0)
-        self.session.mount(f"https://{netloc}/", adapter)
-        self._mounted.add(netloc)
-
-    def request(self, method: str, url: str, headers: dict, body=None) -> "Response":
-        if url.startswith("https://"):
-            self._mount_tls(url)
-        try:
-            resp = self.session.request(method, url, headers=headers, data=body, stream=True,
-                                        allow_redirects=False, timeout=(10, self.timeout))
-        except self.requests.RequestException as e:
-            raise _net_error(e, url, self.tls) from None
-
-        def read(n: int = -1) -> bytes:
-            try:
-                return resp.raw.read(None if n < 0 else n, decode_content=True)
-            except Exception as e:  # urllib3 wraps socket errors in its own types
-                raise _net_error(e) from None
-
-        def read_some(n: int) -> bytes:
-            try:
-                return resp.raw.read1(n, decode_content=True)
-            except Exception as e:
-                raise _net_error(e) from None
-        return Response(resp.status_code, resp.headers, read, resp.close, read_some)
-
-
-class Response:
-    """status; headers with case-insensitive .get(); read(n) -> up to n bytes, short only at
-    the end; read_some(n) -> what one receive gives (1..n bytes, b"" at the end), so bytes
-    already received are kept when the stream breaks; release() gives the connection back
-    (or drops it). Plain classes here: dataclasses costs ~10 ms to import."""
-    __slots__ = ("status", "headers", "read", "release", "read_some")
-
-    def __init__(self, status: int, headers, read, release, read_some=None):
-        self.status, self.headers, self.read, self.release = status, headers, read, release
-        self.read_some = read_some or read
-
-
-def _net_error(e: BaseException, url: str | None = None, tls=None) -> Exception:
-    """Map a transport exception to heal-able or final, by its root cause. `url` (and
-    `tls`, its TLSConfig) let a TLS failure inside requests be worded as skopeo does."""
-    import socket
-    import sys
-    from .tls import TLSFailure
-    ssl = sys.modules.get("ssl")  # imported by whoever made a TLS connection, if anyone did
-    seen, todo = set(), [e]
-    while todo:
-        x = todo.pop()
-        if not isinstance(x, BaseException) or id(x) in seen:
-            continue  # urllib3 keeps a str in some .reason attributes
-        seen.add(id(x))
-        if isinstance(x, ConnectionRefusedError):
-            return _Final("connection refused")
-        if isinstance(x, socket.gaierror):
-            return _Final(f"cannot resolve host: {x.strerror or x}")
-        if isinstance(x, TLSFailure):
-            return _Final(str(x))
-        if ssl is not None and isinstance(x, ssl.SSLError) and url:
-            from .plainhttp import split_host, split_url
-            from .tls import TLSConfig, describe
-            host, port = split_host(split_url(url)[1], 443)
-            return _Final(describe(x, host, port, tls or TLSConfig()))
-        if getattr(x, "heal", None) is False:  # plainhttp.BodyError: not HTTP as we know it
-            return _Final(f"malformed response: {x}")
-        todo += [getattr(x, "reason", None), x.__cause__, x.__context__,
-                 *[a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]]
-    return _Heal(f"network error: {e}")
 
 
 # -- the client -----------------------------------------------------------------
@@ -212,7 +99,7 @@ class Client:
     def _probe_scheme(self) -> str:
         """https, unless the server answers a TLS hello in plain HTTP (Docker's rule for
         its insecure registries). Anything else is named: it is neither."""
-        from .plainhttp import split_host
+        from .transport import split_host
         from .tls import probe
         host, port = split_host(self.host, 443)
         try:
@@ -299,7 +186,7 @@ class Client:
         return f"{self.creds[0]!r} is not authorized to {action} {target} on {self.host}"
 
     def _follow(self, method, url, headers, body=None) -> Response:
-        from .plainhttp import join_url, split_url
+        from .transport import join_url, split_url
         origin = split_url(url)[1]
         for _ in range(6):
             if isinstance(body, Payload):
@@ -528,7 +415,7 @@ class Client:
             raise RegistryError(f"{digest}: registry stored the blob as {served}")
 
     def _location(self, resp: Response, what: str) -> str:
-        from .plainhttp import join_url
+        from .transport import join_url
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: registry opened an upload without a Location")
@@ -678,7 +565,7 @@ def client_for(registry: str, *, plain_http: bool = False, tls_verify: bool = Tr
 
 
 def _origin(url: str) -> tuple[str, str]:
-    from .plainhttp import split_url
+    from .transport import split_url
     scheme, netloc, _ = split_url(url)
     return scheme, netloc.rpartition("@")[2]
 
