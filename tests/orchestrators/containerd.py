@@ -47,6 +47,7 @@ state = "{top}/state"
   stream_server_address = "127.0.0.1"
   enable_selinux = false
   disable_apparmor = true
+  restrict_oom_score_adj = {"true" if _lacks_cap_sys_resource() else "false"}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{top}/cni/bin"
     conf_dir = "{top}/cni/conf"
@@ -60,6 +61,19 @@ state = "{top}/state"
       BinaryName = "{runc}"
 '''
     return own + "\n" + docs.snippet("containerd-runtime", pyrun)
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def _lacks_cap_sys_resource() -> bool:
+    """The CRI plugin gives a sandbox oom_score_adj -998; lowering it takes
+    CAP_SYS_RESOURCE, which this machine's bounding set lacks (runc fails there too:
+    "can't get final child's PID from pipe"). Where it is missing, the plugin is told to
+    keep scores at or above its own (restrict_oom_score_adj, as for rootless nodes)."""
+    with open("/proc/self/status") as f:
+        bounding = next(int(l.split()[1], 16) for l in f if l.startswith("CapBnd:"))
+    return not bounding >> CAP_SYS_RESOURCE & 1
 
 
 class Containerd:
