@@ -73,9 +73,9 @@ def _nothing_left(pyrun, snap, orphans, what: str) -> None:
     snap.assert_unchanged(what)
 
 
-def test_create_killed_at_random_points(pyrun, bundle, subreaper):
+def test_create_killed_at_random_points(pyrun, bundle, subreaper, tmp_path):
     b = bundle(["sleep", "100"])
-    snap = HostSnapshot(prefixes=(PREFIX,))
+    snap = HostSnapshot(prefixes=(PREFIX,), watch=(tmp_path.parent,))
     # The span to aim in: the slowest of a few whole creates (the first pays for cold caches).
     span = 0.0
     for i in range(3):
@@ -100,9 +100,9 @@ def test_create_killed_at_random_points(pyrun, bundle, subreaper):
     print(f"create killed {CREATE_ROUNDS} times within {span * 1000:.0f} ms; left as: {seen}")
 
 
-def test_run_killed_at_random_points(pyrun, bundle, subreaper):
+def test_run_killed_at_random_points(pyrun, bundle, subreaper, tmp_path):
     b = bundle(["sleep", "100"])
-    snap = HostSnapshot(prefixes=(PREFIX,))
+    snap = HostSnapshot(prefixes=(PREFIX,), watch=(tmp_path.parent,))
     # run is create + start; the span is a create's and a start's, and a little of the wait.
     span = _time_of(pyrun, "create", "-b", b, f"{PREFIX}probe") + _time_of(pyrun, "start", f"{PREFIX}probe")
     pyrun("delete", "--force", f"{PREFIX}probe", check=True)
@@ -119,7 +119,7 @@ def test_run_killed_at_random_points(pyrun, bundle, subreaper):
     print(f"run killed {RUN_ROUNDS} times within {span * 1200:.0f} ms; left as: {seen}")
 
 
-def test_exec_killed_at_random_points(pyrun, bundle):
+def test_exec_killed_at_random_points(pyrun, bundle, tmp_path):
     """A killed exec never breaks the container: it stays running, with a valid state, and
     takes a new exec; delete --force then takes everything exec started with it.
 
@@ -128,7 +128,7 @@ def test_exec_killed_at_random_points(pyrun, bundle):
     waits for them (pid 1 reaps them at once). Instead, no copy of a killed `pyrun exec`
     (its fork before execve included) may outlive it, and the cgroup takes the rest."""
     b = bundle(["sleep", "100"])
-    snap = HostSnapshot(prefixes=(PREFIX,))
+    snap = HostSnapshot(prefixes=(PREFIX,), watch=(tmp_path.parent,))
     cid = f"{PREFIX}exec"
     pyrun("run", "-d", "-b", b, cid, check=True)
     span = _time_of(pyrun, "exec", cid, "true")

@@ -218,7 +218,8 @@ DOCUMENTS = [
          needles=("utf-8",)),
     Case("doc-raw-nul-byte-in-a-string", "refuse", document=replacing('"hx-host"', '"hx-\x00host"'),
          needles=("control character",)),
-    Case("doc-trailing-garbage", "refuse", document=lambda c, e: json.dumps(c).encode() + b"}", needles=("extra data",)),
+    Case("doc-trailing-garbage", "refuse", document=lambda c, e: json.dumps(c).encode() + b"}",
+         needles=("extra data",)),
     Case("doc-two-documents", "refuse", document=lambda c, e: json.dumps(c).encode() * 2, needles=("extra data",)),
     Case("doc-5000-digit-integer", "refuse", document=replacing('"uid": 0', '"uid": ' + "9" * 5000),
          needles=("digits",)),
@@ -327,7 +328,8 @@ ROOTFS = [
     Case("image-dev-fd-link-to-marker", "confine", drop_mounts("/dev"), link("/dev/fd", "{M}/fd")),
     Case("etc-link-to-marker", "confine", None, link("/etc", "{M}")),
     Case("etc-link-into-proc", "confine", None, link("/etc", "/proc/sys/kernel")),
-    Case("cwd-through-link-inside-the-rootfs", "confine", setting("process", "cwd", "/work"), link("/work", "/tmp")),
+    Case("cwd-through-link-inside-the-rootfs", "confine", setting("process", "cwd", "/work"),
+         link("/work", "/tmp")),
     Case("cwd-through-link-to-marker", "refuse", setting("process", "cwd", "/work"), link("/work", "{M}"),
          needles=("cwd",)),
     Case("masked-path-through-link-to-marker", "confine", appending("linux", "maskedPaths", "/etc/secret"),
@@ -368,10 +370,10 @@ CORPUS = DOCUMENTS + WRONG_TYPES + HUGE_STRINGS + NUL_BYTES + DESTINATIONS + ROO
 class HostGuard:
     """The marker directory, and a snapshot of the host taken before the case."""
 
-    def __init__(self, marker: str, pyrun):
+    def __init__(self, marker: str, pyrun, watch: str):
         self.marker = marker
         self.pyrun = pyrun
-        self.snapshot = HostSnapshot(prefixes=(PREFIX,))
+        self.snapshot = HostSnapshot(prefixes=(PREFIX,), watch=(watch,))
 
     def check(self, what: str) -> None:
         assert os.listdir(self.marker) == [], f"{what}: written outside the rootfs: {os.listdir(self.marker)}"
@@ -383,7 +385,7 @@ class HostGuard:
 def host_guard(tmp_path, pyrun):
     marker = tmp_path / "marker-outside-the-rootfs"
     marker.mkdir()
-    return HostGuard(str(marker), pyrun)
+    return HostGuard(str(marker), pyrun, str(tmp_path.parent))
 
 
 def build(bundle, case: Case, marker: str) -> tuple[str, Env]:
@@ -519,7 +521,7 @@ def test_where_runc_refuses_we_refuse(pyrun, bundle, runc_works, tmp_path, case)
     # (runc 1.1.5 writes through some of these links itself: its traces are not ours to judge)
     for name in os.listdir(marker):
         subprocess.run(["rm", "-rf", str(marker / name)], check=True)
-    host_guard = HostGuard(str(marker), pyrun)
+    host_guard = HostGuard(str(marker), pyrun, str(tmp_path.parent))
     ours = pyrun("create", "-b", b, cid, timeout=60)
     if ours.returncode == 0:
         pyrun("delete", "--force", cid)

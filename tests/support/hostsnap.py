@@ -5,9 +5,12 @@ ones whose host value must stay), the host's mount table, the top-level director
 every cgroup hierarchy, and the processes left in a container's cgroup.
 
 Other work may run on the machine meanwhile (a benchmark makes and removes its own
-cgroups): cgroup directories and processes are therefore counted only under the
-names the test gives its containers (`prefixes`), which every container ID and every
-cgroupsPath the tests write starts with. Sysctls and mounts are compared whole.
+cgroups, an orchestrator test its podman mounts and network namespaces): cgroup
+directories and processes are therefore counted only under the names the test gives
+its containers (`prefixes`), which every container ID and every cgroupsPath the tests
+write starts with; and mounts only where a runtime that lost its way could put or
+take one: the system's own trees (WATCHED) and the test session's directory (`watch`,
+where its bundles, rootfs and markers live). Sysctls are compared whole.
 """
 import json
 import os
@@ -16,6 +19,9 @@ SYSCTLS = ("vm.swappiness", "vm.overcommit_memory", "kernel.printk", "kernel.cor
            "kernel.hostname", "kernel.domainname", "kernel.shmmax", "kernel.msgmax", "kernel.pid_max",
            "net.ipv4.ip_forward", "net.core.somaxconn", "fs.mqueue.msg_max")
 CGROUP_ROOT = "/sys/fs/cgroup"
+# Mount points (and what is below them) a confused runtime would reach on the host.
+WATCHED = ("/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/root", "/home",
+           "/var", "/boot", "/run/pyrun", "/tmp/pyrun")
 
 
 def sysctls() -> dict[str, str]:
@@ -40,11 +46,17 @@ def cgroup_tops() -> dict[str, list[str]]:
     return out
 
 
-def mounts() -> list[str]:
-    """The host's mount table, mount IDs and all: a mount made, removed or re-made (a
-    remount, a propagation change) on the host shows."""
+def mounts(watch: tuple[str, ...] = ()) -> list[str]:
+    """The host's mount table where it is watched (`/` itself, WATCHED, `watch`), mount IDs
+    and all: a mount made, removed or re-made (a remount, a propagation change) shows."""
+    tops = WATCHED + tuple(watch)
+    out = []
     with open("/proc/self/mountinfo") as f:
-        return sorted(f.read().splitlines())
+        for line in f:
+            mountpoint = line.split()[4]
+            if mountpoint == "/" or any(mountpoint == t or mountpoint.startswith(t.rstrip("/") + "/") for t in tops):
+                out.append(line.rstrip("\n"))
+    return sorted(out)
 
 
 def processes_in(prefixes: tuple[str, ...]) -> dict[int, str]:
@@ -74,11 +86,12 @@ def processes_in(prefixes: tuple[str, ...]) -> dict[int, str]:
 class HostSnapshot:
     """Taken at construction; differences() / assert_unchanged() say what changed since."""
 
-    def __init__(self, prefixes: tuple[str, ...]):
+    def __init__(self, prefixes: tuple[str, ...], watch: tuple[str, ...] = ()):
         self.prefixes = tuple(prefixes)
+        self.watch = tuple(str(w) for w in watch)
         self.sysctls = sysctls()
         self.cgroups = cgroup_tops()
-        self.mounts = mounts()
+        self.mounts = mounts(self.watch)
 
     def _ours(self, names) -> set[str]:
         return {n for n in names if n.startswith(self.prefixes)}
@@ -92,7 +105,7 @@ class HostSnapshot:
             old, new = self._ours(self.cgroups.get(hier, ())), self._ours(cg.get(hier, ()))
             if old != new:
                 out.append(f"cgroup {hier}: made {sorted(new - old)}, removed {sorted(old - new)}")
-        old, new = set(self.mounts), set(mounts())
+        old, new = set(self.mounts), set(mounts(self.watch))
         out += [f"host mount made: {m}" for m in sorted(new - old)]
         out += [f"host mount gone: {m}" for m in sorted(old - new)]
         out += [f"process left: pid {pid} {cmd!r}" for pid, cmd in sorted(processes_in(self.prefixes).items())]
