@@ -5,6 +5,8 @@
     c.start()
 """
 
+VERSION = "0.1.0"  # pyrun's own; the runtime-spec's is specs.SPEC_VERSION
+
 
 def __getattr__(name):
     # Lazy, so that `import runtime` stays free for the CLI's hot path.

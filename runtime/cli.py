@@ -8,10 +8,11 @@ runc invocation, so the table is interpreted by a few lines here instead.
 """
 import sys
 
-from .errors import PyrunError
+from specs import SPEC_VERSION
 
-VERSION = "0.1.0"
-SPEC_VERSION = "1.2.0"
+from . import VERSION
+from .errors import PyrunError, UsageError
+
 
 # flag spec: (names, kind, default, help); kind: "bool" | "str" | "int" | "list"
 GLOBAL_FLAGS = [
@@ -103,10 +104,6 @@ COMMANDS = {
                    (("stats",), "bool", False, "display the container's stats then exit"),
                ]),
 }
-
-
-class UsageError(PyrunError):
-    pass
 
 
 def parse_flags(argv: list[str], table) -> tuple[dict, list[str]]:

@@ -3,8 +3,7 @@ import os
 import sys
 
 from .container import Container
-from .errors import PyrunError
-from .cli import UsageError
+from .errors import PyrunError, UsageError
 
 
 def _one_id(pos: list[str], cmd: str, extra_ok: int = 0) -> str:
@@ -127,6 +126,8 @@ def delete(g, o, pos):
         c = Container.load(cid, g["root"])
     except ContainerNotFound:
         if o["force"]:
+            from .state import sweep_claims
+            sweep_claims(g["root"])  # what a create killed before its claim was whole left
             return  # runc: --force on a missing container is not an error
         raise
     c.delete(force=o["force"])

@@ -12,10 +12,11 @@ whether the cgroup is frozen.
 """
 import os
 
-from . import state as st
-from .errors import ConfigError, ContainerNotFound, PyrunError, StateError, describe_oserror
+from specs import SPEC_VERSION
 
-OCI_VERSION = "1.2.0"
+from . import state as st
+from .errors import ConfigError, ContainerNotFound, PyrunError, StateError
+
 
 # Which statuses each operation accepts: one table instead of checks spread over commands.
 ALLOWED = {
@@ -30,25 +31,6 @@ ALLOWED = {
     "delete": {"stopped", "created"},   # created: killed first, as runc does
     "delete-force": {"creating", "created", "running", "paused", "stopped"},
 }
-
-
-def _now_rfc3339() -> str:
-    import time
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat, or None if the pid is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 class Container:
@@ -67,9 +49,11 @@ class Container:
         out = []
         for cid in st.list_ids(root):
             try:
-                out.append(cls.load(cid, root))
+                c = cls.load(cid, root)
             except (ContainerNotFound, PyrunError):
                 continue
+            if c.record is not None:  # a directory without a record is no container (runc)
+                out.append(c)
         return out
 
     # -- facts -----------------------------------------------------------------------------
@@ -79,7 +63,7 @@ class Container:
         return self.record["pid"] if self.record else 0
 
     def alive(self) -> bool:
-        return bool(self.record) and proc_start_time(self.pid) == self.record["pid_start"]
+        return bool(self.record) and st.proc_start_time(self.pid) == self.record["pid_start"]
 
     def status(self) -> str:
         if not self.record or not self.record.get("pid"):
@@ -100,11 +84,16 @@ class Container:
         return cgroups.manager(cg["path"], cg["dirs"], cg.get("made"))
 
     def state(self) -> dict:
-        """The OCI state, with runc's extra fields (rootfs, created, owner)."""
+        """The OCI state, with runc's extra fields (rootfs, created, owner).
+
+        A directory without a record was never made by create (its claim appears with
+        the first record): like runc, it is no container, though delete --force removes it."""
+        if self.record is None:
+            raise ContainerNotFound("container does not exist")
         status = self.status()
         r = self.record or {}
         return {
-            "ociVersion": r.get("ociVersion", OCI_VERSION), "id": self.id,
+            "ociVersion": r.get("ociVersion", SPEC_VERSION), "id": self.id,
             "pid": self.pid if status not in ("stopped", "creating") else 0,
             "status": status, "bundle": r.get("bundle", ""), "rootfs": r.get("rootfs", ""),
             "created": r.get("created", ""), "owner": "",
@@ -222,7 +211,8 @@ class Container:
                 # An init that shared the host's pid namespace can exit and leave its
                 # children running in the cgroup: they go with the container.
                 _kill_cgroup(cg)
-                _destroy_cgroup(cg)
+                from . import cgroups
+                cgroups.destroy(cg)
             if self.record is not None:
                 poststop = ((self.record.get("config") or {}).get("hooks") or {}).get("poststop")
                 if poststop:
@@ -261,7 +251,7 @@ def _open_pidfd(pid: int, start_time: int) -> int:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         raise StateError("container not running") from None
-    if proc_start_time(pid) != start_time:
+    if st.proc_start_time(pid) != start_time:
         os.close(pidfd)
         raise StateError("container not running")
     return pidfd
@@ -285,7 +275,7 @@ def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
     except ProcessLookupError:
         return
     try:
-        if proc_start_time(pid) != start_time:
+        if st.proc_start_time(pid) != start_time:
             return
         p = select.poll()
         p.register(pidfd, select.POLLIN)
@@ -369,19 +359,6 @@ def _merged(old: dict, new: dict) -> dict:
         elif value is not None:
             out[key] = value
     return out
-
-
-def _destroy_cgroup(cg) -> None:
-    import time
-    for _ in range(200):
-        try:
-            cg.destroy()
-            return
-        except OSError as e:
-            if e.errno != 16:  # EBUSY: the last tasks are still exiting
-                raise PyrunError(describe_oserror(e, "remove cgroup")) from None
-            time.sleep(0.005)
-    raise PyrunError(f"remove cgroup {cg.path}: still busy")
 
 
 __all__ = ["Container", "ConfigError"]

@@ -91,20 +91,18 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         proc["env"] = list(proc.get("env") or ()) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
         preserve_fds += listen_fds
 
-    cdir, lock = st.claim(root, cid)  # held until the record is whole
-    cgroup = None
+    cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
+    created = st.now_rfc3339()
+    # The record first: should this process die in cgroup set-up, `delete --force`
+    # finds every directory it was about to make (and only those).
+    cgroup.plan()
+    cdir, lock = st.claim(root, cid, {"id": cid, "pid": 0, "bundle": bundle, "created": created,
+                                      "cgroup": cgroup.record()})  # locked until the record is whole
     try:
+        from specs import SPEC_VERSION
         fifo = os.path.join(cdir, st.EXEC_FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
-        cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
-        from .container import OCI_VERSION, _now_rfc3339, proc_start_time
-        created = _now_rfc3339()
-        # The record first: should this process die in cgroup set-up, `delete --force`
-        # finds every directory it was about to make (and only those).
-        cgroup.plan()
-        st.write_state(cdir, {"id": cid, "pid": 0, "bundle": bundle, "created": created,
-                              "cgroup": cgroup.record()})
         _make_cgroup(cgroup, linux.get("resources"))  # undone by _undo below should this fail
         ctx = spawn.InitContext(
             id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
@@ -122,8 +120,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         finally:
             os.close(ctx.fifo_fd)
         record = {
-            "ociVersion": config.get("ociVersion", OCI_VERSION), "id": cid, "pid": pid,
-            "pid_start": proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
+            "ociVersion": config.get("ociVersion", SPEC_VERSION), "id": cid, "pid": pid,
+            "pid_start": st.proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
             "created": created, "annotations": config.get("annotations") or {},
             "cgroup": cgroup.record() if cgroup else None,
             "config": config,
@@ -153,8 +151,8 @@ def _make_cgroup(cg, resources) -> None:
 def _undo(cdir: str, cgroup) -> None:
     if cgroup is not None:
         try:
-            from .container import _destroy_cgroup
-            _destroy_cgroup(cgroup)
+            from . import cgroups
+            cgroups.destroy(cgroup)
         except PyrunError:
             pass
     try:

@@ -18,6 +18,10 @@ class ConfigError(PyrunError):
     pass
 
 
+class UsageError(PyrunError):
+    """A command line runc would not take: a flag, an argument count."""
+
+
 def describe_oserror(e: OSError, what: str) -> str:
     """`what: strerror (path)` from an OSError, for the child's one-line reports."""
     detail = e.filename if e.filename is not None else ""

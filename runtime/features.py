@@ -2,7 +2,8 @@
 
 
 def features() -> dict:
-    from .cli import SPEC_VERSION, VERSION
+    from specs import SPEC_VERSION
+    from . import VERSION
     from .hooks import KINDS
     from .namespaces import NS_FLAGS
     from .process import CAPABILITIES

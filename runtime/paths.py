@@ -96,7 +96,7 @@ def make_at(root_fd: int, canonical: str, is_dir: bool) -> tuple[str, int]:
         return canonical, mkdir_all(root_fd, canonical)
     parent, _, name = canonical.rpartition("/")
     if not name:
-        raise IsADirectoryError(21, "Is a directory", path)
+        raise IsADirectoryError(21, "Is a directory", canonical)
     pfd = mkdir_all(root_fd, parent)
     try:
         try:

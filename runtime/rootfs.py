@@ -362,7 +362,7 @@ def _mount_cgroup(root_fd: int, m: Mount, ctx) -> None:
         os.close(fd)
     top = paths.open_canonical(root_fd, canonical)  # the new tmpfs
     try:
-        for mountpoint, fstype, opts in cgroups._mounts():
+        for mountpoint, fstype, opts in cgroups.mounts():
             host_dir = _hierarchy_dir(ctx, fstype, opts)
             if host_dir is None:
                 continue  # not a hierarchy the container was placed in

@@ -26,6 +26,7 @@ import os
 
 from runtime._shim import seccomp as scmp
 from runtime.errors import ConfigError
+from specs import SPEC_VERSION
 
 # Kernel action values (<linux/seccomp.h>); ERRNO and TRACE carry 16 bits of data.
 ACTIONS = {
@@ -103,7 +104,6 @@ _SCMP_FLTATR_CTL_OPTIMIZE = 8
 _TREE_THRESHOLD = 32
 
 # The runtime-spec version we speak when the state does not say.
-OCI_VERSION = "1.1.0"
 
 
 class SeccompError(ConfigError):
@@ -192,7 +192,7 @@ def send_listener(listener_path: str, listener_fd: int, state: dict, pid: int,
     import json
     import socket
 
-    message = {"ociVersion": state.get("ociVersion") or OCI_VERSION, "fds": ["seccompFd"],
+    message = {"ociVersion": state.get("ociVersion") or SPEC_VERSION, "fds": ["seccompFd"],
                "pid": pid, "state": state}
     if metadata:
         message["metadata"] = metadata

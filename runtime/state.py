@@ -31,22 +31,76 @@ def container_dir(root: str, cid: str) -> str:
     return os.path.join(root, cid)
 
 
-def claim(root: str, cid: str) -> tuple[str, int]:
-    """Create the container's directory and lock it: its existence is the ID's reservation,
-    the lock says a create is at work in it (`delete --force` waits for the lock, so it
-    cannot remove the directory of a create that is still running).
+def claim(root: str, cid: str, first_record: dict) -> tuple[str, int]:
+    """Reserve the ID: its directory appears whole, with its first record, and locked.
 
+    The directory is made under a name no ID can have, given state.json, locked,
+    then renamed into place without replacing anything: no command ever sees the
+    ID's directory without a record, and a `delete --force` waits for the lock
+    instead of removing the directory of a create that is still at work.
     Returns (dir, lock fd); the lock goes with the fd."""
+    import fcntl
+    from . import _shim
     path = container_dir(root, cid)
     os.makedirs(root, mode=0o711, exist_ok=True)
+    sweep_claims(root)
+    tmp = os.path.join(root, _CLAIMING + os.urandom(6).hex())
+    guard = _claims_lock(root, fcntl.LOCK_SH)  # a sweep waits until the claim is locked
     try:
-        os.mkdir(path, 0o711)
-    except FileExistsError:
-        raise PyrunError(f"container with id exists: {cid}") from None
+        os.mkdir(tmp, 0o711)
+        fd = lock(tmp)
+    finally:
+        os.close(guard)
     try:
-        return path, lock_current(path)
-    except ContainerNotFound:  # between mkdir and flock a `delete --force` took it
-        raise PyrunError(f"container with id exists: {cid}") from None
+        write_state(tmp, first_record)
+        _shim.rename_noreplace(tmp, path)
+    except BaseException as e:
+        remove_dir(tmp)
+        os.close(fd)
+        if isinstance(e, FileExistsError) or getattr(e, "errno", None) in (17, 39):
+            raise PyrunError(f"container with id exists: {cid}") from None
+        raise
+    return path, fd
+
+
+_CLAIMING = "#claim-"  # '#' is no ID character: list_ids never shows these
+
+
+def _claims_lock(root: str, how: int) -> int:
+    """The state root itself, flocked: shared by claims being made, exclusive for a sweep."""
+    import fcntl
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, how)
+    return fd
+
+
+def sweep_claims(root: str) -> None:
+    """A create killed between its claim's mkdir and rename leaves the claim: remove those
+    no create holds (called by create and by delete --force)."""
+    import fcntl
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_CLAIMING)]
+    except FileNotFoundError:
+        return
+    if not names:
+        return
+    guard = _claims_lock(root, fcntl.LOCK_EX)
+    try:
+        for name in names:
+            d = os.path.join(root, name)
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                remove_dir(d)
+            except OSError:
+                pass  # a create at work holds it
+            finally:
+                os.close(fd)
+    finally:
+        os.close(guard)
 
 
 def lock_current(path: str) -> int:
@@ -151,7 +205,7 @@ def list_ids(root: str) -> list[str]:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isdir(os.path.join(root, n)))
+    return sorted(n for n in names if not n.startswith(_CLAIMING) and os.path.isdir(os.path.join(root, n)))
 
 
 def remove_dir(cdir: str) -> None:
@@ -161,3 +215,22 @@ def remove_dir(cdir: str) -> None:
         except FileNotFoundError:
             pass
     os.rmdir(cdir)
+
+
+def now_rfc3339() -> str:
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat, or None if the pid is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])

@@ -4,6 +4,8 @@ This package is imported on pyrun's hot path, so it stays import-cheap: no json,
 no re, no jsonschema here. The submodules import what they need lazily.
 """
 
+SPEC_VERSION = "1.2.0"  # the runtime-spec version pyrun implements (features, state, hooks)
+
 
 class SpecError(Exception):
     """A document does not follow the OCI specs; str() is one human line."""

@@ -7,7 +7,7 @@ from specs import SpecError
 
 __all__ = ["default_config", "load_config", "validate_config", "validate_state", "schema_enums"]
 
-OCI_VERSION = "1.0.2-dev"  # what `runc spec` (runc 1.1.x) writes; peers compare this
+SPEC_CONFIG_VERSION = "1.0.2-dev"  # what `runc spec` (runc 1.1.x) writes; peers compare this
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
@@ -73,7 +73,7 @@ def default_config(rootless: bool = False) -> dict:
     A fresh dict every call, so callers may edit it in place.
     """
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": SPEC_CONFIG_VERSION,
         "process": {
             "terminal": True,
             "user": {"uid": 0, "gid": 0},

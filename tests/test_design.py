@@ -1,4 +1,5 @@
-"""docs/DESIGN.md stays true: every module is named in it with its job."""
+"""docs/DESIGN.md stays true: every module is named in it with its job, and the packages'
+modules import each other without cycles."""
 import ast
 import os
 
@@ -49,3 +50,22 @@ def test_every_module_is_named_in_the_design():
         if f"`{base}`" not in text and f"{parent}/{base}" not in text and f"`{parent}/{base}`" not in text:
             missing.append(rel)
     assert not missing, f"docs/DESIGN.md does not name: {missing}"
+
+
+def test_no_import_cycles():
+    mods = _modules()
+    graph = {name: _imports(name, path, set(mods)) for name, path in mods.items()}
+    cycles, state = [], {}
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "import cycles: " + "; ".join(" → ".join(c) for c in cycles)

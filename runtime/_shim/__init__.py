@@ -190,6 +190,10 @@ def fresh_fs(fstype: str, attrs: int = 0) -> int:
     return _check(lib.pyrun_fresh_fs(fstype.encode(), attrs), "fsmount", fstype)
 
 
+def rename_noreplace(src: str, dst: str) -> None:
+    _check(lib.pyrun_rename_noreplace(src.encode(), dst.encode()), "rename", dst)
+
+
 def personality(persona: int) -> None:
     if lib.personality(persona) == -1:
         _check(-1, "personality", hex(persona))

@@ -6,7 +6,7 @@ v1 hierarchies only (runc sets none there either).
 """
 import os
 
-from . import _mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
 
 # super options of a v1 cgroup mount that are not controllers
 _NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
@@ -33,7 +33,7 @@ class V1Manager:
     def detect(cls, path: str) -> "V1Manager":
         h = {}
         own = None
-        for mountpoint, fstype, opts in _mounts():
+        for mountpoint, fstype, opts in mounts():
             name = hierarchy_name(fstype, opts)
             if not name or name in h:
                 continue

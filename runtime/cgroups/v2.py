@@ -1,7 +1,7 @@
 """cgroup v2: one unified hierarchy at /sys/fs/cgroup."""
 import os
 
-from . import ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
 
 
 class V2Manager:

@@ -38,6 +38,7 @@ int pyrun_mount_setattr(int dirfd, const char *path, unsigned int flags,
                         struct mount_attr *attr);
 long pyrun_fstatfs_type(int fd);
 int pyrun_fresh_fs(const char *fstype, unsigned int attr_flags);
+int pyrun_rename_noreplace(const char *from, const char *to);
 """
 
 CUSTOMIZATIONS = r"""
@@ -102,5 +103,12 @@ int pyrun_fresh_fs(const char *fstype, unsigned int attr_flags)
     close(fs);
     errno = saved;
     return mnt;
+}
+
+/* rename(2) that fails with EEXIST rather than replace what is at `to` (an empty
+ * directory included, which plain rename would replace). */
+int pyrun_rename_noreplace(const char *from, const char *to)
+{
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */);
 }
 """
