@@ -195,6 +195,8 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         if proc.get("terminal"):
             from . import console
             console_sock = console.connect(console_socket) if isinstance(console_socket, str) else console_socket
+        if proc.get("oomScoreAdj") is not None:
+            _set_own_oom_score_adj(proc["oomScoreAdj"])  # while /proc is still the host's
         if join:
             try:
                 k.setns(init_pidfd, join)
@@ -221,6 +223,14 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         _report(sock, describe_oserror(e, f"exec {proc['args'][0]!r}"))
     except BaseException as e:  # noqa: BLE001 - the child must report, never unwind
         _report(sock, f"exec: {type(e).__name__}: {e}")
+
+
+def _set_own_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"set oomScoreAdj {value}")) from None
 
 
 def _report(sock, msg: str) -> None:
