@@ -92,6 +92,18 @@ def test_cri_codec_reads_what_it_writes_and_skips_unknown_fields():
     assert info["info"] == {"a": "1", "b": "2"} and info["status"] is None
 
 
+def test_docs_runtimeclass_names_the_handler_the_config_defines():
+    """The RuntimeClass recipe and the containerd entry of docs/orchestrators.md agree:
+    the kubelet sends RuntimeClass.handler, and containerd looks it up in its runtimes."""
+    import re
+    import tomllib
+    from tests.orchestrators import docs
+    handler = re.search(r"^handler: (\S+)$", docs.snippet("runtimeclass", PYRUN), re.M).group(1)
+    entry = tomllib.loads(docs.snippet("containerd-runtime", PYRUN))
+    runtimes = entry["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+    assert runtimes[handler] == {"runtime_type": cd.SHIM, "options": {"BinaryName": PYRUN}}
+
+
 # -- against containerd ----------------------------------------------------------
 
 def test_cri_version(runtime_service):
