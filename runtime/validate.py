@@ -63,6 +63,21 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
                               "it would rename the host")
 
 
+def refuse_nul(doc, where: str = "") -> None:
+    """No string of config.json may hold a NUL byte: the kernel reads every path, argument
+    and name only up to it, so the config would mean something else than it says."""
+    if isinstance(doc, str):
+        if "\0" in doc:
+            raise ConfigError(f"config.json: {where or 'a string'} contains a NUL byte")
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            refuse_nul(key, where + ".<key>")
+            refuse_nul(value, f"{where}.{key}" if where else key)
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            refuse_nul(value, f"{where}[{i}]")
+
+
 def check_process(proc: dict, what: str = "process.") -> None:
     _known(proc, PROCESS, what)
     _known(proc.get("user") or {}, USER, what + "user.")

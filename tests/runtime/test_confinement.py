@@ -431,3 +431,18 @@ def test_features_lists_exactly_the_mount_options_the_parser_takes(pyrun):
     for opt in ("idmap", "ridmap"):
         with pytest.raises(ConfigError):
             Mount({"destination": "/x", "type": "bind", "source": "/tmp", "options": [opt]})
+
+
+def test_a_nul_byte_anywhere_is_refused_by_name(pyrun, bundle, tmp_path):
+    """The kernel stops at a NUL: "/x\\0y" would be /x. Refused before anything is made."""
+    for change, needle in ((lambda c: c["process"].__setitem__("args", ["echo", "a\0b"]), "process.args[1]"),
+                           (lambda c: c["mounts"].append({"destination": "/x\0y", "type": "tmpfs",
+                                                          "source": "tmpfs"}), "destination"),
+                           (lambda c: c["process"].__setitem__("cwd", "/tmp\0/etc"), "process.cwd")):
+        p = pyrun("create", "-b", _edit(bundle(["true"]), change), "nul")
+        _one_line_error(p, needle, "NUL")
+        assert pyrun.ids() == []
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "nulx", check=True)
+    spec = tmp_path / "p.json"
+    spec.write_text(json.dumps({"args": ["echo", "a\0b"], "cwd": "/"}))
+    _one_line_error(pyrun("exec", "-p", str(spec), "nulx"), "NUL")
