@@ -23,9 +23,9 @@ def load_config(bundle: str) -> dict:
         config = fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"config.json: {e}") from None
-    if b"\\u0000" in data:  # the only way JSON spells a NUL: walk the document only then
-        from .validate import refuse_nul
-        refuse_nul(config)
+    from .validate import check_strings, needs_string_check
+    if needs_string_check(data):
+        check_strings(config)
     validate_config(config)
     return config
 
@@ -55,8 +55,8 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     if config is None:
         config = load_config(bundle)
     elif not validated:
-        from .validate import refuse_nul
-        refuse_nul(config)
+        from .validate import check_strings
+        check_strings(config)
         validate_config(config)
     linux = config.get("linux")
     if linux is None:

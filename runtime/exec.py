@@ -80,7 +80,7 @@ def _validate_process(proc, what: str) -> None:
     if not isinstance(proc, dict) or not isinstance(proc.get("args"), list) or not proc["args"]:
         raise ConfigError(f"{what}: process needs a non-empty args list")
     try:
-        validate.refuse_nul(proc)
+        validate.check_strings(proc)
         validate.check_process(proc, "")
     except ConfigError as e:
         raise ConfigError(str(e).replace("config.json", what, 1)) from None

@@ -27,8 +27,13 @@ def run(ctx) -> None:
     os._exit(127)
 
 
+MAX_MESSAGE = 4096
+
+
 def _fail(ctx, msg: str) -> None:
     """Report to `create` while it listens; after "ready" only stderr is left."""
+    if len(msg) > MAX_MESSAGE:  # a huge path quoted in it must not make the report too big to send
+        msg = msg[:MAX_MESSAGE] + "…"
     try:
         ctx.sock.send(b"error " + msg.encode(errors="replace"))
     except OSError:

@@ -11,6 +11,7 @@ Every destination is resolved with openat2(RESOLVE_IN_ROOT) and mounted through
 /proc/self/fd/N, so a symlink in the image can never lead a mount outside the rootfs.
 """
 import os
+import posixpath
 import stat
 
 from . import _shim as k
@@ -245,7 +246,11 @@ def _mount_fs(root_fd: int, fd: int, src: str, m: Mount) -> int:
 
 
 def check_destination(canonical: str, m: Mount) -> None:
-    """runc's rule for /proc: only a procfs on /proc itself, and below it only what lxcfs emulates."""
+    """runc's rules: proc and sysfs only on an ordinary directory, reached without a
+    symlink; /proc itself only a procfs, and below it only what lxcfs emulates."""
+    if m.type in ("proc", "sysfs") and canonical != posixpath.normpath("/" + m.destination.lstrip("/")):
+        raise PyrunError(f"mount destination {m.destination}: filesystem {m.type!r} must be mounted "
+                         "on an ordinary directory, not through a symlink")
     if canonical == "/proc":
         if m.type != "proc" and not (m.is_bind and _is_procfs(m.source)):
             raise PyrunError(f"mount destination {m.destination}: /proc must be a mount of type proc")

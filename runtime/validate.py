@@ -42,6 +42,7 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
     `new_ns` are the clone flags of the namespaces the container makes, `joins` the
     {type: path} of those it joins."""
     _known(config, TOP, "", allow=OTHER_PLATFORMS)
+    _check_lengths(config)
     for platform in OTHER_PLATFORMS:
         if config.get(platform):
             raise ConfigError(f"config.json: {platform} is for another platform, not Linux")
@@ -63,19 +64,53 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
                               "it would rename the host")
 
 
-def refuse_nul(doc, where: str = "") -> None:
-    """No string of config.json may hold a NUL byte: the kernel reads every path, argument
-    and name only up to it, so the config would mean something else than it says."""
+def check_strings(doc, where: str = "") -> None:
+    """No string of config.json may hold a NUL byte (the kernel reads every path, argument
+    and name only up to it, so the config would mean something else than it says) or a
+    lone surrogate (it has no UTF-8 form at all)."""
     if isinstance(doc, str):
         if "\0" in doc:
             raise ConfigError(f"config.json: {where or 'a string'} contains a NUL byte")
+        try:
+            doc.encode()
+        except UnicodeEncodeError:
+            raise ConfigError(f"config.json: {where or 'a string'} is not valid Unicode (a lone surrogate)") from None
     elif isinstance(doc, dict):
         for key, value in doc.items():
-            refuse_nul(key, where + ".<key>")
-            refuse_nul(value, f"{where}.{key}" if where else key)
+            check_strings(key, where + ".<key>")
+            check_strings(value, f"{where}.{key}" if where else key)
     elif isinstance(doc, list):
         for i, value in enumerate(doc):
-            refuse_nul(value, f"{where}[{i}]")
+            check_strings(value, f"{where}[{i}]")
+
+
+def needs_string_check(data: bytes) -> bool:
+    """JSON spells a NUL or a surrogate only as a \\u escape: walk a document only if it has one."""
+    low = data.lower()
+    return b"\\u0000" in low or any(b"\\ud" + bytes([c]) in low for c in b"89abcdef")
+
+
+PATH_MAX = 4096
+HOST_NAME_MAX = 64
+
+
+def _check_lengths(config: dict) -> None:
+    """What the kernel cannot take, refused here by name rather than failing half way."""
+    proc = config.get("process") or {}
+    linux = config.get("linux") or {}
+    paths = [("root.path", (config.get("root") or {}).get("path")), ("process.cwd", proc.get("cwd"))]
+    paths += [(f"mounts[{i}].destination", m.get("destination")) for i, m in enumerate(config.get("mounts") or ())]
+    paths += [(f"mounts[{i}].source", m.get("source")) for i, m in enumerate(config.get("mounts") or ())]
+    for key in ("maskedPaths", "readonlyPaths"):
+        paths += [(f"linux.{key}[{i}]", p) for i, p in enumerate(linux.get(key) or ())]
+    paths += [(f"linux.devices[{i}].path", d.get("path")) for i, d in enumerate(linux.get("devices") or ())]
+    for field, value in paths:
+        if isinstance(value, str) and len(value.encode()) >= PATH_MAX:
+            raise ConfigError(f"config.json: {field} is too long: the kernel takes paths of less than {PATH_MAX} bytes")
+    for field in ("hostname", "domainname"):
+        value = config.get(field)
+        if isinstance(value, str) and len(value.encode()) > HOST_NAME_MAX:
+            raise ConfigError(f"config.json: {field} is too long: the kernel takes at most {HOST_NAME_MAX} bytes")
 
 
 def check_process(proc: dict, what: str = "process.") -> None:
