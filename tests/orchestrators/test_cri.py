@@ -245,3 +245,11 @@ def test_cri_stop_remove_and_teardown(runtime_service, pod):
     runtime_service.call("RemovePodSandbox", pod_sandbox_id=sid)
     assert runtime_state(binary, sid) is None
     assert not os.path.exists(os.path.join(CGROUP_V1, "memory", f"or-kubepods/pod{pod['sandbox']['metadata']['uid']}", cid))
+
+
+@pytest.mark.parametrize("pod", ["pyrun", "runc"], indirect=True)
+def test_cri_exec_sync_process_gets_its_oom_score_adj(runtime_service, pod):
+    """containerd's exec process is the container's process spec with new args, so it
+    carries oomScoreAdj 1000; runc gives the exec'd process that score, as the init's."""
+    r = exec_sync(runtime_service, pod["cid"], "cat /proc/self/oom_score_adj /proc/1/oom_score_adj")
+    assert r["stdout"].decode().split() == ["1000", "1000"], r

@@ -337,3 +337,14 @@ def test_podman_update_changes_a_running_container(podman):
                    runtime=runtime)
         assert p.stdout.strip() == str(128 << 20), runtime
         podman("rm", "-f", "-t", "0", "or-update", runtime=runtime)
+
+
+def test_podman_exec_gets_the_containers_oom_score_adj(podman):
+    """Podman's exec process is the container's process spec with new args: its
+    oomScoreAdj applies to the exec'd process too, as runc applies it."""
+    for runtime in runtimes():
+        start(podman, "or-oom", "--oom-score-adj", "500", runtime=runtime)
+        p = podman("exec", "or-oom", "cat", "/proc/self/oom_score_adj", "/proc/1/oom_score_adj",
+                   runtime=runtime)
+        assert p.stdout.split() == ["500", "500"], runtime
+        podman("rm", "-f", "-t", "0", "or-oom", runtime=runtime)
