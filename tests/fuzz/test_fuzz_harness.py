@@ -51,3 +51,19 @@ def test_unpack_check_sees_a_write_outside():
     finally:
         os.unlink(os.path.join(box.outside, "planted"))
     box.check()
+
+
+# -- found by make fuzz (fixed since in 4cdf5fc, aa00226) ---------------------------------------
+
+def _config_with_root_path(path: str) -> bytes:
+    import json
+    cfg = fuzz_config.base_config()
+    cfg["root"]["path"] = path
+    return b"\x00" + json.dumps(cfg).encode()
+
+
+@pytest.mark.parametrize("path", ["root\0fs", "root\ud800fs"])
+def test_config_root_path_the_kernel_cannot_take(path):
+    """create's os.path.realpath of root.path raised ValueError (NUL) and UnicodeEncodeError
+    (a lone surrogate), neither of them a PyrunError."""
+    fuzz_config.check(_config_with_root_path(path))

@@ -365,6 +365,54 @@ OTHERS = [
 CORPUS = DOCUMENTS + WRONG_TYPES + HUGE_STRINGS + NUL_BYTES + DESTINATIONS + ROOTFS + DEVICES + OTHERS
 
 
+# -- found by this corpus, and fixed since (4cdf5fc, aa00226): each failed on the tree before ------
+
+FOUND = [
+    # An init's error longer than a SOCK_SEQPACKET datagram: a second line on stderr
+    # (init._fail falls back to writing it itself, then create adds its own), or the line
+    # cut at 64 KiB (spawn's recv) before its reason.
+    Case("huge-hostname", "refuse", setting("hostname", "h" * MiB), needles=("hostname",)),
+    Case("huge-mount-destination", "refuse", mount("/" + "a" * MiB), needles=("too long",)),
+    Case("huge-mount-destination-100k", "refuse", mount("/" + "a" * 100_000), needles=("too long",)),
+    Case("huge-mount-destination-deep", "refuse", mount("/a" * (MiB // 2)), needles=("too long",)),
+    Case("huge-mount-source", "refuse", mount("/mnt", "bind", "/" + "s" * MiB, ["rbind"]), needles=("too long",)),
+    Case("huge-cwd", "refuse", setting("process", "cwd", "/" + "c" * MiB), needles=("too long",)),
+    Case("huge-masked-path", "refuse", appending("linux", "maskedPaths", "/" + "m" * MiB), needles=("too long",)),
+    # A NUL byte: a traceback (create, validate, hooks), the init's "ValueError", or cut
+    # silently (a mount option after the NUL is dropped; env only fails at start).
+    Case("nul-mount-destination", "refuse", mount("/mnt" + NUL + "x"), needles=("/mnt", "destination"), runc=True),
+    Case("nul-mount-option", "refuse", mount("/mnt", options=["mode=755" + NUL + ",uid=5"]),
+         needles=("mode=755", "option"), runc=True),
+    Case("nul-root-path", "refuse", setting("root", "path", "root" + NUL + "fs"), needles=("root",)),
+    Case("nul-env", "refuse", appending("process", "env", "HX=a" + NUL + "b"), needles=("env", "HX="), runc=True),
+    Case("nul-masked-path", "refuse", appending("linux", "maskedPaths", "/proc/kc" + NUL + "ore"),
+         needles=("maskedPaths", "masked", "/proc/kc")),
+    Case("nul-readonly-path", "refuse", appending("linux", "readonlyPaths", "/proc/s" + NUL + "ys"),
+         needles=("readonlyPaths", "readonly", "/proc/s")),
+    Case("nul-device-path", "refuse", device("/dev/f" + NUL + "z"), needles=("devices", "device", "/dev/f")),
+    Case("nul-namespace-path", "refuse", lambda c, e: c["linux"].__setitem__("namespaces", [
+        n for n in c["linux"]["namespaces"] if n["type"] != "network"] + [
+        {"type": "network", "path": "/proc/self/ns/n" + NUL + "et"}]), needles=("network", "namespace")),
+    Case("nul-hook-path", "refuse", appending("hooks", "createRuntime", {"path": "/bin/tr" + NUL + "ue"}),
+         needles=("hook", "/bin/tr")),
+    Case("surrogate-root-path", "refuse", setting("root", "path", "root\ud800fs"), needles=("root",)),
+    # paths.make_at names an undefined `path` for a file mount onto "/".
+    Case("dest-file-bind-onto-root", "refuse", mount("/", "bind", "/etc/hostname", ["bind"]), needles=("/",)),
+    # procfs/sysfs onto a symlink: runc refuses ("must be mounted on ordinary directory");
+    # pyrun mounts them wherever the link leads inside the rootfs.
+    Case("proc-link-to-marker", "refuse", None, link("/proc", "{M}"), needles=("/proc",), runc=True),
+    Case("proc-relative-link-climbing-out", "refuse", None, link("/proc", "{UP}{M}"), needles=("/proc",)),
+    Case("proc-link-dangling", "refuse", None, link("/proc", "/nowhere"), needles=("/proc",), runc=True),
+    Case("sys-link-to-marker-no-cgroup-mount", "refuse", no_cgroup_mount, link("/sys", "{M}"),
+         needles=("/sys",), runc=True),
+    Case("sys-link-dangling-no-cgroup-mount", "refuse", no_cgroup_mount, link("/sys", "/nowhere"),
+         needles=("/sys",)),
+    # The init's UnicodeEncodeError instead of a refusal naming the hostname.
+    Case("hostname-lone-surrogate", "either", setting("hostname", "\ud800"), needles=("hostname",)),
+]
+CORPUS += FOUND
+
+
 # -- the contract ------------------------------------------------------------------------------
 
 class HostGuard:
