@@ -199,7 +199,9 @@ def main(argv: list[str]) -> int:
         return getattr(commands, cmd.replace("-", "_"))(g, opts, pos) or 0
     except PyrunError as e:
         log.error(str(e) if not isinstance(e, UsageError) else f"{cmd}: {e}")
-        return 1
+        # runc's exec says 255 when it could not start the process (the process's own
+        # statuses are 0-255 as well, but a caller tells them apart by the error line)
+        return 255 if cmd == "exec" and not isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         return 130
     except OSError as e:  # a failure nobody anticipated still gets one line

@@ -108,7 +108,7 @@ def parse_signal(s: str) -> int:
     import _signal
     if s.isdigit():
         n = int(s)
-        if 0 < n < _signal.NSIG:
+        if 0 <= n < _signal.NSIG:  # 0: runc passes it on (a liveness probe)
             return n
     else:
         name = s.upper()
@@ -147,18 +147,32 @@ def list(g, o, pos):  # noqa: A001 - the command's name
     if o["quiet"]:
         sys.stdout.write("".join(c.id + "\n" for c in containers))
         return
-    states = [c.state() for c in containers]
+    states = [dict(c.state(), owner=_owner(c.dir)) for c in containers]
     if o["format"] == "json":
-        sys.stdout.write(fastjson.dumps(states) + "\n")
+        # as runc's encoder writes it: compact, and null for no containers
+        sys.stdout.write((fastjson.dumps(states, separators=(",", ":")) if states else "null") + "\n")
         return
     if o["format"] != "table":
         raise PyrunError(f"invalid format option {o['format']!r}")
     rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], "root") for s in states]
+    rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     out = ["".join(v.ljust(w + 3) if i < 5 else v for i, (v, w) in enumerate(zip(r, widths))).rstrip() + "\n"
            for r in rows]
     sys.stdout.write("".join(out))
+
+
+def _owner(cdir: str) -> str:
+    """The state directory's owner by name, as runc's list shows it (#uid if unnamed)."""
+    import pwd
+    try:
+        uid = os.stat(cdir).st_uid
+    except OSError:
+        return ""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
 
 
 def ps(g, o, pos):

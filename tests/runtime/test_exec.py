@@ -1,4 +1,6 @@
 """`pyrun exec`: a new process inside a running container, with runc's flags."""
+# runc exec exits 255 for every failure of its own (fatalWithCode(…, 255)); only a usage
+# error is 1.
 import json
 import os
 import socket
@@ -35,7 +37,7 @@ def test_exec_joins_namespaces_and_cgroup(pyrun, running):
 def test_exec_exit_status_and_missing_binary(pyrun, running):
     assert _exec(pyrun, "x1", "sh", "-c", "exit 9", check=False).returncode == 9
     p = _exec(pyrun, "x1", "nosuchbinary", check=False)
-    assert p.returncode == 1 and "nosuchbinary" in p.stderr and len(p.stderr.splitlines()) == 1
+    assert p.returncode == 255 and "nosuchbinary" in p.stderr and len(p.stderr.splitlines()) == 1
 
 
 def test_exec_flags(pyrun, running):
@@ -60,7 +62,7 @@ def test_exec_process_file(pyrun, running, tmp_path):
     assert _exec(pyrun, "--process", str(f), "x1").stdout.split() == ["from-file", "7"]
     f.write_text(json.dumps({"args": "not-a-list"}))
     p = _exec(pyrun, "--process", str(f), "x1", check=False)
-    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
+    assert p.returncode == 255 and len(p.stderr.splitlines()) == 1
 
 
 def test_exec_detach_pid_file(pyrun, running, tmp_path):
@@ -104,9 +106,9 @@ def test_exec_into_stopped_or_missing(pyrun, bundle):
             break
         time.sleep(0.02)
     p = _exec(pyrun, "gone", "true", check=False)
-    assert p.returncode == 1 and "stopped" in p.stderr
+    assert p.returncode == 255 and "stopped" in p.stderr
     p = _exec(pyrun, "ghost", "true", check=False)
-    assert p.returncode == 1 and "does not exist" in p.stderr
+    assert p.returncode == 255 and "does not exist" in p.stderr
 
 
 def test_runtime_binary_unreachable_through_proc_self_exe(pyrun, bundle, tmp_path):
@@ -143,4 +145,4 @@ def test_exec_bad_flags(pyrun, running):
     for args, needle in ((["--cwd", "relative"], "absolute"), (["--cap", "CAP_BOGUS"], "CAP_BOGUS"),
                          (["-u", "x:y"], "--user"), (["--additional-gids", "wheel"], "numeric")):
         p = _exec(pyrun, *args, "x1", "true", check=False)
-        assert p.returncode == 1 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+        assert p.returncode == 255 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr

@@ -149,3 +149,17 @@ def test_a_missing_program_reads_as_runcs_words(pyrun, bundle):
     assert p.returncode != 0 and "exec /nonexistent: no such file or directory" in p.stderr, p.stderr
     p = pyrun("exec", "miss-exec", "nonexistent", global_args=("--log", "/dev/null"))  # the bare message
     assert p.returncode != 0 and p.stderr == 'exec: "nonexistent": executable file not found in $PATH\n', p.stderr
+
+
+def test_cli_details_as_runc(pyrun, bundle):
+    assert pyrun("list", "--format", "json", check=True).stdout == "null\n"  # runc's encoder
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "cli", check=True)
+    out = pyrun("list", "--format", "json", check=True).stdout
+    assert out.startswith('[{"ociVersion":') and ", " not in out  # compact, as runc prints it
+    assert json.loads(out)[0]["owner"] == "root"
+    assert pyrun("list", check=True).stdout.splitlines()[1].split()[-1] == "root"
+    pyrun("kill", "cli", "0", check=True)  # signal 0: a liveness probe
+    assert _state(pyrun, "cli")["status"] == "running"
+    p = pyrun("exec", "cli", "/nonexistent")
+    assert p.returncode == 255, (p.returncode, p.stderr)
+    assert pyrun("exec", "cli", "sh", "-c", "exit 3").returncode == 3
