@@ -130,6 +130,7 @@ class Containerd:
     def teardown(self) -> None:
         """Every task killed and deleted, every container removed, then containerd stopped
         (its shims leave with their tasks)."""
+        namespaces = []
         try:
             namespaces = self.ctr("namespaces", "ls", "-q", check=False).stdout.split()
             for ns in namespaces:
@@ -147,6 +148,35 @@ class Containerd:
             self.log.close()
             _unmount_under(self.top)
             shutil.rmtree(self.top, ignore_errors=True)
+            _remove_empty_cgroup_parents()
+            for ns in namespaces:
+                try:  # the shim's --root for the namespace, left empty by the runtime
+                    os.rmdir(os.path.join(RUNTIME_ROOT_TOP, ns))
+                except OSError:
+                    pass
+
+
+RUNTIME_ROOT_TOP = "/run/containerd/runc"  # the shim's --root is RUNTIME_ROOT_TOP/<namespace>
+CGROUP_V1 = "/sys/fs/cgroup"
+# Every cgroup parent the tests make starts so: ctr's /<namespace> (or-ctr) and the pods'
+# cgroup_parent (or-kubepods/pod<uid>). Runtimes remove a container's own cgroup, not these.
+CGROUP_PREFIX = "or-"
+
+
+def _remove_empty_cgroup_parents() -> None:
+    """The tests' cgroup parents, deepest first; one still holding a cgroup stays."""
+    for hierarchy in os.listdir(CGROUP_V1):
+        top = os.path.join(CGROUP_V1, hierarchy)
+        try:
+            names = [n for n in os.listdir(top) if n.startswith(CGROUP_PREFIX)]
+        except OSError:
+            continue
+        for name in names:
+            for path, _dirs, _files in sorted(os.walk(os.path.join(top, name)), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
 
 
 def _unmount_under(top: str) -> None:
