@@ -285,17 +285,20 @@ def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
 
 
 def _release_init(fifo: str, pid: int) -> None:
-    """Open exec.fifo for reading: the init's blocked open returns and it writes one byte."""
+    """Open exec.fifo for reading: the init's blocked open returns and it writes one byte.
+
+    The pidfd comes first: once the fifo is open the program may exec, exit and be
+    reaped (by a shim) before this process looks again."""
     import select
-    try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise StateError("cannot start an already running container") from None
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        os.close(fd)
         raise StateError("cannot start a container that has stopped") from None
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        os.close(pidfd)
+        raise StateError("cannot start an already running container") from None
     try:
         p = select.poll()
         p.register(fd, select.POLLIN)
