@@ -71,8 +71,6 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
         raise PyrunError(f"cannot exec in container {c.id}: it is creating")
     if o["apparmor"] or o["process_label"]:
         raise PyrunError("exec: apparmor and SELinux labels are not supported on this host")
-    if o["cgroup"]:
-        raise PyrunError("exec: --cgroup is not supported yet")
     proc = execmod.process_from_cli(c.record.get("config") or {}, o, pos[1:])
     console = o["console_socket"] or None
     if proc.get("terminal") and not console and not o["detach"]:
@@ -84,12 +82,14 @@ def exec(g, o, pos):  # noqa: A001 - the command's name
         try:
             pid_code = execmod.run_exec(c, proc, detach=False, pid_file=o["pid_file"] or None,
                                         console_socket=theirs, preserve_fds=o["preserve_fds"],
-                                        console_conn=ours)
+                                        console_conn=ours, cgroups=o["cgroup"],
+                                        ignore_paused=o["ignore_paused"])
         finally:
             theirs.close()
         return pid_code
     return execmod.run_exec(c, proc, detach=o["detach"], pid_file=o["pid_file"] or None,
-                            console_socket=console, preserve_fds=o["preserve_fds"])
+                            console_socket=console, preserve_fds=o["preserve_fds"],
+                            cgroups=o["cgroup"], ignore_paused=o["ignore_paused"])
 
 
 def state(g, o, pos):

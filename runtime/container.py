@@ -27,7 +27,7 @@ ALLOWED = {
     "events": {"created", "running", "paused"},
     "pause": {"running"},
     "resume": {"paused"},
-    "exec": {"created", "running"},
+    "exec": {"created", "running", "paused"},  # paused: only with --ignore-paused
     "delete": {"stopped", "created"},   # created: killed first, as runc does
     "delete-force": {"creating", "created", "running", "paused", "stopped"},
 }

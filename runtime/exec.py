@@ -98,17 +98,27 @@ def _validate_process(proc, what: str) -> None:
 
 
 def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
-             console_socket, preserve_fds: int, console_conn=None) -> int:
-    """Start `proc` in the container; returns its exit status (0 at once with detach)."""
+             console_socket, preserve_fds: int, console_conn=None, cgroups=(),
+             ignore_paused: bool = False) -> int:
+    """Start `proc` in the container; returns its exit status (0 at once with detach).
+
+    `cgroups`: exec --cgroup's sub-cgroups; `ignore_paused`: exec into a paused
+    container anyway (the process then waits, frozen, for resume)."""
     status = container._require("exec")
-    if status == "paused":
-        raise PyrunError(f"cannot exec in a paused container {container.id}")
+    if status == "paused" and not ignore_paused:
+        raise PyrunError(f"cannot exec in a paused container {container.id} (use --ignore-paused to override)")
+    cgroup = container.cgroup()
+    if cgroups:
+        if cgroup is None:
+            raise PyrunError(f"exec --cgroup: container {container.id} has no cgroup")
+        from .cgroups import sub_cgroup
+        cgroup = sub_cgroup(cgroup, cgroups)
     if proc.get("terminal") and not console_socket and detach:
         raise ConfigError("cannot allocate tty if pyrun will detach without setting console socket")
     from .container import _open_pidfd
     init_pidfd = _open_pidfd(container.pid, container.record["pid_start"])
     try:
-        child, child_pidfd = _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach)
+        child, child_pidfd = _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach, cgroup)
     finally:
         os.close(init_pidfd)
     if pid_file:
@@ -122,7 +132,7 @@ def run_exec(container, proc: dict, *, detach: bool, pid_file: str | None,
     return wait_foreground(child, console_conn)
 
 
-def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach) -> tuple[int, int]:
+def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach, cgroup) -> tuple[int, int]:
     import _prctl
     import _socket
     from . import process
@@ -134,7 +144,7 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach) ->
     from .spawn import clone_child, supervise
     try:
         restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
-        pid, pidfd, cgroup_fds, helper_fd = clone_child(0, container.cgroup(), restore, "clone3 for exec")
+        pid, pidfd, cgroup_fds, helper_fd = clone_child(0, cgroup, restore, "clone3 for exec")
     except BaseException:
         parent_sock.close()
         child_sock.close()

@@ -108,3 +108,34 @@ def destroy(cg) -> None:
                 raise PyrunError(describe_oserror(e, "remove cgroup")) from None
             time.sleep(0.005)
     raise PyrunError(f"remove cgroup {cg.path}: still busy")
+
+
+def sub_cgroup(cg, wanted: list[str]):
+    """`exec --cgroup`: the container's cgroup with existing sub-cgroups in place of its own
+    directories. Each item is runc's `[controller[,controller…]:]path`; a path is relative
+    to the container's cgroup and stays inside it."""
+    from ..errors import ConfigError
+    per: dict[str, str] = {}
+    for w in wanted:
+        ctrls, _, sub = w.rpartition(":")
+        parts = [p for p in sub.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise ConfigError(f"exec --cgroup {w!r}: the sub-cgroup must be a path inside the container's cgroup")
+        if ctrls and cg.version == 2:
+            raise ConfigError(f"exec --cgroup {w!r}: cgroup v2 has one hierarchy: give no controller")
+        for ctrl in (ctrls.split(",") if ctrls else [""]):
+            per[ctrl] = "/".join(parts)
+    dirs = {}
+    for name, d in cg.hierarchies.items():
+        sub = per.get("")
+        for ctrl in name.split(","):
+            sub = per.get(ctrl, sub)
+        if sub:
+            d = os.path.join(d, sub)
+            if not os.path.isdir(d):
+                raise ConfigError(f"exec --cgroup: {sub} does not exist in the container's cgroup ({d})")
+        dirs[name] = d
+    missing = set(per) - {""} - {c for name in cg.hierarchies for c in name.split(",")}
+    if missing:
+        raise ConfigError(f"exec --cgroup: no such controller: {', '.join(sorted(missing))}")
+    return manager(cg.path, dirs)

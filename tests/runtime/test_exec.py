@@ -146,3 +146,46 @@ def test_exec_bad_flags(pyrun, running):
                          (["-u", "x:y"], "--user"), (["--additional-gids", "wheel"], "numeric")):
         p = _exec(pyrun, *args, "x1", "true", check=False)
         assert p.returncode == 255 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
+def test_exec_into_a_sub_cgroup(pyrun, running):
+    """--cgroup [ctrl:]path: an existing sub-cgroup of the container's; never outside it."""
+    cfg_dirs = json.loads(open(os.path.join(pyrun.root, "x1", "state.json")).read())["cgroup"]["dirs"]
+    subs = []
+    for d in cfg_dirs.values():
+        os.mkdir(os.path.join(d, "sub"))
+        subs.append(os.path.join(d, "sub"))
+        for name in ("cpuset.cpus", "cpuset.mems"):  # a new v1 cpuset takes no task until set
+            if os.path.exists(os.path.join(d, name)):
+                with open(os.path.join(d, name)) as src, open(os.path.join(d, "sub", name), "w") as dst:
+                    dst.write(src.read())
+    try:
+        out = _exec(pyrun, "--cgroup", "sub", "x1", "cat", "/proc/self/cgroup").stdout
+        assert all(line.endswith("/sub") for line in out.split()), out
+        for bad, needle in (("../x", "inside"), ("nosuch", "does not exist"), ("bogusctl:sub", "controller")):
+            p = _exec(pyrun, "--cgroup", bad, "x1", "true", check=False)
+            assert p.returncode == 255 and needle in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    finally:
+        for s in subs:
+            for _ in range(100):
+                try:
+                    os.rmdir(s)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def test_exec_into_a_paused_container_needs_ignore_paused(pyrun, running, tmp_path):
+    pyrun("pause", "x1", check=True)
+    p = _exec(pyrun, "x1", "true", check=False)
+    assert p.returncode == 255 and "--ignore-paused" in p.stderr
+    pid_file = tmp_path / "pid"
+    import subprocess
+    from tests.conftest import PYRUN
+    proc = subprocess.Popen([PYRUN, "--root", pyrun.root, "exec", "--ignore-paused", "--pid-file",
+                             str(pid_file), "x1", "sh", "-c", "echo thawed"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert proc.poll() is None  # frozen with the container
+    pyrun("resume", "x1", check=True)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out == "thawed\n"
