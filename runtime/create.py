@@ -62,7 +62,10 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     if linux is None:
         raise ConfigError("config.json: linux section is required on Linux")
     root_path = (config.get("root") or {}).get("path") or ""
-    rootfs_dir = os.path.realpath(os.path.join(bundle, root_path))
+    try:
+        rootfs_dir = os.path.realpath(os.path.join(bundle, root_path))
+    except OSError as e:
+        raise ConfigError(describe_oserror(e, f"root.path {root_path!r}")) from None
     if not root_path or not os.path.isdir(rootfs_dir):
         raise ConfigError(f"rootfs ({rootfs_dir}) does not exist")
     proc = config.get("process")

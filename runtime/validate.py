@@ -92,6 +92,7 @@ def needs_string_check(data: bytes) -> bool:
 
 PATH_MAX = 4096
 HOST_NAME_MAX = 64
+MAX_ARG_STRLEN = 32 * 4096  # the kernel's limit on one argument or environment string
 
 
 def _check_lengths(config: dict) -> None:
@@ -107,6 +108,11 @@ def _check_lengths(config: dict) -> None:
     for field, value in paths:
         if isinstance(value, str) and len(value.encode()) >= PATH_MAX:
             raise ConfigError(f"config.json: {field} is too long: the kernel takes paths of less than {PATH_MAX} bytes")
+    for key in ("args", "env"):
+        for i, value in enumerate(proc.get(key) or ()):
+            if isinstance(value, str) and len(value.encode()) >= MAX_ARG_STRLEN:
+                raise ConfigError(f"config.json: process.{key}[{i}] is too long: execve takes strings "
+                                  f"of less than {MAX_ARG_STRLEN} bytes")
     for field in ("hostname", "domainname"):
         value = config.get(field)
         if isinstance(value, str) and len(value.encode()) > HOST_NAME_MAX:

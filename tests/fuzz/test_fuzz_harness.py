@@ -67,3 +67,9 @@ def test_config_root_path_the_kernel_cannot_take(path):
     """create's os.path.realpath of root.path raised ValueError (NUL) and UnicodeEncodeError
     (a lone surrogate), neither of them a PyrunError."""
     fuzz_config.check(_config_with_root_path(path))
+
+
+def test_config_root_path_create_cannot_resolve():
+    """create's os.path.realpath of root.path let an OSError out of Container.create (here
+    EACCES on /proc/1/root), not a PyrunError (the CLI still printed one line for it)."""
+    fuzz_config.check(_config_with_root_path("/proc/1/root"))

@@ -446,3 +446,9 @@ def test_a_nul_byte_anywhere_is_refused_by_name(pyrun, bundle, tmp_path):
     spec = tmp_path / "p.json"
     spec.write_text(json.dumps({"args": ["echo", "a\0b"], "cwd": "/"}))
     _one_line_error(pyrun("exec", "-p", str(spec), "nulx"), "NUL")
+
+
+def test_an_argument_execve_cannot_take_is_refused_at_create(pyrun, bundle):
+    p = pyrun("create", "-b", _edit(bundle(["echo", "x" * (1 << 20)]), lambda c: None), "bigarg")
+    _one_line_error(p, "process.args[1]", "too long")
+    assert pyrun.ids() == []
