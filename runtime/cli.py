@@ -39,6 +39,7 @@ COMMANDS = {
     "run": ("create and run a container", "<container-id>", CREATE_FLAGS + [
         (("detach", "d"), "bool", False, "detach from the container's process"),
         (("keep",), "bool", False, "do not delete the container after it exits"),
+        (("no-subreaper",), "bool", False, "disable the use of the subreaper used to reap reparented processes"),
     ]),
     "start": ("executes the user defined process in a created container", "<container-id>", []),
     "state": ("output the state of a container", "<container-id>", []),
@@ -180,6 +181,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"{e}\n")
         return 1
     log.path, log.fmt, log.debug_on = g["log"] or None, g["log_format"], g["debug"]
+    if log.path:
+        log.open_log()  # runc makes the file at start, whatever is written to it later
     if g["version"]:
         sys.stdout.write(f"pyrun version {VERSION}\nspec: {SPEC_VERSION}\n")
         return 0
@@ -195,6 +198,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(usage(cmd))
             return 0
         opts, pos = parse_flags(args, COMMANDS[cmd][2])
+        log.debug(f"{cmd} {' '.join(args)}")
         from . import commands
         return getattr(commands, cmd.replace("-", "_"))(g, opts, pos) or 0
     except PyrunError as e:

@@ -45,6 +45,11 @@ def run(g, o, pos):
     from . import foreground
     from .create import load_config
     _one_id(pos, "run")
+    if not o["detach"] and not o["no_subreaper"]:
+        # as runc's: processes the container orphans (no pid namespace) come to us, not to
+        # the host's pid 1, while we wait for the init
+        import _prctl
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
     config = load_config(os.path.abspath(o["bundle"] or os.getcwd()))
     ours = theirs = None
     if not o["detach"] and not o["console_socket"] and (config.get("process") or {}).get("terminal"):

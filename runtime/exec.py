@@ -223,7 +223,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         process.apply_scheduling(proc)
         process.apply_personality(linux.get("personality"))
         process.enter_cwd(proc.get("cwd") or "/")
-        env = list(proc.get("env") or ())
+        env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
         path = process.find_executable(proc["args"][0], env)
         process.become_process(proc, seccomp, None, setgroups_denied=False)
         process.finish(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(), helper_fd))

@@ -59,6 +59,9 @@ def _init(ctx) -> None:
     console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(
         ctx.console_socket, str) else -1
     process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd))
+    # --console-socket is a host path: reach it with the host's credentials, before the
+    # user namespace's root (or a joined user or mount namespace) stands in the way
+    console_sock = _console_socket(ctx) if proc.get("terminal") else None
     go = ctx.sock.recv(64)  # uid/gid maps and oom_score_adj are written
     if not go.startswith(b"go "):
         os._exit(1)
@@ -85,7 +88,6 @@ def _init(ctx) -> None:
     rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
-    console_sock = _console_socket(ctx) if proc.get("terminal") else None
 
     if ctx.hooks.get("prestart") or ctx.hooks.get("createRuntime"):
         ctx.sock.send(b"hooks")
@@ -106,7 +108,7 @@ def _init(ctx) -> None:
     process.apply_rlimits(proc.get("rlimits"))
     process.apply_scheduling(proc)
     process.apply_personality(linux.get("personality"))
-    env = list(proc.get("env") or ())
+    env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
     send_listener = listener and _listener_sender(ctx, listener)

@@ -34,6 +34,14 @@ def one_line(msg: str) -> str:
     return msg.translate(_CONTROL)
 
 
+def open_log() -> None:
+    """Make the --log file now; a failure to is one error line on stderr, as runc's."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        sys.stderr.write(one_line(f"open log file {path}: {e.strerror}") + "\n")
+
+
 def _emit(level: str, msg: str, to_stderr: bool) -> None:
     line = _entry(level, msg)
     if path:

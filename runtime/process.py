@@ -280,6 +280,31 @@ def enter_cwd(cwd: str) -> None:
         raise PyrunError(f"cwd {cwd!r} is outside of the container's root: possible container breakout, refused")
 
 
+def with_home(env: list[str], uid: int) -> list[str]:
+    """HOME, when the config sets none: the user's home in the container's /etc/passwd, or
+    "/" (runc's rule). The file is the image's: read only if regular, and at most 1 MiB."""
+    if any(e.startswith("HOME=") for e in env):
+        return env
+    home = "/"
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return env + [f"HOME={home}"]
+    try:
+        import stat
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            for line in os.read(fd, 1 << 20).decode(errors="replace").splitlines():
+                fields = line.split(":")
+                if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
+                    home = fields[5]
+                    break
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return env + [f"HOME={home}"]
+
+
 def find_executable(arg0: str, env: list[str]) -> str:
     """PATH lookup as execvp does it, inside the container's root (we are after pivot_root)."""
     if "/" in arg0:

@@ -163,3 +163,76 @@ def test_cli_details_as_runc(pyrun, bundle):
     p = pyrun("exec", "cli", "/nonexistent")
     assert p.returncode == 255, (p.returncode, p.stderr)
     assert pyrun("exec", "cli", "sh", "-c", "exit 3").returncode == 3
+
+
+def test_debug_lines_go_to_the_log_file_made_at_start(pyrun, bundle, tmp_path):
+    log = tmp_path / "sub" / "pyrun.log"
+    log.parent.mkdir()
+    assert pyrun("state", "nosuch", global_args=("--log", str(log))).returncode != 0
+    assert log.exists()  # made at start, as runc makes it
+    quiet = tmp_path / "quiet.log"
+    pyrun("list", global_args=("--log", str(quiet)), check=True)
+    assert quiet.exists() and quiet.read_text() == ""
+    pyrun("create", "-b", bundle(["true"]), "dbg", global_args=("--debug", "--log", str(log)), check=True)
+    assert "level=debug" in log.read_text() and "create" in log.read_text()
+
+
+def test_run_is_a_subreaper_unless_told_not(pyrun, bundle):
+    """Without a pid namespace a double-forked process is orphaned: it comes to `run`."""
+    from tests.conftest import PYRUN
+    script = "(sleep 3 & echo $! > /tmp/orphan); sleep 0.5; grep PPid /proc/$(cat /tmp/orphan)/status"
+    b = bundle(["sh", "-c", script], private_rootfs=True)
+    cfg = read_config(b)
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]
+    cfg["root"]["readonly"] = False
+    write_config(b, cfg)
+    for flags, expect_ours in (((), True), (("--no-subreaper",), False)):
+        run = subprocess.Popen([PYRUN, "--root", pyrun.root, "run", *flags, "-b", b, "reap"],
+                               stdout=subprocess.PIPE, text=True)
+        out, _ = run.communicate(timeout=20)
+        ppid = int(out.split()[-1])
+        assert (ppid == run.pid) is expect_ours, (flags, out, run.pid)
+
+
+def test_home_comes_from_the_containers_passwd(pyrun, bundle):
+    def cfg(c):
+        c["process"]["env"] = [e for e in c["process"]["env"] if not e.startswith("HOME=")]
+        c["process"]["user"] = {"uid": 65534, "gid": 65534}
+    assert pyrun.run_ok(_edit(bundle(["sh", "-c", "echo $HOME"]), cfg)) == "/home\n"
+    pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "homex", check=True)
+    out = pyrun("exec", "-u", "65534", "homex", "sh", "-c", "echo $HOME", check=True).stdout
+    assert out == "/home\n"
+
+
+def test_console_socket_in_a_private_dir_with_a_user_namespace(pyrun, bundle, tmp_path):
+    """The socket is reached with the host's credentials, before the user namespace's root."""
+    top = "/tmp/pyrun-userns-tty-" + os.urandom(4).hex()
+    os.makedirs(top)
+    os.chmod(top, 0o755)
+    try:
+        from tests.support.bundle import make_rootfs
+        rootfs = make_rootfs(os.path.join(top, "rootfs"))
+        b = bundle(["sh", "-c", "id -u"])
+        os.unlink(os.path.join(b, "rootfs"))
+        os.symlink(rootfs, os.path.join(b, "rootfs"))
+
+        def cfg(c):
+            c["process"]["terminal"] = True
+            c["linux"]["namespaces"].append({"type": "user"})
+            c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        _edit(b, cfg)
+        private = tmp_path / "private"
+        private.mkdir(mode=0o700)
+        path = str(private / "console.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        srv.settimeout(10)
+        p = pyrun("create", "-b", b, "--console-socket", path, "ttyns")
+        assert p.returncode == 0, p.stderr
+        conn, _ = srv.accept()
+        conn.close()
+    finally:
+        import shutil
+        shutil.rmtree(top)
