@@ -31,13 +31,8 @@ def load_config(bundle: str) -> dict:
 
 
 def validate_config(config) -> None:
-    try:
-        from specs.runtime import validate_config as validate
-    except ImportError:  # specs' validator not there yet: the structural checks below still run
-        if not isinstance(config, dict):
-            raise ConfigError("config.json: expected an object") from None
-        return
     from specs import SpecError
+    from specs.runtime import validate_config as validate
     try:
         validate(config)
     except SpecError as e:
@@ -45,9 +40,41 @@ def validate_config(config) -> None:
         raise ConfigError(msg if msg.startswith("config.json") else f"config.json: {msg}") from None
 
 
+class Plan:
+    """What validation found: everything create needs, computed before anything is made."""
+
+    __slots__ = ("config", "bundle", "rootfs", "mounts", "flags", "joins", "userns", "preserve_fds")
+
+    def __init__(self, **kw):
+        for key, value in kw.items():
+            setattr(self, key, value)
+
+
 def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new_keyring,
            preserve_fds, config, validated=False, listen_fds=0):
-    from . import hooks, process, rootfs, spawn
+    """The process model's steps: validate → claim → cgroup → spawn → record."""
+    plan = _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds)
+    cgroup, cdir, lock, created = _claim(root, cid, plan)
+    try:
+        _make_cgroup(cgroup, plan.config["linux"].get("resources"))
+        pid, pidfd = _spawn(cid, root, plan, cdir, cgroup, console_socket=console_socket,
+                            no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+        record = _record(cid, plan, cdir, cgroup, pid, created, pid_file)
+    except BaseException:
+        _undo(cdir, cgroup)
+        raise
+    finally:
+        os.close(lock)
+    c = cls(cid, root, cdir, record)
+    c.pidfd = pidfd
+    return c
+
+
+def _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds) -> Plan:
+    """Everything that can be refused, refused with one line before anything exists."""
+    from . import cgroups, hooks, process, rootfs, validate
+    from ._shim import CLONE_NEWNS, CLONE_NEWUSER
+    from .namespaces import clone_flags
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
     if not os.path.isdir(bundle):
@@ -55,8 +82,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     if config is None:
         config = load_config(bundle)
     elif not validated:
-        from .validate import check_strings
-        check_strings(config)
+        validate.check_strings(config)
         validate_config(config)
     linux = config.get("linux")
     if linux is None:
@@ -74,13 +100,9 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     process.check(proc)
     hooks.check(config.get("hooks"))
     mounts = rootfs.parse_mounts(config)
-    from . import cgroups
     cgroups.check(linux)  # cgroupsPath and linux.resources, refused before anything is made
-    from .namespaces import clone_flags
     flags, joins = clone_flags(linux.get("namespaces") or [])
-    from . import validate
     validate.check(config, flags, joins)
-    from ._shim import CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWUTS, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWCGROUP
     if not flags & CLONE_NEWNS and "mount" not in joins:
         raise ConfigError("a mount namespace is required (linux.namespaces has no \"mount\")")
     userns = bool(flags & CLONE_NEWUSER)
@@ -98,53 +120,59 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     if listen_fds:
         proc["env"] = list(proc.get("env") or ()) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
         preserve_fds += listen_fds
+    return Plan(config=config, bundle=bundle, rootfs=rootfs_dir, mounts=mounts, flags=flags,
+                joins=joins, userns=userns, preserve_fds=preserve_fds)
 
+
+def _claim(root: str, cid: str, plan: Plan):
+    """The ID, with a first record that already names every cgroup directory to be made:
+    should this process die in cgroup set-up, `delete --force` finds them (and only those)."""
+    from . import cgroups
+    linux = plan.config["linux"]
     cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
     created = st.now_rfc3339()
-    # The record first: should this process die in cgroup set-up, `delete --force`
-    # finds every directory it was about to make (and only those).
     cgroup.plan()
-    cdir, lock = st.claim(root, cid, {"id": cid, "pid": 0, "bundle": bundle, "created": created,
+    cdir, lock = st.claim(root, cid, {"id": cid, "pid": 0, "bundle": plan.bundle, "created": created,
                                       "cgroup": cgroup.record()})  # locked until the record is whole
+    return cgroup, cdir, lock, created
+
+
+def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket, no_pivot,
+           no_new_keyring) -> tuple[int, int]:
+    from . import spawn
+    from ._shim import CLONE_NEWCGROUP, CLONE_NEWUTS
+    fifo = os.path.join(cdir, st.EXEC_FIFO)
+    os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
+    flags, config = plan.flags, plan.config
+    ctx = spawn.InitContext(
+        id=cid, config=config, bundle=plan.bundle, rootfs=plan.rootfs, mounts=plan.mounts,
+        hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
+        preserve_fds=plan.preserve_fds, userns=plan.userns, join_paths=plan.joins,
+        new_utsns=bool(flags & CLONE_NEWUTS), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
+        dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in plan.mounts),
+        cgroup_dirs=cgroup.hierarchies, no_new_keyring=no_new_keyring,
+        seccomp_cache=root.rstrip("/") + "-cache/seccomp")
+    ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
-        from specs import SPEC_VERSION
-        fifo = os.path.join(cdir, st.EXEC_FIFO)
-        os.mkfifo(fifo, 0o622)
-        os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
-        _make_cgroup(cgroup, linux.get("resources"))  # undone by _undo below should this fail
-        ctx = spawn.InitContext(
-            id=cid, config=config, bundle=bundle, rootfs=rootfs_dir, fifo_path=fifo, mounts=mounts,
-            hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
-            preserve_fds=preserve_fds, userns=userns, join_paths=joins,
-            new_utsns=bool(flags & CLONE_NEWUTS), new_netns=bool(flags & CLONE_NEWNET),
-            new_ipcns=bool(flags & CLONE_NEWIPC), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
-            dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in mounts),
-            cgroup_dirs=cgroup.hierarchies if cgroup else {},
-            setgroups_denied=False, no_new_keyring=no_new_keyring,
-            seccomp_cache=root.rstrip("/") + "-cache/seccomp")
-        ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        try:
-            pid, pidfd = spawn.spawn(ctx, flags, cgroup)
-        finally:
-            os.close(ctx.fifo_fd)
-        record = {
-            "ociVersion": config.get("ociVersion", SPEC_VERSION), "id": cid, "pid": pid,
-            "pid_start": st.proc_start_time(pid), "bundle": bundle, "rootfs": rootfs_dir,
-            "created": created, "annotations": config.get("annotations") or {},
-            "cgroup": cgroup.record() if cgroup else None,
-            "config": config,
-        }
-        st.write_state(cdir, record)
-        if pid_file:
-            st.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
-    except BaseException:
-        _undo(cdir, cgroup)
-        raise
+        return spawn.spawn(ctx, flags, cgroup)
     finally:
-        os.close(lock)
-    c = cls(cid, root, cdir, record)
-    c.pidfd = pidfd
-    return c
+        os.close(ctx.fifo_fd)
+
+
+def _record(cid: str, plan: Plan, cdir: str, cgroup, pid: int, created: str, pid_file) -> dict:
+    from specs import SPEC_VERSION
+    config = plan.config
+    record = {
+        "ociVersion": config.get("ociVersion", SPEC_VERSION), "id": cid, "pid": pid,
+        "pid_start": st.proc_start_time(pid), "bundle": plan.bundle, "rootfs": plan.rootfs,
+        "created": created, "annotations": config.get("annotations") or {},
+        "cgroup": cgroup.record(), "config": config,
+    }
+    st.write_state(cdir, record)
+    if pid_file:
+        st.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
+    return record
 
 
 def _make_cgroup(cg, resources) -> None:

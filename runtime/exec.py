@@ -84,16 +84,12 @@ def _validate_process(proc, what: str) -> None:
         validate.check_process(proc, "")
     except ConfigError as e:
         raise ConfigError(str(e).replace("config.json", what, 1)) from None
+    from specs import SpecError
+    from specs.runtime import validate_config
     try:
-        from specs.runtime import validate_config
-        from specs import SpecError
-    except ImportError:
-        pass
-    else:
-        try:
-            validate_config({"ociVersion": "1.0.0", "root": {"path": "rootfs"}, "process": proc})
-        except SpecError as e:
-            raise ConfigError(f"{what}: {e}".replace("config.json: ", "")) from None
+        validate_config({"ociVersion": "1.0.0", "root": {"path": "rootfs"}, "process": proc})
+    except SpecError as e:
+        raise ConfigError(f"{what}: {e}".replace("config.json: ", "")) from None
     process.check(proc)
 
 
@@ -225,7 +221,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         process.enter_cwd(proc.get("cwd") or "/")
         env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
         path = process.find_executable(proc["args"][0], env)
-        process.become_process(proc, seccomp, None, setgroups_denied=False)
+        process.become_process(proc, seccomp, None)
         process.finish(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(), helper_fd))
         process.execve(helper_fd, path, proc["args"], process.env_dict(env))
     except PyrunError as e:

@@ -112,7 +112,7 @@ def _init(ctx) -> None:
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
     send_listener = listener and _listener_sender(ctx, listener)
-    process.become_process(proc, seccomp, send_listener, setgroups_denied=ctx.setgroups_denied)
+    process.become_process(proc, seccomp, send_listener)
 
     ctx.sock.send(b"ready")
     ctx.sock.close()

@@ -319,14 +319,10 @@ def find_executable(arg0: str, env: list[str]) -> str:
     raise PyrunError(f'exec: "{arg0}": executable file not found in $PATH')
 
 
-def set_user(user: dict, allow_setgroups: bool = True) -> None:
+def set_user(user: dict) -> None:
     uid, gid = user.get("uid", 0), user.get("gid", 0)
-    groups = user.get("additionalGids")
     try:
-        if allow_setgroups:
-            os.setgroups(list(groups or ()))
-        elif groups:
-            raise PyrunError("additionalGids cannot be set: setgroups is denied in this user namespace")
+        os.setgroups(list(user.get("additionalGids") or ()))
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
     except OSError as e:
@@ -391,7 +387,7 @@ def compile_seccomp(linux: dict, cache_dir: str | None):
     return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
 
 
-def become_process(proc: dict, seccomp, send_listener_fd, *, setgroups_denied: bool) -> None:
+def become_process(proc: dict, seccomp, send_listener_fd) -> None:
     """Credentials, capabilities and the privileged part of seccomp, in runc's order.
 
     Done before the init reports "ready", so that a failure fails `create`. Without
@@ -406,7 +402,7 @@ def become_process(proc: dict, seccomp, send_listener_fd, *, setgroups_denied: b
         _load_seccomp(seccomp, send_listener_fd)
     drop_bounding_set(proc.get("capabilities"))
     set_keepcaps(True)
-    set_user(user, allow_setgroups=not setgroups_denied)
+    set_user(user)
     set_keepcaps(False)
     apply_capabilities(proc.get("capabilities"))
     if proc.get("noNewPrivileges"):

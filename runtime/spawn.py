@@ -136,7 +136,7 @@ def _see_through(ctx, sock, pid: int) -> None:
     ctx.host_pid = pid
     linux = ctx.config.get("linux") or {}
     if ctx.userns:
-        _write_id_maps(pid, linux, ctx.setgroups_denied)
+        _write_id_maps(pid, linux)
     _write_oom_score_adj(pid, ctx.config["process"].get("oomScoreAdj"))
     sock.send(b"go %d" % pid)
     while True:
@@ -162,11 +162,9 @@ def _describe_status(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def _write_id_maps(pid: int, linux: dict, setgroups_denied: bool) -> None:
+def _write_id_maps(pid: int, linux: dict) -> None:
+    name = "uid_map"
     try:
-        if setgroups_denied:
-            with open(f"/proc/{pid}/setgroups", "w") as f:
-                f.write("deny")
         for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
             lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or ())
             if lines:
