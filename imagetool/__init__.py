@@ -13,14 +13,26 @@ from __future__ import annotations
 def pull(ref: str, layout: str, **opts):
     """Pull `ref` into the OCI layout `layout`. Options: platform, creds, authfile,
     plain_http, tls_verify, cert_dir, jobs, progress, format ("oci" or "keep"), tag.
-    Returns a PullResult (descriptor, fetched blobs)."""
+    Returns a PullResult (descriptor, fetched blobs). For example (run by
+    tests/test_api_doctest.py against a local registry):
+
+    >>> result = imagetool.pull(ref, layout)
+    >>> sorted(os.listdir(layout))
+    ['blobs', 'index.json', 'oci-layout']
+    """
     from .puller import pull as _pull
     return _pull(ref, layout, **opts)
 
 
 def unpack(layout_dir: str, tag: str | None, bundle_dir: str, **opts):
     """Unpack the image `tag` of `layout_dir` into the OCI bundle `bundle_dir`.
-    Options: rootless, uid_map, gid_map (lists of OCI LinuxIDMapping dicts)."""
+    Options: rootless, uid_map, gid_map (lists of OCI LinuxIDMapping dicts). For example,
+    after the pull above:
+
+    >>> _ = imagetool.unpack(layout, "latest", bundle_dir)
+    >>> sorted(os.listdir(bundle_dir))
+    ['config.json', 'rootfs']
+    """
     from .unpacker import unpack as _unpack
     return _unpack(layout_dir, tag, bundle_dir, **opts)
 

@@ -34,6 +34,22 @@ ALLOWED = {
 
 
 class Container:
+    """One container in a state root; the library under `pyrun`. For example (run by
+    tests/test_api_doctest.py, with `bundle` an OCI bundle whose process is `sleep 100`
+    and `root` a private state root):
+
+    >>> c = Container.create("doc-web", bundle, root=root)
+    >>> c.state()["status"]
+    'created'
+    >>> c.start()
+    >>> Container.load("doc-web", root=root).state()["status"]
+    'running'
+    >>> c.kill(9)
+    >>> c.delete(force=True)
+    >>> Container.list(root)
+    []
+    """
+
     def __init__(self, cid: str, root: str, cdir: str, record: dict | None):
         self.id, self.root, self.dir, self.record = cid, root, cdir, record
 
