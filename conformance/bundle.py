@@ -18,7 +18,7 @@ APPLETS = (
     "stat", "readlink", "test", "[", "printf", "wc", "head", "tail", "grep", "tr", "env", "pwd",
     "mount", "kill", "uname", "chmod", "chown", "stty", "tty", "cp", "dd", "true", "false", "ps",
     "sed", "cut", "awk", "mknod", "ln", "rm", "nproc", "taskset", "ionice", "sysctl", "uptime",
-    "date", "mkfifo", "seq", "sort", "xargs", "find", "rmdir", "setpriv", "mv",
+    "date", "sync", "mkfifo", "seq", "sort", "xargs", "find", "rmdir", "setpriv", "mv",
 )
 DIRS = ("bin", "etc", "proc", "sys", "dev", "tmp", "root", "home", "run", "var", "cf")
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
