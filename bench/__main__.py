@@ -1,4 +1,4 @@
-"""python -m bench [--quick] [runtime] [images] [profile]  (no section: all of them)
+"""python -m bench [--quick] [runtime] [callers] [images] [profile]  (no section: all of them)
 
 Runs the benchmarks as root in a private temp dir, writes bench/results/<section>.json
 and bench/results.md, prints the targets and ratios. Everything it starts (containers,
@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-SECTIONS = ("runtime", "images", "profile")
+SECTIONS = ("runtime", "callers", "images", "profile")
 
 
 def log(msg: str) -> None:
@@ -42,26 +42,69 @@ def meta(mode: str, notes: list[str]) -> dict:
 
 
 def run_runtime(work: str, quick: bool) -> None:
-    from bench import report, runtime, runtimes
-    rts, missing = runtimes.available(os.path.join(work, "runtime"))
+    from bench import report, runtime, runtimes, samens
+    host = os.path.join(work, "runtime")
+    rts, missing = runtimes.available(host)
     if "pyrun" in missing:
         raise SystemExit(f"bench: {missing['pyrun']}")
     notes = [f"{name}: {why}" for name, why in missing.items()]
     if runtimes.hybrid_host():
-        notes.append("crun runs as `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'` "
-                     "(crun 1.8 fails on this hybrid cgroup host otherwise); the wrapper alone "
-                     "(exec'ing /bin/true) is measured in the same rounds as `crun-wrapper` and its "
-                     "median subtracted from crun's numbers")
-    os.makedirs(os.path.join(work, "runtime"))
+        notes.append("the `-ns` benchmarks run pyrun, crun and runc in one private mount namespace in which "
+                     "the host's cgroup2 mount (/sys/fs/cgroup/unified) is unmounted (bench/samens.py): all "
+                     "three see the same v1 cgroups and no wrapper is timed. crun 1.8 refuses this hybrid "
+                     "host otherwise")
+        notes.append(f"`run` on the host also keeps the old method for crun ({runtime.OLD_CRUN}): each call "
+                     "through `unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec crun …'`, the wrapper "
+                     "alone measured in the same rounds and its median subtracted")
+    os.makedirs(host)
+    benches: list = []
     try:
-        benches, failures = runtime.run_all(rts, os.path.join(work, "runtime"), quick, log)
+        found, failures = runtime.run_all(rts, host, quick, log)
+        benches += found
         notes += failures
     finally:
         for rt in rts:
             rt.force_delete_all()
-        if not runtimes.host_cgroup2_still_mounted():
-            log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
+    try:
+        found, failures = samens.run(_runtime_in_namespace, os.path.join(work, "runtime-ns"), quick)
+        benches += found
+        notes += failures
+    except samens.NamespaceError as e:
+        log(f"runtime: the private-namespace pairing FAILED: {e}")
+        notes.append(f"FAILED the private-namespace pairing: {str(e).splitlines()[0]}")
+    if not runtimes.host_cgroup2_still_mounted():
+        log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
     report.save_section("runtime", benches, meta("quick" if quick else "full", notes))
+
+
+def _runtime_in_namespace(work: str, quick: bool):
+    from bench import runtime, runtimes
+    os.makedirs(work)
+    rts, _ = runtimes.available(work, wrapped_crun=False)
+    try:
+        return runtime.run_samens(rts, work, quick, log)
+    finally:
+        for rt in rts:
+            rt.force_delete_all()
+
+
+def run_callers(work: str, quick: bool) -> None:
+    from bench import callers, report, runtimes, samens
+    why = callers.missing()
+    if why:
+        raise RuntimeError(f"callers: {why}")
+    benches, notes = callers.run_all(os.path.join(work, "callers"), quick, log)
+    try:
+        found, failures = samens.run(callers.run_all, os.path.join(work, "callers-ns"), quick, log,
+                                     ", the caller started in a mount namespace without the cgroup2 mount")
+        benches += found
+        notes += failures
+    except samens.NamespaceError as e:
+        log(f"callers: the private-namespace run FAILED: {e}")
+        notes.append(f"FAILED callers in the private namespace: {str(e).splitlines()[0]}")
+    if not runtimes.host_cgroup2_still_mounted():
+        log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
+    report.save_section("callers", benches, meta("quick" if quick else "full", notes))
 
 
 def run_images(work: str, quick: bool) -> None:
@@ -78,7 +121,7 @@ def run_profile(work: str, quick: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("sections", nargs="*", metavar="SECTION",
-                        help="runtime, images, profile (default: all)")
+                        help="runtime, callers, images, profile (default: all)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     args = parser.parse_args(argv)
     for s in args.sections:
@@ -99,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         for section in sections:
             log(f"section {section} ({'quick' if args.quick else 'full'})")
             try:
-                {"runtime": run_runtime, "images": run_images, "profile": run_profile}[section](work, args.quick)
+                {"runtime": run_runtime, "callers": run_callers, "images": run_images,
+                 "profile": run_profile}[section](work, args.quick)
             except Exception as e:  # noqa: BLE001 - one failed section must not lose the others
                 log(f"section {section} FAILED: {type(e).__name__}: {e}")
                 failed.append(section)

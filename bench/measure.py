@@ -1,10 +1,11 @@
 """Timing and memory of whole processes, interleaved runs, and the statistics on them.
 
 A measurement is one child process: wall time from just before fork to just after
-its exit was reaped, and its peak RSS as wait4(2) reports it (ru_maxrss: the
-process and every descendant it reaped, across execve). Runs of the candidates
-are interleaved, with the order rotated every round, so drift on this shared
-machine spreads over all candidates instead of landing on one.
+its exit was reaped, and its CPU time (user + system) and peak RSS as wait4(2)
+reports them (the process and every descendant it reaped; ru_maxrss across
+execve). Runs of the candidates are interleaved, with the order rotated every
+round, so drift on this shared machine spreads over all candidates instead of
+landing on one.
 """
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ from typing import Callable
 
 
 class BenchError(Exception):
-    """A command under measurement failed; one line naming it and its stderr."""
+    """A command under measurement failed; one line naming it and its stderr.
+    `detail` is the part after the command: "exit N: <last stderr line>"."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass
@@ -28,6 +34,7 @@ class Sample:
     wall: float          # seconds
     maxrss_kib: int = 0  # peak RSS (rss=True only): the process and the children it reaped, KiB
     returncode: int = 0
+    cpu: float = 0.0     # seconds of user + system time of the process and the children it reaped
 
 
 CACHE = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
@@ -85,8 +92,9 @@ def _run(argv, check, timeout, env, cwd, stdout) -> Sample:
         if check and code != 0:
             err.seek(0)
             lines = err.read().decode(errors="replace").strip().splitlines()
-            raise BenchError(f"{' '.join(argv[:6])}: exit {code}: {lines[-1] if lines else 'no stderr'}")
-    return Sample(wall, 0, code)
+            detail = f"exit {code}: {lines[-1] if lines else 'no stderr'}"
+            raise BenchError(f"{' '.join(argv[:6])}: {detail}", detail)
+    return Sample(wall, 0, code, usage.ru_utime + usage.ru_stime)
 
 
 def run_many(argvs: list[list[str]], timeout: float = 120.0) -> float:

@@ -1,17 +1,24 @@
-"""Where `pyrun run /bin/true` spends its time, seen four ways, saved under bench/profiles/:
+"""Where pyrun's commands spend their time, seen five ways, saved under bench/profiles/:
 
-- importtime-run.txt   `python -X importtime`: every import, self and cumulative µs
-- cprofile-run.txt     cProfile of the runtime process (the init's side ends in execve)
+- importtime-run.txt, importtime-state.txt   `python -X importtime`: every import, self
+                       and cumulative µs
+- cprofile-CMD.txt     cProfile of the runtime process of run, create, start, state, kill,
+                       delete and list (the init's side of run ends in execve)
 - strace-run.txt       `strace -f -ttt` of the whole run, and the phases read from it
+- syscalls-CMD.txt     `strace -f -c` (system time) and `strace -f -c -w` (wall, blocking
+                       included) per syscall, of run and of state
 - floor                interleaved wall times: bare interpreter, interpreter + site, the same
-                       plus exactly the modules `run` imports, and the real `pyrun run`
+                       plus exactly the modules `run` imports, the real `pyrun run`, and
+                       run and state with and without pyrun-launcher's read-only exec
 summary.md collects the findings; results.md includes it.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -33,9 +40,9 @@ def _run_argv(root: str, bundle: str) -> list[str]:
     return ["--root", root, "run", "--bundle", bundle, _cid()]
 
 
-def importtime(root: str, bundle: str) -> tuple[list[tuple[int, int, str]], str]:
-    """[(self µs, cumulative µs, module with its indent)] of one `pyrun run`."""
-    p = subprocess.run([PY, *shebang_flags(), "-X", "importtime", PYRUN, *_run_argv(root, bundle)],
+def importtime(args: list[str]) -> tuple[list[tuple[int, int, str]], str]:
+    """[(self µs, cumulative µs, module with its indent)] of one `pyrun ARGS`."""
+    p = subprocess.run([PY, *shebang_flags(), "-X", "importtime", PYRUN, *args],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     rows = []
     for line in p.stderr.splitlines():
@@ -47,36 +54,130 @@ def importtime(root: str, bundle: str) -> tuple[list[tuple[int, int, str]], str]
 
 # pyrun leaves through os._exit (no interpreter teardown), so `python -m cProfile`,
 # which writes its file at exit, would write nothing: the profile is dumped from
-# os._exit itself, by the runtime process only (the init's children exit too).
+# os._exit itself, by the runtime process only (the init's children exit too), or
+# when the script returns or raises SystemExit.
+#
+# The container init (a clone3 child, still under the profiler) is profiled too when
+# INIT_OUT is not "-": its inherited statistics are cleared as init.run begins, and
+# dumped just before process.finish (which closes every fd the runtime holds) to a
+# file opened here, close-on-exec, before clone3: after pivot_root no host path is
+# reachable, and close_fds_except is told to keep that one fd. Profiling only.
 _CPROFILE = """
-import cProfile, os, sys
-out, script = sys.argv[1], sys.argv[2]
-sys.argv = sys.argv[2:]
-prof, me, real_exit = cProfile.Profile(), os.getpid(), os._exit
-def _exit(code):
+import cProfile, marshal, os, sys
+out, init_out, paths, script = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+sys.argv = sys.argv[4:]
+prof, me, real_exit, done = cProfile.Profile(), os.getpid(), os._exit, []
+init_fd = -1
+def _dump():
+    if done:
+        return
+    done.append(1)
+    prof.disable()
     if os.getpid() == me:
-        prof.disable()
         prof.dump_stats(out)
+    elif init_fd >= 0:
+        prof.create_stats()
+        os.write(init_fd, marshal.dumps(prof.stats))
+def _exit(code):
+    _dump()
     real_exit(code)
 os._exit = _exit
+if init_out != "-":
+    sys.path.extend(paths.split(":"))
+    from runtime import init, process
+    init_fd = os.open(init_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    real_run, real_close, real_finish = init.run, process.close_fds_except, process.finish
+    def run(ctx):
+        prof.disable()
+        prof.clear()
+        prof.enable()
+        real_run(ctx)
+    def close_fds_except(preserve, keep):
+        real_close(preserve, tuple(keep) + (init_fd,))
+    def finish(*a, **kw):
+        _dump()
+        real_finish(*a, **kw)
+    init.run, process.close_fds_except, process.finish = run, close_fds_except, finish
 code = compile(open(script).read(), script, "exec")
 prof.enable()
-exec(code, {"__name__": "__main__", "__file__": script})
+try:
+    exec(code, {"__name__": "__main__", "__file__": script})
+finally:
+    _dump()
 """
 
 
-def cprofile(root: str, bundle: str) -> str:
-    import pstats
-    out = os.path.join(PROFILES, "run.prof")
-    subprocess.run([PY, *shebang_flags(), "-c", _CPROFILE, out, PYRUN, *_run_argv(root, bundle)],
+def cprofile(args: list[str], name: str, init_name: str | None = None) -> tuple[str, str | None]:
+    """cProfile of `pyrun ARGS` (the runtime process), as text in µs (pstats' own lists
+    print milliseconds, all zeros for a 3 ms command): the cumulative and the
+    internal-time lists; with init_name, the same of the container init it spawns."""
+    import runtime
+    import sysconfig
+    out = os.path.join(PROFILES, f"{name}.prof")
+    init_out = os.path.join(PROFILES, f"{init_name}.prof") if init_name else "-"
+    paths = ":".join((sysconfig.get_paths()["purelib"],
+                      os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))))
+    subprocess.run([PY, *shebang_flags(), "-c", _CPROFILE, out, init_out, paths, PYRUN, *args],
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
-    import io
-    buf = io.StringIO()
-    stats = pstats.Stats(out, stream=buf)
-    stats.strip_dirs().sort_stats("cumulative").print_stats(35)
-    stats.sort_stats("tottime").print_stats(20)
-    return buf.getvalue()
+    text = _stats_text(out, f"pyrun {' '.join(args[2:])}")
+    if not init_name:
+        return text, None
+    if not os.path.getsize(init_out):
+        return text, "the init wrote no profile\n"
+    return text, _stats_text(init_out, f"the container init of pyrun {' '.join(args[2:])}, from init.run to "
+                                       "process.finish")
+
+
+def _stats_text(path: str, what: str) -> str:
+    import pstats
+    stats = pstats.Stats(path)
+    rows = [(nc, pc, tt, ct, _where(key)) for key, (pc, nc, tt, ct, _) in stats.stats.items()]
+    head = f"{'ncalls':>9} {'tottime':>10} {'cumtime':>10}  function"
+    line = lambda r: f"{r[0] if r[0] == r[1] else f'{r[0]}/{r[1]}':>9} {r[2] * 1e6:>7.0f} µs {r[3] * 1e6:>7.0f} µs  {r[4]}"  # noqa: E731
+    return "\n".join([f"{what}: {stats.total_calls} function calls in {stats.total_tt * 1000:.1f} ms", "",
+                      "Ordered by: cumulative time", head]
+                     + [line(r) for r in sorted(rows, key=lambda r: -r[3])[:40]]
+                     + ["", "Ordered by: internal time", head]
+                     + [line(r) for r in sorted(rows, key=lambda r: -r[2])[:30]]) + "\n"
+
+
+def _where(key: tuple[str, int, str]) -> str:
+    filename, lineno, func = key
+    if filename == "~":
+        return func
+    return f"{os.path.basename(filename)}:{lineno}({func})"
+
+
+def syscall_summary(args: list[str]) -> tuple[str, list[tuple[str, float, int]], list[tuple[str, float, int]]] | None:
+    """`strace -f -c` (system time per syscall) and `strace -f -c -w` (wall time per
+    syscall, blocking included) of `pyrun ARGS`: the raw tables and, for each,
+    [(syscall, seconds, calls)] largest first. Each runs its own container, so the
+    caller passes a fresh ARGS list builder."""
+    if not shutil.which("strace"):
+        return None
+    tables, parsed = [], []
+    for flags in (["-c"], ["-c", "-w"]):
+        out = os.path.join(PROFILES, "syscalls.raw")
+        subprocess.run(["strace", "-f", *flags, "-o", out, PYRUN, *args()],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60)
+        with open(out) as f:
+            text = f.read()
+        os.unlink(out)
+        tables.append(f"$ strace -f {' '.join(flags)} pyrun …\n{text}")
+        parsed.append(_strace_table(text))
+    return "\n".join(tables), parsed[0], parsed[1]
+
+
+def _strace_table(text: str) -> list[tuple[str, float, int]]:
+    rows = []
+    for line in text.splitlines():
+        f = line.split()
+        # "% time seconds usecs/call calls [errors] syscall"
+        if len(f) >= 5 and re.match(r"^\d+\.\d+$", f[0]) and f[-1] != "total":
+            rows.append((f[-1], float(f[1]), int(f[3])))
+    return sorted(rows, key=lambda r: -r[1])
 
 
 _PHASE_RULES = [
@@ -160,9 +261,11 @@ def unsealed_pyrun(workdir: str) -> str | None:
     return script
 
 
-def floor(root: str, bundle: str, modules: list[str], n: int, unsealed: str | None = None) -> dict[str, list[float]]:
+def floor(root: str, bundle: str, state_id: str, modules: list[str], n: int,
+          unsealed: str | None = None) -> dict[str, list[float]]:
     """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work,
-    and (`unsealed`, a pyrun without its launcher) what the read-only exec costs."""
+    and (`unsealed`, a pyrun without its launcher) what the read-only exec costs, on run
+    and on `state` of the container `state_id`."""
     import runtime
     project = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
     flags = shebang_flags()
@@ -180,9 +283,29 @@ def floor(root: str, bundle: str, modules: list[str], n: int, unsealed: str | No
     fns[f"pyrun run /bin/true (#! flags: {shown or 'none'})"] = (
         lambda i: run([PYRUN, *_run_argv(root, bundle)]).wall)
     if unsealed:
-        fns[f"pyrun run /bin/true, #! without {LAUNCHER} (not sealed)"] = (
-            lambda i: run([unsealed, *_run_argv(root, bundle)]).wall)
+        fns[RUN_UNSEALED] = lambda i: run([unsealed, *_run_argv(root, bundle)]).wall
+        fns[STATE_SEALED] = lambda i: run([PYRUN, "--root", root, "state", state_id]).wall
+        fns[STATE_UNSEALED] = lambda i: run([unsealed, "--root", root, "state", state_id]).wall
     return interleave(fns, n)
+
+
+RUN_UNSEALED = f"pyrun run /bin/true, #! without {LAUNCHER} (not sealed)"
+STATE_SEALED = "pyrun state (sealed, as installed)"
+STATE_UNSEALED = f"pyrun state, #! without {LAUNCHER} (not sealed)"
+# The commands cProfile'd, in the order a container goes through them.
+HOT = ("run", "create", "start", "state", "kill", "delete", "list")
+
+
+def _best_imports(args: list[str]) -> list[tuple[int, int, str]]:
+    """Three runs, each module's minimum: one stray recompiled .pyc or a busy moment
+    must not decide the ranking."""
+    runs = [importtime(args() if callable(args) else args) for _ in range(3)]
+    best: dict[str, tuple[int, int, str]] = {}
+    for rs, _ in runs:
+        for s, c, name in rs:
+            old = best.get(name)
+            best[name] = (min(s, old[0]), min(c, old[1]), name) if old else (s, c, name)
+    return [best[name] for _, _, name in runs[-1][0] if name in best], runs[-1][1]
 
 
 def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
@@ -190,37 +313,57 @@ def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
     os.makedirs(PROFILES, exist_ok=True)
     os.makedirs(workdir, exist_ok=True)
     bundle = make_bundle(os.path.join(workdir, "bundle"), args=("/bin/true",))
+    sleeper = make_bundle(os.path.join(workdir, "bundle-sleep"), args=("sleep", "3600"))
     root = os.path.join(workdir, "root")
+    pyrun = lambda *a: run([PYRUN, "--root", root, *a])  # noqa: E731
+    profiles: dict[str, str] = {}
     try:
-        log("profile: python -X importtime pyrun run …")
-        run([PYRUN, *_run_argv(root, bundle)])  # warm the page cache and .pyc files
-        # Three runs, each module's minimum: one stray recompiled .pyc or a busy
-        # moment must not decide the ranking.
-        runs = [importtime(root, bundle) for _ in range(3)]
-        raw = runs[-1][1]
-        best: dict[str, tuple[int, int, str]] = {}
-        for rs, _ in runs:
-            for s, c, name in rs:
-                old = best.get(name)
-                best[name] = (min(s, old[0]), min(c, old[1]), name) if old else (s, c, name)
-        rows = [best[name] for _, _, name in runs[-1][0] if name in best]
+        log("profile: python -X importtime pyrun run, state …")
+        pyrun("run", "--bundle", bundle, _cid())  # warm the page cache and .pyc files
+        rows, raw = _best_imports(lambda: _run_argv(root, bundle))
         with open(os.path.join(PROFILES, "importtime-run.txt"), "w") as f:
             f.write(raw)
-        log("profile: cProfile pyrun run …")
-        prof = cprofile(root, bundle)
-        with open(os.path.join(PROFILES, "cprofile-run.txt"), "w") as f:
-            f.write(prof)
-        log("profile: strace -f pyrun run …")
+        # Containers present while the commands are profiled, as in the runtime section.
+        present = 20 if quick else 100
+        for _ in range(present):
+            pyrun("create", "--bundle", bundle, _cid())
+        state_id = _cid()
+        pyrun("create", "--bundle", sleeper, state_id)
+        state_rows, raw = _best_imports(["--root", root, "state", state_id])
+        with open(os.path.join(PROFILES, "importtime-state.txt"), "w") as f:
+            f.write(raw)
+        log("profile: cProfile of " + ", ".join(HOT) + " …")
+        cid = _cid()
+        profiles["run"], profiles["init"] = cprofile(_run_argv(root, bundle), "cprofile-run", "cprofile-init")
+        for cmd, args in (("create", ["--root", root, "create", "--bundle", sleeper, cid]),
+                          ("start", ["--root", root, "start", cid]),
+                          ("state", ["--root", root, "state", cid]),
+                          ("kill", ["--root", root, "kill", cid, "9"])):
+            profiles[cmd] = cprofile(args, f"cprofile-{cmd}")[0]
+        _wait_stopped(root, cid)
+        profiles["delete"] = cprofile(["--root", root, "delete", cid], "cprofile-delete")[0]
+        profiles["list"] = cprofile(["--root", root, "list"], "cprofile-list")[0]
+        for cmd, text in profiles.items():
+            with open(os.path.join(PROFILES, f"cprofile-{cmd}.txt"), "w") as f:
+                f.write(text)
+        log("profile: strace -f pyrun run; strace -c of run and state …")
         traced = strace(root, bundle)
         if traced:
             with open(os.path.join(PROFILES, "strace-run.txt"), "w") as f:
                 f.write("\n".join(f"{t:.6f} {name}" for name, t in traced[0]) + "\n\n" + traced[1] + "\n")
+        syscalls = {}
+        for cmd, args in (("run", lambda: _run_argv(root, bundle)),
+                          ("state", lambda: ["--root", root, "state", state_id])):
+            got = syscall_summary(args)
+            if got:
+                syscalls[cmd] = got[1:]
+                with open(os.path.join(PROFILES, f"syscalls-{cmd}.txt"), "w") as f:
+                    f.write(got[0])
         top_level = [name.strip() for _, _, name in rows if not name.startswith(" ")]
         ours = [m for m in top_level if m.split(".")[0] in ("runtime", "specs")]
-        log("profile: interpreter floor vs pyrun run …")
-        fl = floor(root, bundle, ours, 6 if quick else 20, unsealed_pyrun(workdir))
+        log("profile: interpreter floor vs pyrun run, with and without the launcher …")
+        fl = floor(root, bundle, state_id, ours, 6 if quick else 40, unsealed_pyrun(workdir))
     finally:
-        subprocess.run([PYRUN, "--root", root, "list", "-q"], capture_output=True)
         for cid in (os.listdir(root) if os.path.isdir(root) else []):
             subprocess.run([PYRUN, "--root", root, "delete", "--force", cid], capture_output=True)
     from bench import report
@@ -228,43 +371,101 @@ def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
     report.save_section("profile", [Bench("floor", "pyrun run /bin/true against the interpreter floor",
                                           "s", fl)], meta or {"when": report.now()})
     with open(os.path.join(PROFILES, "summary.md"), "w") as f:
-        f.write(summary_md(rows, prof, traced[0] if traced else None,
-                           {k: Summary.of(v) for k, v in fl.items()}))
+        f.write(summary_md(rows, state_rows, profiles, traced[0] if traced else None, syscalls,
+                           {k: Summary.of(v) for k, v in fl.items()}, fl))
 
 
-def summary_md(rows, prof: str, phases, fl: dict[str, Summary]) -> str:
+def _wait_stopped(root: str, cid: str, tries: int = 2000) -> None:
+    import time
+    for _ in range(tries):
+        p = subprocess.run([PYRUN, "--root", root, "state", cid], capture_output=True, text=True)
+        if '"stopped"' in p.stdout:
+            return
+        time.sleep(0.005)
+
+
+def _imports_table(rows, k: int = 12) -> list[str]:
+    out = ["| module | cumulative | self |", "|---|---:|---:|"]
+    top = sorted((r for r in rows if not r[2].startswith(" ")), key=lambda r: -r[1])[:k]
+    return out + [f"| {name} | {cum / 1000:.2f} ms | {s / 1000:.2f} ms |" for s, cum, name in top]
+
+
+def _self_table(rows, k: int = 12) -> list[str]:
+    out = ["| module | self |", "|---|---:|"]
+    return out + [f"| {name.strip()} | {s / 1000:.2f} ms |" for s, _, name in sorted(rows, key=lambda r: -r[0])[:k]]
+
+
+def _ours(rows) -> list[tuple[int, int, str]]:
+    return [r for r in rows if r[2].strip().split(".")[0] in ("runtime", "specs")]
+
+
+def _prof_rows(text: str, k: int) -> tuple[list[str], list[str]]:
+    cumulative, _, internal = text.partition("Ordered by: internal time")
+    rows_of = lambda t: [l for l in t.splitlines() if re.match(r"\s+\d", l)][:k]  # noqa: E731
+    return rows_of(cumulative), rows_of(internal)
+
+
+def _prof_total(text: str) -> str:
+    m = re.search(r"(\d+) function calls in ([\d.]+) ms", text)
+    return f"{m.group(1)} calls, {m.group(2)} ms" if m else "?"
+
+
+def summary_md(rows, state_rows, profiles: dict[str, str], phases, syscalls: dict,
+               fl: dict[str, Summary], raw_floor: dict[str, list[float]]) -> str:
     total_self = sum(s for s, _, _ in rows)
-    out = ["## Profile of `pyrun run /bin/true` (the slowest path against its peers)", "",
-           "Files: bench/profiles/importtime-run.txt, cprofile-run.txt, strace-run.txt.", "",
-           "**Where the wall time goes** (interleaved, median): the bare interpreter, with site, "
-           "the interpreter with pyrun's own #! flags importing exactly the modules `run` imports, "
-           "and the real `pyrun run`; the last two rows' difference is the work itself:", "",
+    out = ["## Profile: where pyrun's time goes", "",
+           "Files: bench/profiles/ (importtime-run.txt, importtime-state.txt, cprofile-*.txt, strace-run.txt, "
+           "syscalls-*.txt).", "",
+           "**Floor** (interleaved, median): the bare interpreter, with site, the interpreter with pyrun's "
+           "own #! flags importing exactly the modules `run` imports, the real `pyrun run`, and run and "
+           "state with and without pyrun-launcher; the 3rd and 4th rows' difference is the work itself:", "",
            "| command | median | min | max |", "|---|---:|---:|---:|"]
     for name, s in fl.items():
         out.append(f"| `{name}` | {s.median * 1000:.1f} ms | {s.min * 1000:.1f} ms | {s.max * 1000:.1f} ms |")
-    out += ["", f"**Imports** (`-X importtime`, per module the minimum of three runs): {len(rows)} modules, {total_self / 1000:.1f} ms "
-            "in total (self times summed). Largest top-level imports by cumulative time:", "",
-            "| module | cumulative | self |", "|---|---:|---:|"]
-    top = sorted((r for r in rows if not r[2].startswith(" ")), key=lambda r: -r[1])[:12]
-    out += [f"| {name} | {cum / 1000:.2f} ms | {s / 1000:.2f} ms |" for s, cum, name in top]
-    out += ["", "Largest self times:", "", "| module | self |", "|---|---:|"]
-    out += [f"| {name.strip()} | {s / 1000:.2f} ms |" for s, _, name in sorted(rows, key=lambda r: -r[0])[:10]]
+    names = list(raw_floor)
+    pairs = [(names[3], RUN_UNSEALED, "run"), (STATE_SEALED, STATE_UNSEALED, "state")]
+    launcher = []
+    for sealed, unsealed, what in pairs:
+        if sealed in raw_floor and unsealed in raw_floor:
+            d = statistics.median(a - b for a, b in zip(raw_floor[sealed], raw_floor[unsealed]))
+            launcher.append(f"{what} {'+' if d >= 0 else '−'}{abs(d) * 1000:.1f} ms")
+    if launcher:
+        out += ["", f"**pyrun-launcher** (the interpreter exec'd from a detached read-only mount, "
+                f"CVE-2019-5736), median of the per-round differences sealed − not sealed: "
+                f"{', '.join(launcher)}."]
+    ours = _ours(rows)
+    out += ["", f"**Imports of `run`** (`-X importtime`, per module the minimum of three runs): {len(rows)} "
+            f"modules, {total_self / 1000:.1f} ms of self time in all; pyrun's own ({len(ours)} modules of "
+            f"runtime/ and specs/): {sum(r[0] for r in ours) / 1000:.1f} ms. Largest top-level imports "
+            "by cumulative time:", ""] + _imports_table(rows)
+    out += ["", "Largest self times:", ""] + _self_table(rows, 15)
+    st_ours = _ours(state_rows)
+    out += ["", f"**Imports of `state`**: {len(state_rows)} modules, "
+            f"{sum(s for s, _, _ in state_rows) / 1000:.1f} ms of self time; pyrun's own: {len(st_ours)} "
+            f"modules, {sum(r[0] for r in st_ours) / 1000:.1f} ms ("
+            + ", ".join(f"{n.strip()} {s / 1000:.2f}" for s, _, n in sorted(st_ours, key=lambda r: -r[0])[:8])
+            + " ms)."]
     if phases:
         t0 = phases[0][1]
-        out += ["", "**Phases** from `strace -f -ttt` (strace slows every traced syscall, so read the "
+        out += ["", "**Phases of `run`** from `strace -f -ttt` (strace slows every traced syscall, so read the "
                 "shares, not the absolute times):", "", "| event | at |", "|---|---:|"]
         out += [f"| {name} | +{(t - t0) * 1000:.1f} ms |" for name, t in phases]
-    cumulative, _, internal = prof.partition("Ordered by: internal time")
-    biggest = []
-    for line in [l for l in internal.splitlines() if re.match(r"\s+\d", l)][:3]:
-        f = line.split(None, 5)
-        biggest.append(f"{f[5]} ×{f[0]}: {float(f[1]) * 1000:.0f} ms")
-    if biggest:
-        out += ["", "Largest in-process costs of the runtime process (cProfile internal time): "
-                + "; ".join(biggest) + "."]
-    rows_of = lambda text, k: [l for l in text.splitlines() if re.match(r"\s+\d", l)][:k]  # noqa: E731
-    out += ["", "**cProfile** of the runtime process (ncalls tottime percall cumtime percall function); "
-            "`recv` is the parent waiting for the init's set-up, `waitpid` for the container's exit. "
-            "Top of the cumulative list:", "", "```"] + rows_of(cumulative, 15) + ["```", "",
-            "Top of the internal-time list:", "", "```"] + rows_of(internal, 10) + ["```", ""]
+    for cmd, (cpu_rows, wall_rows) in syscalls.items():
+        out += ["", f"**Syscalls of `{cmd}`** (`strace -f -c`: system time; `-c -w`: wall time, blocking "
+                "included; every process of the command; strace's own overhead inflates both):", "",
+                "| syscall | system time | calls | | syscall | wall time | calls |", "|---|---:|---:|---|---|---:|---:|"]
+        for a, b in itertools.zip_longest(cpu_rows[:12], wall_rows[:12]):
+            left = f"{a[0]} | {a[1] * 1000:.2f} ms | {a[2]}" if a else " | | "
+            right = f"{b[0]} | {b[1] * 1000:.2f} ms | {b[2]}" if b else " | | "
+            out.append(f"| {left} | | {right} |")
+        out.append(f"| **all** | {sum(r[1] for r in cpu_rows) * 1000:.2f} ms | {sum(r[2] for r in cpu_rows)} "
+                   f"| | **all** | {sum(r[1] for r in wall_rows) * 1000:.2f} ms | {sum(r[2] for r in wall_rows)} |")
+    out += ["", "**cProfile** of the runtime process, per command (total: calls, in-process time under the "
+            "profiler). In `run`, `recv` is the parent waiting for the init's set-up and `waitpid` for the "
+            "container's exit.", ""]
+    for cmd, text in profiles.items():
+        cum, internal = _prof_rows(text, 12)
+        out += [f"`{cmd}` ({_prof_total(text)}), internal time:", "", "```"] + internal + ["```", ""]
+        if cmd == "run":
+            out += ["`run`, cumulative:", "", "```"] + cum + ["```", ""]
     return "\n".join(out)

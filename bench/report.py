@@ -1,5 +1,5 @@
 """bench/results.md from the sections' JSON (bench/results/*.json, one per section run),
-and the targets of issue 9, each met or missed and by how much."""
+and the targets (issues 21, 15, 16, 18 and 9), each met or missed and by how much."""
 from __future__ import annotations
 
 import json
@@ -9,24 +9,55 @@ import time
 
 from bench.measure import Bench, Ratio, Summary
 
+FLOOR = "floor"  # bench/runtime.py's bare interpreter candidate
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
 RESULTS_MD = os.path.join(HERE, "results.md")
 MIB = 1024
 
-# (label, bench, A, B or None, limit, kind): kind "ratio" compares median(A/B per round) with
-# limit; "abs" compares median(A) (seconds or KiB) with limit.
+NS = "-ns"  # the benchmarks run in one mount namespace without the cgroup2 mount (bench/samens.py)
+OLD_CRUN = "crun, old method (wrapper median subtracted)"  # bench/runtime.py's label
+
+# (issue, label, bench, A, B or None, limit, kind). kind "ratio": median of the per-round
+# ratios A/B against limit; "abs": median(A) (seconds or KiB) against limit; "diff": the
+# median of the per-round differences A − B. limit None: measured and reported, no target.
 TARGETS = [
-    ("`pyrun run /bin/true` ≤ 1.0× runc", "run", "pyrun", "runc", 1.0, "ratio"),
-    ("`pyrun run /bin/true` ≤ 1.6× crun", "run", "pyrun", "crun", 1.6, "ratio"),
-    ("`pyrun exec /bin/true` ≤ 1.0× runc", "exec", "pyrun", "runc", 1.0, "ratio"),
-    ("init while `created` ≤ 15 MiB RSS", "init-rss", "pyrun", None, 15 * MIB, "abs"),
-    ("pull+unpack Debian ≤ 0.5× skopeo+umoci", "pull-unpack-debian", "imagetool:total",
+    ("21", "`run /bin/true` ≤ 1.0× crun, wall (one namespace)", "run" + NS, "pyrun", "crun", 1.0, "ratio"),
+    ("21", "`run /bin/true` ≤ 1.5× crun, CPU (one namespace)", "run" + NS + "-cpu", "pyrun", "crun", 1.5, "ratio"),
+    ("21", "`run /bin/true` ≤ 0.85× runc, wall (host)", "run", "pyrun", "runc", 0.85, "ratio"),
+    ("21", "`run /bin/true` ≤ 0.85× runc, wall (one namespace)", "run" + NS, "pyrun", "runc", 0.85, "ratio"),
+    ("21", "`run /bin/true` vs crun, old method (wrapper median subtracted; no longer the target's measure)",
+     "run", "pyrun", OLD_CRUN, None, "ratio"),
+    ("21", "`run` with Podman's resources ≤ 1.0× crun, wall (one namespace)", "run-resources" + NS, "pyrun",
+     "crun", 1.0, "ratio"),
+    ("21", "`run` with Podman's resources ≤ 1.5× crun, CPU (one namespace)", "run-resources" + NS + "-cpu",
+     "pyrun", "crun", 1.5, "ratio"),
+    ("21", "`run` with Podman's resources ≤ 0.85× runc, wall (host)", "run-resources", "pyrun", "runc", 0.85, "ratio"),
+    *[("21", f"`{c}` ≤ 1.25× the bare interpreter{' (100 containers present)' if c == 'list' else ''}",
+       "commands", f"pyrun:{c}", f"floor:{c}", 1.25, "ratio") for c in ("start", "state", "kill", "delete", "list")],
+    ("21", "`exec /bin/true` ≤ 0.7× runc", "exec", "pyrun", "runc", 0.7, "ratio"),
+    ("21", "20 concurrent `run /bin/true` ≤ 0.9× runc", "concurrent", "pyrun", "runc", 0.9, "ratio"),
+    ("21", "peak RSS of `run /bin/true` ≤ 1.1× runc", "rss-run", "pyrun", "runc", 1.1, "ratio"),
+    ("16", "`create` with Podman's resources ≤ 1.0× runc", "create-resources", "pyrun", "runc", 1.0, "ratio"),
+    ("15", "pyrun-launcher's read-only exec, cost on `run` (sealed − not sealed)", "floor",
+     "pyrun run /bin/true (#! flags: -IS)", "pyrun run /bin/true, #! without pyrun-launcher (not sealed)",
+     None, "diff"),
+    ("15", "pyrun-launcher's read-only exec, cost on `state`", "floor", "pyrun state (sealed, as installed)",
+     "pyrun state, #! without pyrun-launcher (not sealed)", None, "diff"),
+    *[("18/21", f"`{caller} run --rm IMG true` vs {peer}{where}", bench, "pyrun", peer, None, "ratio")
+      for caller, b in (("podman", "podman-run"), ("ctr", "ctr-run"))
+      for bench, where in ((b, " (host)"), (b + NS, " (the caller in one namespace)"))
+      for peer in ("runc", "crun")],
+    ("9", "`run /bin/true` ≤ 1.0× runc", "run", "pyrun", "runc", 1.0, "ratio"),
+    ("9", "`exec /bin/true` ≤ 1.0× runc", "exec", "pyrun", "runc", 1.0, "ratio"),
+    ("9", "init while `created` ≤ 15 MiB RSS", "init-rss", "pyrun", None, 15 * MIB, "abs"),
+    ("9", "pull+unpack Debian ≤ 0.5× skopeo+umoci", "pull-unpack-debian", "imagetool:total",
      "skopeo+umoci:total", 0.5, "ratio"),
-    ("pull+unpack busybox ≤ 1.5× skopeo+umoci", "pull-unpack-busybox", "imagetool:total",
+    ("9", "pull+unpack busybox ≤ 1.5× skopeo+umoci", "pull-unpack-busybox", "imagetool:total",
      "skopeo+umoci:total", 1.5, "ratio"),
-    ("no-change re-pull (Debian) ≤ 0.3 s", "repull-debian", "imagetool", None, 0.3, "abs"),
-    ("no-change re-pull (busybox) ≤ 0.3 s", "repull-busybox", "imagetool", None, 0.3, "abs"),
+    ("9", "no-change re-pull (Debian) ≤ 0.3 s", "repull-debian", "imagetool", None, 0.3, "abs"),
+    ("9", "no-change re-pull (busybox) ≤ 0.3 s", "repull-busybox", "imagetool", None, 0.3, "abs"),
 ]
 
 
@@ -40,7 +71,7 @@ def load_sections() -> dict[str, dict]:
     out = {}
     if not os.path.isdir(RESULTS_DIR):
         return out
-    order = {"runtime": 0, "images": 1}
+    order = {"runtime": 0, "callers": 1, "images": 2, "profile": 3}
     for name in sorted(os.listdir(RESULTS_DIR), key=lambda n: (order.get(n[:-5], 9), n)):
         if name.endswith(".json"):
             with open(os.path.join(RESULTS_DIR, name)) as f:
@@ -58,37 +89,44 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
+def _missing(bench: Bench, cand: str) -> str:
+    reason = bench.skipped.get(cand.split(":")[0])
+    return f"{cand}: {reason}" if reason else f"{cand} not measured"
+
+
 def evaluate(benches: dict[str, Bench]) -> list[dict]:
     rows = []
-    for label, name, a, b, limit, kind in TARGETS:
+    for issue, label, name, a, b, limit, kind in TARGETS:
         bench = benches.get(name)
-        row = {"target": label, "measured": "not measured", "verdict": "not measured"}
+        row = {"issue": issue, "target": label, "measured": "not measured", "verdict": "not measured"}
+        rows.append(row)
         if bench is None:
-            rows.append(row)
             continue
-        if a not in bench.values:
-            reason = bench.skipped.get(a.split(":")[0], "no numbers")
-            row.update(measured=reason, verdict="not measured")
-            rows.append(row)
+        absent = [c for c in (a, b) if c is not None and c not in bench.values]
+        if absent:
+            row["measured"] = "; ".join(_missing(bench, c) for c in absent)
             continue
+        unit = bench.unit
         if kind == "ratio":
-            if b not in bench.values:
-                row.update(measured=f"{b} not measured", verdict="not measured")
-                rows.append(row)
-                continue
             r = Ratio.of(bench.values[a], bench.values[b])
             value = r.median
-            row["measured"] = (f"{value:.2f}× ({fmt(Summary.of(bench.values[a]).median, bench.unit)} vs "
-                               f"{fmt(Summary.of(bench.values[b]).median, bench.unit)})")
+            row["measured"] = (f"{value:.2f}× ({fmt(Summary.of(bench.values[a]).median, unit)} vs "
+                               f"{fmt(Summary.of(bench.values[b]).median, unit)})")
+        elif kind == "diff":
+            value = statistics.median(x - y for x, y in zip(bench.values[a], bench.values[b]))
+            row["measured"] = (f"{'+' if value >= 0 else '−'}{fmt(abs(value), unit)} "
+                               f"({fmt(Summary.of(bench.values[a]).median, unit)} vs "
+                               f"{fmt(Summary.of(bench.values[b]).median, unit)})")
         else:
             value = Summary.of(bench.values[a]).median
-            row["measured"] = fmt(value, bench.unit)
-        if value <= limit:
+            row["measured"] = fmt(value, unit)
+        if limit is None:
+            row["verdict"] = "reported (no limit)"
+        elif value <= limit:
             row["verdict"] = f"**met** ({(1 - value / limit) * 100:.0f}% under)"
         else:
-            over = fmt(value - limit, bench.unit) if kind == "abs" else f"{value - limit:.2f}×"
+            over = fmt(value - limit, unit) if kind == "abs" else f"{value - limit:.2f}×"
             row["verdict"] = f"**missed** by {(value / limit - 1) * 100:.0f}% ({over} over)"
-        rows.append(row)
     return rows
 
 
@@ -97,48 +135,75 @@ def _med(benches: dict[str, Bench], name: str, cand: str) -> float | None:
     return Summary.of(b.values[cand]).median if b and b.values.get(cand) else None
 
 
+def _diff(b: Bench, x: str, y: str) -> float:
+    return statistics.median(p - q for p, q in zip(b.values[x], b.values[y]))
+
+
 def why(benches: dict[str, Bench]) -> list[str]:
     """What the measurements say costs the time, for each target family."""
     ms = lambda v: f"{v * 1000:.1f} ms"  # noqa: E731
+    signed = lambda v: f"{'+' if v >= 0 else '−'}{abs(v) * 1000:.1f} ms"  # noqa: E731
+    med = lambda b, c: Summary.of(b.values[c]).median  # noqa: E731
     out = []
-    run_p, run_r, run_c = (_med(benches, "run", c) for c in ("pyrun", "runc", "crun"))
+    for name, where in (("run" + NS, "in one namespace"), ("run", "on the host")):
+        b, cpu = benches.get(name), benches.get(name + "-cpu")
+        if not b or "pyrun" not in b.values or FLOOR not in b.values:
+            continue
+        peers = [p for p in ("crun", "runc") if p in b.values]
+        line = (f"- `run /bin/true` {where}: pyrun {ms(med(b, 'pyrun'))}, "
+                + ", ".join(f"{p} {ms(med(b, p))}" for p in peers)
+                + f"; the bare interpreter alone, same rounds, {ms(med(b, FLOOR))}"
+                + "".join(f" ({Ratio.of(b.values[FLOOR], b.values[p]).median:.2f}× {p})" for p in peers[:1]))
+        if cpu and "pyrun" in cpu.values:
+            line += (f". CPU: pyrun {ms(med(cpu, 'pyrun'))}, "
+                     + ", ".join(f"{p} {ms(med(cpu, p))}" for p in peers if p in cpu.values)
+                     + (f", the interpreter {ms(med(cpu, FLOOR))}" if FLOOR in cpu.values else ""))
+        out.append(line + ".")
     floor = benches.get("floor")
-    if run_p and floor:
+    if floor:
         names = list(floor.values)
-        bare, _, imports, real = (Summary.of(floor.values[n]).median for n in names[:4])
-        out.append(f"- `run`: in the profile run, pyrun took {ms(real)}: the bare interpreter "
-                   f"{ms(bare)}, pyrun's imports +{ms(imports - bare)}, the work itself +{ms(real - imports)}"
-                   + (f"; runc's whole run is {ms(run_r)}" if run_r else "")
-                   + (f", crun's {ms(run_c)} — the bare interpreter alone is {bare / run_c:.2f}× crun" if run_c else "")
-                   + ". The cProfile and strace sections below split the work (waiting for the init's "
-                   "set-up, the container's exit, delete).")
-        if len(names) > 4:  # the same run without pyrun-launcher, interleaved with it
-            sealed, unsealed = floor.values[names[3]], floor.values[names[4]]
-            cost = statistics.median(a - b for a, b in zip(sealed, unsealed))
-            out.append(f"- the interpreter exec'd from a read-only mount (pyrun-launcher, CVE-2019-5736): "
-                       f"{'+' if cost >= 0 else '−'}{ms(abs(cost))} a call (median of per-round differences, "
-                       f"sealed {ms(Summary.of(sealed).median)} vs not {ms(Summary.of(unsealed).median)}).")
-    lc = benches.get("lifecycle")
-    if lc and lc.values.get("pyrun:create") and lc.values.get("runc:create"):
-        parts = ", ".join(f"{p} {ms(Summary.of(lc.values['pyrun:' + p]).median)} vs "
-                          f"{ms(Summary.of(lc.values['runc:' + p]).median)}" for p in ("create", "start", "delete"))
-        out.append(f"- per step, pyrun vs runc: {parts}: every extra command pays the interpreter "
-                   "floor again, so start and delete, cheap in Go/C, cost most in ratio.")
+        bare, _, imports, real = (med(floor, n) for n in names[:4])
+        out.append(f"- `run`, split (profile section): the bare interpreter {ms(bare)}, pyrun's imports "
+                   f"+{ms(imports - bare)}, the work itself +{ms(real - imports)} (total {ms(real)}). The "
+                   "cProfile and strace tables below split the work.")
+    c = benches.get("commands")
+    if c and "pyrun:state" in c.values and "floor:state" in c.values:
+        parts = [f"{cmd} {ms(med(c, f'pyrun:{cmd}'))} ({signed(_diff(c, f'pyrun:{cmd}', f'floor:{cmd}'))})"
+                 for cmd in ("start", "state", "kill", "delete", "list") if f"pyrun:{cmd}" in c.values]
+        out.append(f"- commands, pyrun's median and, in brackets, its excess over the bare interpreter "
+                   f"measured beside it ({ms(med(c, 'floor:state'))}): " + ", ".join(parts)
+                   + ". The excess is imports and pyrun's own work (the profile's cProfile and `state` "
+                   "import lines); the interpreter's own start is a floor no change in runtime/ lowers.")
+    cr = benches.get("create-resources")
+    if cr and "pyrun" in cr.values and "pyrun, no resources" in cr.values:
+        out.append(f"- `create` with Podman's resources: pyrun {ms(med(cr, 'pyrun'))} "
+                   f"({signed(_diff(cr, 'pyrun', 'pyrun, no resources'))} for the resources)"
+                   + (f", runc {ms(med(cr, 'runc'))} ({signed(_diff(cr, 'runc', 'runc, no resources'))})"
+                      if "runc" in cr.values else "") + ".")
     ex_p, ex_r = _med(benches, "exec", "pyrun"), _med(benches, "exec", "runc")
     if ex_p and ex_r:
-        out.append(f"- `exec`: {ms(ex_p)} vs runc {ms(ex_r)}; the same interpreter + import floor applies.")
+        out.append(f"- `exec`: {ms(ex_p)} vs runc {ms(ex_r)}.")
+    cc, ccpu = benches.get("concurrent"), benches.get("concurrent-cpu")
+    if cc and ccpu and "pyrun" in ccpu.values and "runc" in ccpu.values:
+        out.append(f"- 20 concurrent `run` on {os.cpu_count()} CPUs: pyrun {ms(med(cc, 'pyrun'))} wall, "
+                   f"{ms(med(ccpu, 'pyrun'))} CPU in all; runc {ms(med(cc, 'runc'))} wall, "
+                   f"{ms(med(ccpu, 'runc'))} CPU: the batch is CPU-bound, so its wall ratio follows the "
+                   "CPU each run costs.")
+    for name in ("podman-run", "ctr-run", "podman-run" + NS, "ctr-run" + NS):
+        b = benches.get(name)
+        if b and "pyrun" in b.values and "runc" in b.values:
+            out.append(f"- {b.title}: pyrun − runc = {signed(_diff(b, 'pyrun', 'runc'))} per call "
+                       f"(pyrun {ms(med(b, 'pyrun'))})"
+                       + (f"; pyrun − crun = {signed(_diff(b, 'pyrun', 'crun'))}" if "crun" in b.values else "")
+                       + "".join(f"; crun {why}" for why in b.skipped.values()) + ".")
     for name in ("debian", "busybox"):
         b = benches.get(f"pull-unpack-{name}")
         if not b or not b.values.get("imagetool:total"):
             continue
-        t, pl, up = (Summary.of(b.values[f"imagetool:{p}"]).median for p in ("total", "pull", "unpack"))
-        sp, su = (Summary.of(b.values[f"skopeo+umoci:{p}"]).median for p in ("pull", "unpack"))
+        t, pl, up = (med(b, f"imagetool:{p}") for p in ("total", "pull", "unpack"))
+        sp, su = (med(b, f"skopeo+umoci:{p}") for p in ("pull", "unpack"))
         out.append(f"- pull+unpack {name}: imagetool pull {ms(pl)} vs skopeo {ms(sp)}, unpack {ms(up)} vs umoci "
-                   f"{ms(su)}; unpack is {up / t * 100:.0f}% of imagetool's total"
-                   + (" — at this size both steps are mostly fixed per-process costs (interpreter start, "
-                      "imports, registry round trips); imagetool is not profiled here yet, that is the next "
-                      "measurement to take" if name == "busybox" else
-                      " — the per-entry work of applying ~7400 tar entries, which umoci also pays"))
+                   f"{ms(su)}; unpack is {up / t * 100:.0f}% of imagetool's total")
     return out
 
 
@@ -174,10 +239,11 @@ def raw_block(bench: Bench) -> list[str]:
 
 
 def summary_rows(benches: list[Bench]) -> list[str]:
-    lines = ["| benchmark | pyrun/runc | pyrun/crun | imagetool/(skopeo+umoci) |", "|---|---:|---:|---:|"]
+    lines = ["| benchmark | pyrun/runc | pyrun/crun | pyrun/interpreter | imagetool/(skopeo+umoci) |",
+             "|---|---:|---:|---:|---:|"]
     for bench in benches:
         cells = []
-        for a, b in (("pyrun", "runc"), ("pyrun", "crun"), ("imagetool", "skopeo+umoci")):
+        for a, b in (("pyrun", "runc"), ("pyrun", "crun"), ("pyrun", FLOOR), ("imagetool", "skopeo+umoci")):
             pairs = [(x, y) for x, y in bench.ratios if x.split(":")[0] == a and y.split(":")[0] == b]
             cells.append(", ".join(
                 (f"{x.split(':')[1]} " if ":" in x else "") + f"{bench.ratio(x, y).median:.2f}×"
@@ -203,8 +269,12 @@ def write(profile_md: str | None = None) -> str:
                    f"{m.get('versions', '')}")
         for note in m.get("notes", []):
             out.append(f"  - {note}")
-    out += ["", "## Targets (issue 9)", "", "| target | measured | verdict |", "|---|---|---|"]
-    out += [f"| {r['target']} | {r['measured']} | {r['verdict']} |" for r in evaluate(by_name)]
+    out += ["", "## Targets", "",
+            "Issue 21's targets, the speed items of issues 15, 16 and 18, and issue 9's earlier ones. "
+            "*One namespace*: pyrun, crun and runc measured in the same private mount namespace without "
+            "the cgroup2 mount (bench/samens.py); *host*: as orchestrators run them here.", "",
+            "| issue | target | measured | verdict |", "|---|---|---|---|"]
+    out += [f"| {r['issue']} | {r['target']} | {r['measured']} | {r['verdict']} |" for r in evaluate(by_name)]
     reasons = why(by_name)
     if reasons:
         out += ["", "**What costs the time** (from the numbers below and the profile):", ""] + reasons

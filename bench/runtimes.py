@@ -1,15 +1,16 @@
-"""The runtimes under comparison, each with a private --root, and crun's wrapper.
+"""The runtimes under comparison, each with a private --root, and crun's old wrapper.
 
 crun 1.8 fails on a hybrid cgroup host (v1 controllers plus a cgroup2 mount at
-/sys/fs/cgroup/unified). It works when it runs in a private mount namespace in
-which that cgroup2 mount is gone, so every crun call here goes through
+/sys/fs/cgroup/unified). It works in a mount namespace in which that cgroup2 mount
+is gone. The benchmarks that compare with crun run every candidate in one such
+namespace (bench/samens.py: no wrapper timed). For the record, `run` on the host
+also keeps the old method, in which each crun call goes through
 
     unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh crun …
 
-unshare(1) makes the new namespace's mounts private, so the umount never
-reaches the host's namespace. The wrapper's own cost is measured by the
-pseudo-runtime WRAPPER, the same wrapper exec'ing /bin/true, in the same rounds,
-and its median is subtracted from crun's numbers (and said so in results.md).
+(unshare(1) makes the new namespace's mounts private, so the umount never reaches
+the host's namespace), the pseudo-runtime WRAPPER, the same wrapper exec'ing
+/bin/true, runs in the same rounds, and its median is subtracted from crun's.
 """
 from __future__ import annotations
 
@@ -64,9 +65,11 @@ class Runtime:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
-def available(workdir: str) -> tuple[list[Runtime], dict[str, str]]:
-    """The runtimes present here (pyrun first), each with its root under workdir,
-    plus the wrapper pseudo-runtime when crun needs it; and name → why missing."""
+def available(workdir: str, wrapped_crun: bool = True) -> tuple[list[Runtime], dict[str, str]]:
+    """The runtimes present here (pyrun first), each with its root under workdir; and
+    name → why missing. crun is called through the wrapper (plus the wrapper
+    pseudo-runtime) on a hybrid host unless wrapped_crun is False, for a caller that
+    is already in a namespace without the cgroup2 mount."""
     found, missing = [], {}
     if os.access(PYRUN, os.X_OK):
         found.append(Runtime("pyrun", [PYRUN], os.path.join(workdir, "root-pyrun")))
@@ -78,9 +81,10 @@ def available(workdir: str) -> tuple[list[Runtime], dict[str, str]]:
     else:
         missing["runc"] = "runc not installed"
     crun = shutil.which("crun")
-    if crun and (not hybrid_host() or shutil.which("unshare")):
-        found.append(Runtime("crun", [crun], os.path.join(workdir, "root-crun"), wrapped=True))
-        if hybrid_host():
+    wrap = wrapped_crun and hybrid_host()
+    if crun and (not wrap or shutil.which("unshare")):
+        found.append(Runtime("crun", [crun], os.path.join(workdir, "root-crun"), wrapped=wrap))
+        if wrap:
             found.append(Runtime(WRAPPER, ["/bin/true"], os.path.join(workdir, "root-wrapper"),
                                  wrapped=True, fake=True))
     else:
