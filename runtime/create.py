@@ -113,6 +113,10 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
     for kind, path in joins.items():
         if not os.path.exists(path):
             raise ConfigError(f"{kind} namespace path {path} does not exist")
+    for m in mounts:
+        if m.idmap and not m.uid_mappings and not (userns or "user" in joins):
+            raise ConfigError(f"mount {m.destination}: option {m.idmap} without uidMappings needs the "
+                              "container's own user namespace, whose mappings it takes")
     if proc.get("terminal") and not console_socket:
         raise ConfigError("cannot allocate tty if pyrun will detach without setting console socket")
     if preserve_fds < 0:
@@ -155,9 +159,37 @@ def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket
         seccomp_cache=root.rstrip("/") + "-cache/seccomp")
     ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
+        _idmap_userns(plan)
         return spawn.spawn(ctx, flags, cgroup)
     finally:
         os.close(ctx.fifo_fd)
+        for m in plan.mounts:
+            if m.tree_fd >= 0:
+                os.close(m.tree_fd)
+                m.tree_fd = -1
+
+
+def _idmap_userns(plan: Plan) -> None:
+    """Each idmapped mount, made detached here: mapped through its own mappings or the
+    container's (a new user namespace's mappings, or the one it joins)."""
+    from .namespaces import userns_fd
+    from .rootfs import idmapped_tree
+    linux = plan.config["linux"]
+    for m in plan.mounts:
+        if not m.idmap:
+            continue
+        if m.uid_mappings:
+            ns = userns_fd(m.uid_mappings, m.gid_mappings)
+        elif plan.userns:
+            ns = userns_fd(linux["uidMappings"], linux["gidMappings"])
+        else:
+            ns = os.open(plan.joins["user"], os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            m.tree_fd = idmapped_tree(m, plan.bundle, ns)
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, f"idmapped mount {m.source} to {m.destination}")) from None
+        finally:
+            os.close(ns)
 
 
 def _record(cid: str, plan: Plan, cdir: str, cgroup, pid: int, created: str, pid_file) -> dict:

@@ -19,7 +19,7 @@ def features() -> dict:
         "apparmor": {"enabled": lsm_enabled("apparmor")},
         "selinux": {"enabled": lsm_enabled("selinux")},
         "intelRdt": {"enabled": False},
-        "mountExtensions": {"idmap": {"enabled": False}},
+        "mountExtensions": {"idmap": {"enabled": "idmap" in EXTRA_OPTIONS}},
     }
     linux["seccomp"] = seccomp.features()
     return {

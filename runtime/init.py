@@ -58,7 +58,9 @@ def _init(ctx) -> None:
     # open, so that no cwd or path can climb out through one (CVE-2024-21626).
     console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(
         ctx.console_socket, str) else -1
-    process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd))
+    idmaps = tuple(m.tree_fd for m in ctx.mounts if m.tree_fd >= 0)  # attached by mount_all
+    process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd)
+                             + idmaps)
     # --console-socket is a host path: reach it with the host's credentials, before the
     # user namespace's root (or a joined user or mount namespace) stands in the way
     console_sock = _console_socket(ctx) if proc.get("terminal") else None

@@ -42,3 +42,36 @@ def namespaces_to_join(pid: int) -> int:
         if theirs != os.readlink(f"/proc/self/ns/{name}"):
             flags |= NS_FLAGS[kind]
     return flags
+
+
+def userns_fd(uid_mappings: list[dict], gid_mappings: list[dict]) -> int:
+    """An fd of a new user namespace with these mappings and no process left in it: what
+    an idmapped mount (MOUNT_ATTR_IDMAP) takes. A forked child unshares it, we write its
+    maps (with our privileges, so setgroups need not be denied), keep the fd, end the child."""
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(hold_w)  # or the read below would wait on ourselves
+            os.close(ready_r)
+            k.unshare(k.CLONE_NEWUSER)
+            os.write(ready_w, b"1")
+            os.read(hold_r, 1)  # until the parent has the fd
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise PyrunError("make a user namespace for an idmapped mount: the helper died")
+        for name, maps in (("uid_map", uid_mappings), ("gid_map", gid_mappings)):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps))
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrunError(f"make a user namespace for an idmapped mount: {e.strerror}") from None
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)

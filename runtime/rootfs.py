@@ -60,10 +60,9 @@ RECURSIVE_ATTRS = {"r" + name: v for name, v in MOUNT_ATTRS.items()}
 # What a bind may carry besides attributes and propagation: the rest of MOUNT_FLAGS are
 # superblock flags or fs data, which a bind cannot change; they are refused, not dropped.
 _BIND_OK = {"bind", "rbind", "defaults", "remount"}
-# Options the runtime itself acts on (not passed to the kernel).
-EXTRA_OPTIONS = ("tmpcopyup",)
-# Asked for by the config, not done here yet: refused at create with one line.
-REFUSED_OPTIONS = {"idmap": "idmapped mounts", "ridmap": "idmapped mounts"}
+# Options the runtime itself acts on (not passed to the kernel): idmap/ridmap make a bind
+# an idmapped mount (of the top mount / of every mount below), MOUNT_ATTR_IDMAP.
+EXTRA_OPTIONS = ("tmpcopyup", "idmap", "ridmap")
 
 DEFAULT_DEVICES = (  # path, major, minor: runc's defaults, all character devices 0666
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -84,7 +83,8 @@ class Mount:
     """One config.json mount, its options split into what the kernel takes."""
 
     __slots__ = ("destination", "type", "source", "flags", "propagation", "data", "extra",
-                 "attr_set", "attr_clr", "rattr_set", "rattr_clr", "canonical", "deferred_ro")
+                 "attr_set", "attr_clr", "rattr_set", "rattr_clr", "canonical", "deferred_ro",
+                 "uid_mappings", "gid_mappings", "idmap", "tree_fd")
 
     def __init__(self, m: dict):
         self.destination = m["destination"]
@@ -93,10 +93,10 @@ class Mount:
         self.flags, self.propagation, data, self.extra = 0, [], [], set()
         self.attr_set = self.attr_clr = self.rattr_set = self.rattr_clr = 0
         self.canonical, self.deferred_ro = self.destination, False
+        self.uid_mappings, self.gid_mappings = m.get("uidMappings"), m.get("gidMappings")
+        self.tree_fd = -1  # an idmapped bind, made detached by create (idmapped_tree)
         opts = m.get("options") or ()
         for opt in opts:
-            if opt in REFUSED_OPTIONS:
-                raise ConfigError(f"mount {self.destination}: option {opt!r} ({REFUSED_OPTIONS[opt]}) is not supported")
             if opt in MOUNT_FLAGS:
                 clear, flag = MOUNT_FLAGS[opt]
                 self.flags = (self.flags & ~flag) if clear else (self.flags | flag)
@@ -113,9 +113,14 @@ class Mount:
         if self.type == "bind":
             self.flags |= k.MS_BIND
         self.data = ",".join(data)
-        for key in ("uidMappings", "gidMappings"):
-            if m.get(key):
-                raise ConfigError(f"mount {self.destination}: {key} (idmapped mounts) is not supported")
+        # Mappings make the mount idmapped (the top mount, unless ridmap says every one below).
+        self.idmap = "ridmap" if "ridmap" in self.extra else "idmap" if (
+            "idmap" in self.extra or self.uid_mappings or self.gid_mappings) else ""
+        if self.idmap:
+            if not self.is_bind:
+                raise ConfigError(f"mount {self.destination}: idmapped mounts must be bind mounts")
+            if bool(self.uid_mappings) != bool(self.gid_mappings):
+                raise ConfigError(f"mount {self.destination}: an idmapped mount needs both uidMappings and gidMappings")
         if self.is_bind:
             bad = [o for o in opts if o in MOUNT_FLAGS and o not in MOUNT_ATTRS and o not in _BIND_OK] + data
             if bad:
@@ -200,7 +205,10 @@ def _mount_one(root_fd: int, m: Mount, ctx) -> None:
     _, fd = paths.make_at(root_fd, m.canonical, is_dir)
     try:
         check_landing(fd, m.canonical, m)
-        if m.is_bind:
+        if m.tree_fd >= 0:
+            k.move_mount(m.tree_fd, "", fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+            new, m.tree_fd = m.tree_fd, -1
+        elif m.is_bind:
             attrs = (m.attr_set & ~k.MOUNT_ATTR_RDONLY if m.deferred_ro else m.attr_set, m.attr_clr)
             new = bind(src, fd, recursive=bool(m.flags & k.MS_REC), attrs=attrs,
                        rattrs=(m.rattr_set, m.rattr_clr))
@@ -286,6 +294,19 @@ def bind(src, target_fd: int, recursive: bool, attrs: tuple[int, int] = (0, 0),
     The new mount is made detached (open_tree), given its attributes (ro, nosuid, …)
     while nothing can see it yet, then attached: there is no moment at which it is
     writable, and no path is looked up twice. Returns an O_PATH fd of the new mount."""
+    tree = detached_bind(src, recursive, attrs, rattrs)
+    try:
+        k.move_mount(tree, "", target_fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def detached_bind(src, recursive: bool, attrs: tuple[int, int] = (0, 0), rattrs: tuple[int, int] = (0, 0),
+                  idmap: tuple[int, bool] = (-1, False)) -> int:
+    """A clone of `src` (a path or an fd), not attached anywhere, with its attributes set:
+    the fd of its root. idmap is (user namespace fd, every mount below too)."""
     flags = k.OPEN_TREE_CLONE | k.OPEN_TREE_CLOEXEC | (k.AT_RECURSIVE if recursive else 0)
     if isinstance(src, int):
         tree = k.open_tree(src, "", flags | k.AT_EMPTY_PATH)
@@ -296,11 +317,25 @@ def bind(src, target_fd: int, recursive: bool, attrs: tuple[int, int] = (0, 0),
             k.mount_setattr(tree, "", k.AT_EMPTY_PATH, *attrs)
         if rattrs[0] or rattrs[1]:
             k.mount_setattr(tree, "", k.AT_EMPTY_PATH | k.AT_RECURSIVE, *rattrs)
-        k.move_mount(tree, "", target_fd, "", k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_EMPTY_PATH)
+        userns_fd, every_mount = idmap
+        if userns_fd >= 0:  # only a mount not yet attached may be given an idmapping
+            k.mount_setattr(tree, "", k.AT_EMPTY_PATH | (k.AT_RECURSIVE if every_mount else 0),
+                            k.MOUNT_ATTR_IDMAP, 0, userns_fd=userns_fd)
     except BaseException:
         os.close(tree)
         raise
     return tree
+
+
+def idmapped_tree(m: Mount, bundle: str, userns_fd: int) -> int:
+    """An idmapped bind, made by the runtime before clone3: only the host's root may idmap
+    a mount of the host's filesystems (the container's root, in its user namespace, may
+    not); the init attaches it where it belongs."""
+    src = m.source if m.source.startswith("/") else os.path.join(bundle, m.source)
+    set_ = m.attr_set & ~k.MOUNT_ATTR_RDONLY if posixpath.normpath("/" + m.destination.lstrip("/")) == "/dev" \
+        else m.attr_set
+    return detached_bind(src, bool(m.flags & k.MS_REC), (set_, m.attr_clr), (m.rattr_set, m.rattr_clr),
+                         (userns_fd, m.idmap == "ridmap"))
 
 
 def set_attrs(fd: int, set_: int, clr: int = 0, recursive: bool = False) -> None:
