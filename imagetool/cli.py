@@ -112,9 +112,22 @@ def _run_unpack(args: list[str], opts: dict) -> None:
 _RUN = {"pull": _run_pull, "unpack": _run_unpack}
 
 
+def _leave() -> None:
+    """Exit without the interpreter's teardown (freeing every module and object: ~3 ms,
+    a tenth of a small unpack). Nothing needs it: every file the fast path writes is
+    closed by then and its threads are joined; only the std streams may hold output."""
+    code = 0
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        code = 1
+    os._exit(code)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in _FAST and _fast(sys.argv[1], sys.argv[2:]):
-        return
+        _leave()
     from .commands import cli
     cli(prog_name="imagetool")
 

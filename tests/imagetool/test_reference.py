@@ -1,6 +1,9 @@
+import itertools
+import re
+
 import pytest
 
-from imagetool.reference import ReferenceError, is_local_host, parse
+from imagetool.reference import ReferenceError, is_component, is_host, is_local_host, is_tag, parse
 
 D = "sha256:" + "ab" * 32
 
@@ -61,3 +64,26 @@ def test_rejects_with_one_line(text, why):
 ])
 def test_local_hosts(host, local):
     assert is_local_host(host) is local
+
+
+# The distribution reference grammar (distribution/reference's regexp.go) as regular
+# expressions: reference.py checks it by hand (no `re` on the pull path) and must agree.
+GRAMMAR = {
+    is_component: re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z"),
+    is_tag: re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z"),
+    is_host: re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]{1,5})?\Z"),
+}
+
+
+def test_hand_checks_agree_with_the_grammar():
+    """Every string of up to 5 characters over an alphabet that reaches each branch
+    (separators, case, brackets, ports, a non-ASCII letter and digit), and the lengths
+    at the limits."""
+    alphabet = "aZ0._-:[]é١"
+    strings = ["".join(t) for n in range(6) for t in itertools.product(alphabet, repeat=n)]
+    strings += ["a" * 128, "a" * 129, "_" + "a" * 127, "[::1]:65535", "[::1]:123456", "h:00000",
+                "a--b", "a---b", "a___b", "a__b", "a.-b", "a._b", "x" * 63 + ".io:5000"]
+    wrong = [(check.__name__, text) for text in strings for check, rx in GRAMMAR.items()
+             if check(text) != bool(rx.match(text))]
+    assert wrong == []
