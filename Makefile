@@ -16,7 +16,7 @@ APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libc
 	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev \
 	debootstrap qemu-system-x86
 
-.PHONY: all setup apt venv demo test test-fast bench fuzz clean
+.PHONY: all setup apt venv demo test test-fast bench fuzz conformance clean
 
 all: setup
 
@@ -58,6 +58,13 @@ test: setup
 bench: setup
 	$(PY) -m compileall -q runtime specs imagetool
 	$(PY) -m bench
+
+# The runtime-spec conformance suite (conformance/) against pyrun, runc and crun, compared in
+# docs/conformance.md. crun runs in a private mount namespace (unshare -m) without this host's
+# cgroup2 mount, which it mistakes for a unified hierarchy; the host's mounts are not touched.
+conformance: setup
+	$(PY) -m compileall -q runtime specs conformance
+	$(PY) -m conformance.compare --out docs/conformance.md --pyrun $(VENV)/bin/pyrun
 
 # Bounded fuzzing (issue 15): config loading + validation, and layer unpacking (in a private
 # mount namespace where all else is read-only), FUZZ_RUNS inputs or FUZZ_TIME seconds each.

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from conformance import host, report, suite
+from conformance import host, report, runner, suite
 
 PRIVATE_NS_ENV = "CF_PRIVATE_MOUNT_NS"
 
@@ -62,10 +62,14 @@ def version(runtime: str) -> str:
     return out.splitlines()[0].strip() if out.strip() else "?"
 
 
+def print_result(r) -> None:
+    print(f"{r.outcome:4}  {r.name}" + (f": {r.reason}" if r.reason else ""), flush=True)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    cases = suite.select(args.patterns)
+    cases = runner.select(args.patterns)
     if args.list:
         for c in cases:
             print(f"{c.name}  {c.section}")
@@ -81,13 +85,10 @@ def main(argv=None) -> int:
     from conformance.harness import Run
     host.become_subreaper()
     run = Run(args.runtime, workdir=args.workdir, keep=args.keep)
-    progress = None
-    if args.verbose:
-        def progress(r):
-            print(f"{r.outcome:4}  {r.name}" + (f": {r.reason}" if r.reason else ""), flush=True)
+    progress = print_result if args.verbose else None
     t0 = time.monotonic()
     try:
-        results = suite.run_all(run, cases, max(args.jobs, 1), progress)
+        results = runner.run_all(run, cases, max(args.jobs, 1), progress)
     finally:
         problems = run.close()
     seconds = time.monotonic() - t0

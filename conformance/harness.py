@@ -194,8 +194,10 @@ class Holder:
         while self._comm() != "sleep" and time.monotonic() < end:
             time.sleep(0.01)
         if self._comm() != "sleep":
-            raise Skipped(f"unshare {' '.join(flags)} failed: "
-                          f"{self.proc.stderr.read().decode(errors='replace').strip() if self.proc.poll() is not None else 'timeout'}")
+            why = "timeout"
+            if self.proc.poll() is not None:
+                why = self.proc.stderr.read().decode(errors="replace").strip()
+            raise Skipped(f"unshare {' '.join(flags)} failed: {why}")
 
     def _child(self, ctx) -> int:
         end = time.monotonic() + 5
@@ -300,6 +302,7 @@ class Context:
         self._ids: list[str] = []
         self._closers: list = []
         self._cgroup_dirs: list[str] = []
+        self._cgroup_paths: list[str] = []
 
     # --- decisions -------------------------------------------------------------------------
     def check(self, cond, message: str) -> None:
@@ -410,6 +413,12 @@ class Context:
         self._closers.append(cs)
         return cs
 
+    def cgroups_path(self, suffix: str = "") -> str:
+        """A cgroupsPath for this case; close() fails the case if the runtime leaves it behind."""
+        path = f"/cf-{self.run.token}-{self.index}{suffix}"
+        self._cgroup_paths.append(path)
+        return path
+
     def own_cgroup_dir(self, path: str) -> str:
         """A cgroup directory the case makes itself (a parent); removed at close."""
         os.makedirs(path, exist_ok=True)
@@ -431,12 +440,12 @@ class Context:
                 closer.close()
             except OSError:
                 pass
+        for path in self._cgroup_paths:
+            for d in host.cgroup_hierarchy_dirs(path):
+                problems.append(f"the runtime left the cgroup {d}")
+                _rmdir_tree(d)
         for d in reversed(self._cgroup_dirs):
-            for sub in sorted((os.path.join(r, n) for r, ds, _ in os.walk(d) for n in ds), reverse=True):
-                try:
-                    os.rmdir(sub)
-                except OSError:
-                    pass
+            _rmdir_tree(d, keep_top=True)
             try:
                 os.rmdir(d)
             except FileNotFoundError:
@@ -450,3 +459,17 @@ class Context:
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
         return "; ".join(problems)
+
+
+def _rmdir_tree(d: str, keep_top: bool = False) -> None:
+    """Remove the (empty) cgroup directories below d, and d itself unless keep_top."""
+    for sub in sorted((os.path.join(r, n) for r, ds, _ in os.walk(d) for n in ds), reverse=True):
+        try:
+            os.rmdir(sub)
+        except OSError:
+            pass
+    if not keep_top:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass

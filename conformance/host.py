@@ -176,3 +176,12 @@ def cgroup_dirs(pid: int) -> dict[str, str]:
                 if c in v1:
                     out[c] = v1[c] + path.rstrip("/")
     return out
+
+
+def cgroup_hierarchy_dirs(path: str) -> list[str]:
+    """The directories named path (a cgroupsPath) that exist in any hierarchy of the host."""
+    roots = set(v1_mounts().values())
+    mode = cgroup_mode()
+    if mode != "legacy":
+        roots.add(CGROUP_ROOT if mode == "unified" else CGROUP_ROOT + "/unified")
+    return [d for d in (os.path.join(r, path.lstrip("/")) for r in sorted(roots)) if os.path.isdir(d)]

@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 def limited(ctx, resources: dict, script: str = "sleep 100") -> dict:
     cfg = ctx.config()
-    cfg["linux"]["cgroupsPath"] = f"/cf-{ctx.run.token}-{ctx.index}"
+    cfg["linux"]["cgroupsPath"] = ctx.cgroups_path()
     cfg["linux"]["resources"].update(resources)
     cfg["process"]["args"] = ["sh", "-c", script]
     return cfg

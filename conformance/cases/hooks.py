@@ -131,7 +131,7 @@ def poststart_after_process(ctx):
     h = Hooks(ctx)
     h.add("poststart", 'pid=$(sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\'); '
                        'tr "\\0" " " < /proc/$pid/cmdline > {d}/cmdline')
-    c = ctx.started(h.cfg)
+    ctx.started(h.cfg)
     got = h.read("cmdline")
     ctx.check(got is not None, "the poststart hook did not run before start returned")
     ctx.check(got.split() == ["sleep", "100"], f"when poststart ran, the container's pid ran {got!r}")

@@ -149,15 +149,14 @@ def _cgroup_roots() -> set:
 def errors_create_leaves_nothing(ctx):
     """A create that fails leaves the environment as if it had never been tried."""
     cfg = sleeper(ctx)
-    cg = f"/cf-{ctx.run.token}-{ctx.index}"
+    cg = ctx.cgroups_path()
     cfg["linux"]["cgroupsPath"] = cg
     cfg["mounts"].append(bundles.mount("/data", ctx.path("no-such-source")))
     cid = ctx.new_id()
     _, p = ctx.create(cfg, cid=cid, check=False)
     ctx.expect_error(p, "create with a bind of a missing source")
     ctx.check(ctx.call("state", cid).rc != 0, "state answers for the failed container")
-    made = [os.path.join(m, cg.lstrip("/")) for m in host.v1_mounts().values()]
-    made = [d for d in made if os.path.isdir(d)]
+    made = host.cgroup_hierarchy_dirs(cg)
     ctx.check(not made, f"cgroups left by the failed create: {made}")
     cfg["mounts"].pop()
     c, _ = ctx.create(cfg, cid=cid)  # the ID is free again
@@ -375,7 +374,7 @@ def delete_stopped(ctx):
 def delete_cgroup(ctx):
     """The cgroup made for the container (cgroupsPath) is gone after delete."""
     cfg = sleeper(ctx)
-    cg = f"/cf-{ctx.run.token}-{ctx.index}"
+    cg = ctx.cgroups_path()
     cfg["linux"]["cgroupsPath"] = cg
     c = ctx.started(cfg)
     dirs = [d for d in host.cgroup_dirs(c.pid).values() if d.endswith(cg)]
@@ -394,15 +393,13 @@ def delete_keeps(ctx):
     data = ctx.mkdir("data")
     bundles.write(os.path.join(data, "keep"), "kept")
     cfg["mounts"].append(bundles.mount("/data", data))
+    # the parent, made by the suite in every hierarchy before create
     parent = f"cf-{ctx.run.token}-{ctx.index}-parent"
-    mounts = host.v1_mounts()
-    made = []
-    if host.cgroup_mode() == "unified":
-        made.append(ctx.own_cgroup_dir(os.path.join(host.CGROUP_ROOT, parent)))
-    else:
-        for ctl in ("memory", "pids", "cpu", "devices"):
-            if ctl in mounts:
-                made.append(ctx.own_cgroup_dir(os.path.join(mounts[ctl], parent)))
+    roots = set(host.v1_mounts().values())
+    if host.cgroup_mode() != "legacy":
+        roots.add(host.CGROUP_ROOT if host.cgroup_mode() == "unified" else host.CGROUP_ROOT + "/unified")
+    made = [ctx.own_cgroup_dir(os.path.join(r, parent)) for r in sorted(roots)]
+    ctx.cgroups_path("-parent/child")
     cfg["linux"]["cgroupsPath"] = f"/{parent}/child"
     c = ctx.started(cfg)
     c.kill("KILL")

@@ -106,7 +106,8 @@ def inherited_mount(ctx, cfg: dict):
     p = ctx.run.call(["run", "--bundle", b, ctx.new_id()], timeout=ctx.left(), prefix=wrapper)
     with open(record) as f:
         runtime_mnt = f.read().strip()
-    ctx.check(p.out.strip() == runtime_mnt, f"the container is in {p.out.strip()!r}, the runtime in {runtime_mnt} ({p.why()})")
+    ctx.check(p.out.strip() == runtime_mnt,
+              f"the container is in {p.out.strip()!r}, the runtime in {runtime_mnt} ({p.why()})")
 
 
 @case("namespaces.duplicate-type-errors", "config-linux.md#Namespaces")

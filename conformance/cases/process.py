@@ -113,6 +113,8 @@ def cwd_relative(ctx):
 
 # --- terminal -----------------------------------------------------------------------------------
 
+# create sends the master before it returns; a little slack for the accepting thread
+MASTER_WAIT = 5.0
 TTY_PROBE = ("tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-three-tty; stty size; "
              "stat -c 'console=%t' /dev/console; echo END")
 
@@ -122,7 +124,7 @@ def on_terminal(ctx, cfg: dict, script: str = TTY_PROBE) -> str:
     cfg["process"]["args"] = ["sh", "-c", script]
     cs = ctx.console_socket()
     c, _ = ctx.create(cfg, args=("--console-socket", cs.path))
-    cs.wait_master(ctx.left())
+    cs.wait_master(MASTER_WAIT)
     c.start()
     return cs.read_until(b"END", min(10, ctx.left())).decode(errors="replace")
 
@@ -171,7 +173,7 @@ def console_socket(ctx):
     cfg["process"]["args"] = ["sh", "-c", "read line; echo got-$line; echo END"]
     cs = ctx.console_socket()
     c, _ = ctx.create(cfg, args=("--console-socket", cs.path))
-    master = cs.wait_master(ctx.left())
+    master = cs.wait_master(MASTER_WAIT)
     ctx.check(os.isatty(master), "the fd received is not a terminal")
     c.start()
     os.write(master, b"typed\n")
@@ -410,6 +412,6 @@ def fds(ctx):
         p = ctx.run.call(["run", "--bundle", b, ctx.new_id()], timeout=ctx.left(), pass_fds=(fd,))
     finally:
         os.close(fd)
-    got = set(p.out.split())
-    ctx.check(p.ok and got <= {"0", "1", "2", "3"}, f"the process has fds {sorted(got, key=int) if all(x.isdigit() for x in got) else got} "
-              f"(the caller's was {fd}; 3 is ls's own)")
+    got = sorted(p.out.split())
+    ctx.check(p.ok and set(got) <= {"0", "1", "2", "3"},
+              f"the process has fds {got} (the caller's was {fd}; 3 is ls's own; {p.why()})")

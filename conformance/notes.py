@@ -1,0 +1,96 @@
+"""Why a case fails on a runtime: the named bug (or gap) behind each failure seen on this host, for
+docs/conformance.md. NOTES[case][runtime] is shown only while that runtime fails the case;
+NOTES[case]["spec"] says what the spec asks, shown whenever someone fails it. A case that no
+runtime passes and has no note is a suspect case: compare.py says so."""
+
+RUNC_POSTSTART = ("runc 1.1.5 runs the poststart hooks at the end of `create`, before the exec FIFO "
+                  "is opened: the container's pid is still `runc init`, the state says `created`, and a "
+                  "failing poststart hook fails create.")
+CRUN_HOOK_STATE = ("crun 1.8.1 gives hooks a wrong state: status `created` during create (the "
+                   "container is `creating` then), pid 0 to the container-namespace hooks, bundle `/` and "
+                   "status `starting` to startContainer.")
+PYRUN_HOOK_PID = ("pyrun gives the container-namespace hooks (createContainer, startContainer) the pid "
+                  "as the host sees it; the spec wants it as the container sees it (runc: 1).")
+CREATE_LEAK = ("crun 1.8.1 refuses the field, rightly (this host cannot carry it), but leaves the "
+               "cgroup it made: a failed create must leave nothing.")
+
+
+def newer(spec: str) -> str:
+    return f"A field newer than this runtime's spec ({spec}): it is ignored silently."
+
+
+NOTES = {
+    "delete.created-errors-no-effect": {
+        "spec": "runtime.md: delete of a container that is not `stopped` MUST error and have no effect.",
+        "runc": "runc's CLI deletes a created container (it kills the waiting init), by design.",
+        "crun": "crun 1.8.1 does as runc.", "pyrun": "pyrun does as runc."},
+    "hooks.startContainer-fails-errors": {
+        "spec": "runtime.md lifecycle step 7: a failing startContainer hook MUST be an error.",
+        "runc": ("runc returns from `start` once the exec FIFO is opened; the startContainer hooks run "
+                 "in the container's init after that, so a failure stops the container "
+                 "(hooks.startContainer-fails-stops) but is not start's error."),
+        "crun": "crun 1.8.1: as runc.", "pyrun": "pyrun: as runc."},
+    "hooks.create-failure-runs-poststop": {
+        "pyrun": ("pyrun destroys the container after a failing create hook without running the poststop "
+                  "hooks (runtime.md lifecycle steps 3–5 then 12–13; runc runs them)."),
+        "crun": "crun 1.8.1 destroys the container without running the poststop hooks."},
+    "devices.existing-mismatch-errors": {
+        "spec": "config-linux.md: a file at a device's path that is not that device MUST be an error.",
+        "runc": "runc 1.1.5 takes mknod's EEXIST as success and leaves the file.",
+        "crun": "crun 1.8.1: as runc.", "pyrun": "pyrun: as runc."},
+    "hooks.poststart-after-process": {"runc": RUNC_POSTSTART},
+    "hooks.state-on-stdin-poststart": {"runc": RUNC_POSTSTART},
+    "hooks.poststart-fails-others-run": {"runc": RUNC_POSTSTART},
+    "hooks.lifecycle-order": {
+        "runc": RUNC_POSTSTART,
+        "crun": ("crun 1.8.1 runs poststart before the startContainer hooks have run in the container, "
+                 "and is at times killed by SIGPIPE writing the state to a hook that did not read it.")},
+    "hooks.poststop-fails-others-run": {"runc": "runc 1.1.5 stops at the first failing poststop hook."},
+    "hooks.state-on-stdin-prestart": {"crun": CRUN_HOOK_STATE},
+    "hooks.state-on-stdin-createRuntime": {"crun": CRUN_HOOK_STATE},
+    "hooks.state-on-stdin-createContainer": {"crun": CRUN_HOOK_STATE, "pyrun": PYRUN_HOOK_PID},
+    "hooks.state-on-stdin-startContainer": {"crun": CRUN_HOOK_STATE, "pyrun": PYRUN_HOOK_PID},
+    "mounts.option-idmap-without-mappings-errors": {
+        "runc": "runc 1.1.5 predates idmapped mounts: it passes `idmap` to mount(2) as data, which a bind ignores."},
+    "mounts.option-nosymfollow": {"crun": "crun 1.8.1 passes `nosymfollow` to mount(2) as data: EINVAL."},
+    "mounts.option-rshared": {"crun": "crun 1.8.1 ignores propagation options on a bind mount."},
+    "mounts.option-runbindable": {"crun": "crun 1.8.1 ignores propagation options on a bind mount."},
+    "rootfs-propagation.shared": {
+        "runc": "runc 1.1.5 makes the root shared before pivot_root; after it the container's / is private."},
+    "rootfs-propagation.unbindable": {
+        "runc": "runc 1.1.5 makes / unbindable and then cannot bind the rootfs onto itself (EINVAL).",
+        "pyrun": "pyrun: as runc (`container init: mount: Invalid argument` on the rootfs)."},
+    "rootfs-propagation.invalid-errors": {"crun": "crun 1.8.1 accepts an unknown rootfsPropagation value."},
+    "namespaces.duplicate-type-errors": {
+        "crun": "crun 1.8.1 accepts two entries of one namespace type.",
+        "pyrun": "pyrun accepts two entries of one namespace type (runc refuses them)."},
+    "namespaces.mount-inherited": {
+        "pyrun": "pyrun refuses a config without a mount namespace; runc runs it in the caller's."},
+    "namespaces.user-path": {
+        "pyrun": ("pyrun makes the new namespaces before it joins the user namespace at the path, so they "
+                  "belong to the host's user namespace and sethostname fails (EPERM).")},
+    "namespaces.time-new": {"runc": "runc 1.1.5 does not know the time namespace; it refuses it.",
+                            "crun": "crun 1.8.1 fails to make a time namespace (`write to sync socket`)."},
+    "namespaces.time-path": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},
+    "time-offsets": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},
+    "domainname": {"runc": newer("runc 1.1.5: spec 1.0.2-dev")},
+    "personality": {"runc": newer("runc 1.1.5: spec 1.0.2-dev")},
+    "process.scheduler": {"runc": newer("runc 1.1.5: spec 1.0.2-dev"), "crun": newer("crun 1.8.1: spec 1.0.0")},
+    "process.ioPriority": {"runc": newer("runc 1.1.5: spec 1.0.2-dev"), "crun": newer("crun 1.8.1: spec 1.0.0")},
+    "process.cwd-relative-errors": {
+        "crun": "crun 1.8.1 accepts a relative process.cwd.",
+        "pyrun": "pyrun accepts a relative process.cwd at create (runc refuses it; pyrun's exec refuses it)."},
+    "seccomp.errnoRet-unsupported-action-errors": {
+        "runc": "runc 1.1.5 accepts errnoRet on an action that takes none (SCMP_ACT_KILL).",
+        "pyrun": "pyrun: as runc."},
+    "extensibility.unknown-property-ignored": {
+        "spec": "config.md#Extensibility: runtimes MUST NOT error on an unknown property, they MUST ignore it.",
+        "pyrun": "pyrun refuses every unknown field (its enforce-or-refuse rule), which the spec forbids."},
+    "extensibility.unknown-nested-property-ignored": {
+        "pyrun": "As extensibility.unknown-property-ignored."},
+    "cgroups.blockIO-weight": {
+        "crun": "crun 1.8.1 writes blkio.weight only; this host's blkio (BFQ) has blkio.bfq.weight."},
+    "cgroups.hugepageLimits": {"crun": CREATE_LEAK},
+    "cgroups.network-classID": {"crun": CREATE_LEAK},
+    "cgroups.unified": {"crun": CREATE_LEAK},
+}
