@@ -218,6 +218,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         process.apply_rlimits(proc.get("rlimits"))
         process.apply_scheduling(proc)
         process.apply_personality(linux.get("personality"))
+        process.apply_memory_policy(linux.get("memoryPolicy"))
         process.enter_cwd(proc.get("cwd") or "/")
         env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
         path = process.find_executable(proc["args"][0], env)

@@ -110,6 +110,7 @@ def _init(ctx) -> None:
     process.apply_rlimits(proc.get("rlimits"))
     process.apply_scheduling(proc)
     process.apply_personality(linux.get("personality"))
+    process.apply_memory_policy(linux.get("memoryPolicy"))
     env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)

@@ -246,6 +246,47 @@ def apply_personality(personality: dict | None) -> None:
         raise PyrunError(describe_oserror(e, f"set personality {personality['domain']}")) from None
 
 
+MEMORY_POLICY_MODES = {"MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+                       "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6}
+MEMORY_POLICY_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+                       "MPOL_F_STATIC_NODES": 1 << 15}
+
+
+def check_memory_policy(policy: dict | None) -> None:
+    """linux.memoryPolicy's shape, refused before anything is made."""
+    if not policy:
+        return
+    mode = policy.get("mode")
+    if mode not in MEMORY_POLICY_MODES:
+        raise ConfigError(f"linux.memoryPolicy.mode {mode!r} is not a memory policy mode")
+    for f in policy.get("flags") or ():
+        if f not in MEMORY_POLICY_FLAGS:
+            raise ConfigError(f"linux.memoryPolicy.flags: unknown flag {f!r}")
+    nodes = policy.get("nodes") or ""
+    if mode in ("MPOL_DEFAULT", "MPOL_LOCAL") and nodes:
+        raise ConfigError(f"linux.memoryPolicy: {mode} takes no nodes")
+    if mode not in ("MPOL_DEFAULT", "MPOL_LOCAL") and not nodes:
+        raise ConfigError(f"linux.memoryPolicy: {mode} needs nodes")
+    try:
+        parse_cpus(nodes)
+    except ValueError:
+        raise ConfigError(f"linux.memoryPolicy.nodes: invalid node list {nodes!r}") from None
+
+
+def apply_memory_policy(policy: dict | None) -> None:
+    """set_mempolicy before execve: the program inherits it."""
+    if not policy:
+        return
+    from . import _shim
+    mode = MEMORY_POLICY_MODES[policy["mode"]]
+    for f in policy.get("flags") or ():
+        mode |= MEMORY_POLICY_FLAGS[f]
+    try:
+        _shim.set_mempolicy(mode, parse_cpus(policy.get("nodes") or ""))
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"set memory policy {policy['mode']} on nodes {policy.get('nodes')!r}")) from None
+
+
 def close_fds_except(preserve_fds: int, keep: tuple) -> None:
     """Close every fd but stdio, the preserved ones (3 … 3+preserve_fds-1) and `keep`:
     whatever else the caller or the runtime left open (a directory, the state dir's

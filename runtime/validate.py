@@ -9,7 +9,7 @@ runtime cannot honour here (REFUSED) is refused with one line naming it.
 import os
 
 from .errors import ConfigError
-from .process import PERSONALITY_DOMAINS, lsm_enabled
+from .process import PERSONALITY_DOMAINS, check_memory_policy, lsm_enabled
 
 TOP = {"ociVersion", "root", "mounts", "process", "hostname", "domainname", "hooks", "annotations",
        "linux"}
@@ -26,7 +26,6 @@ LINUX = {"namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "
 # Known to the spec, not done by this runtime (yet): refused, never ignored.
 REFUSED = {
     "linux.netDevices": "moving network devices into the container is not supported",
-    "linux.memoryPolicy": "memory policies are not supported",
     "process.commandLine": "it is for Windows containers",
     "process.user.username": "it is for Windows containers",
 }
@@ -55,6 +54,7 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
     linux = config.get("linux") or {}
     _known(linux, LINUX, "linux.")
     _check_personality(linux.get("personality"))
+    check_memory_policy(linux.get("memoryPolicy"))
     _check_lsm_fields(linux)
     check_sysctls(linux.get("sysctl") or {}, new_ns, joins)
     from . import _shim as k

@@ -194,6 +194,17 @@ def rename_noreplace(src: str, dst: str) -> None:
     _check(lib.pyrun_rename_noreplace(src.encode(), dst.encode()), "rename", dst)
 
 
+def set_mempolicy(mode: int, nodes: set[int]) -> None:
+    """This thread's NUMA memory policy (inherited by execve): mode | flags, and a node set."""
+    bits = 8 * ffi.sizeof("unsigned long")
+    words = max(nodes) // bits + 1 if nodes else 1
+    mask = ffi.new("unsigned long[]", words)
+    for n in nodes:
+        mask[n // bits] |= 1 << (n % bits)
+    _check(lib.pyrun_set_mempolicy(mode, mask if nodes else ffi.NULL, words * bits + 1 if nodes else 0),
+           "set_mempolicy", hex(mode))
+
+
 def personality(persona: int) -> None:
     if lib.personality(persona) == -1:
         _check(-1, "personality", hex(persona))

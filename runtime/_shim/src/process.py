@@ -32,6 +32,7 @@ int pyrun_ioprio_get(int pid);
 long pyrun_join_session_keyring(const char *name);
 int pyrun_setrlimit(int resource, uint64_t soft, uint64_t hard);
 int personality(unsigned long persona);
+int pyrun_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode);
 """
 
 CUSTOMIZATIONS = r"""
@@ -140,5 +141,11 @@ int pyrun_setrlimit(int resource, uint64_t soft, uint64_t hard)
 {
     struct rlimit64 lim = { soft, hard };
     return (int)syscall(SYS_prlimit64, 0, resource, &lim, NULL);
+}
+
+/* set_mempolicy(2): glibc has no wrapper (libnuma has). */
+int pyrun_set_mempolicy(int mode, const unsigned long *nodemask, unsigned long maxnode)
+{
+    return (int)syscall(SYS_set_mempolicy, mode, nodemask, maxnode);
 }
 """
