@@ -184,8 +184,10 @@ def _hasher(digest: str, what: str, size: int):
 def _decompressor(desc: dict):
     mt = desc.get("mediaType")
     if mt in _GZIP:
-        import zlib
-        return "gzip", zlib
+        # ISA-L's inflate (python-isal): the same output as zlib's at ~2.2× its speed
+        # here, and inflate is most of a big layer's producer time.
+        from isal import isal_zlib
+        return "gzip", isal_zlib
     if mt in _ZSTD:
         import zstandard  # a dependency: Python 3.11 has no zstd of its own
         return "zstd", zstandard
@@ -269,18 +271,18 @@ class _HashingSource:
             raise UnpackError(f"{digest}: layer content does not match its digest")
 
 
-def _gzip_chunks(zlib, source: _HashingSource, digest: str):
+def _gzip_chunks(inflate, source: _HashingSource, digest: str):
     """Every member of a gzip stream (pigz and `cat a.gz b.gz` write several).
 
-    Raw deflate with the gzip framing (RFC 1952) read here: zlib's own gzip
-    mode spends a tenth of the inflate time on the CRC-32, which the diff_id
-    (sha256 of the same bytes) already checks more strongly. The trailer's
-    ISIZE is still compared.
+    `inflate` is a module with zlib's decompressobj API (isal_zlib). Raw deflate
+    with the gzip framing (RFC 1952) read here: a gzip mode spends a tenth of the
+    inflate time on the CRC-32, which the diff_id (sha256 of the same bytes)
+    already checks more strongly. The trailer's ISIZE is still compared.
     """
     buf = _GzipBuffer(source, digest)
     while True:
         buf.skip_header()
-        dec = zlib.decompressobj(-15)
+        dec = inflate.decompressobj(-15)
         size = 0
         data = buf.take()
         while True:
@@ -290,14 +292,14 @@ def _gzip_chunks(zlib, source: _HashingSource, digest: str):
                     raise UnpackError(f"{digest}: layer truncated (gzip stream ends early)")
             try:
                 out = dec.decompress(data, _MAX_OUT)
-            except zlib.error as e:
+            except inflate.error as e:
                 raise UnpackError(f"{digest}: corrupt gzip stream ({e})") from None
             if out:
                 size += len(out)
                 yield out
             if dec.eof:
                 # With max_length, zlib leaves the leftover in both unused_data and
-                # unconsumed_tail: it must be taken once.
+                # unconsumed_tail (isal_zlib in unused_data only): it must be taken once.
                 buf.put(dec.unused_data)
                 break
             data = dec.unconsumed_tail
@@ -844,8 +846,8 @@ def _inline(chunks):
 
 
 def _prefetch(chunks, depth: int = 8):
-    """Run the producer (read, hash, inflate, hash) in a thread: zlib and hashlib
-    drop the GIL, so on two cores it overlaps with the tar work."""
+    """Run the producer (read, hash, inflate, hash) in a thread: isal, zstandard and
+    hashlib drop the GIL, so on two cores it overlaps with the tar work."""
     import queue
     import threading
 
