@@ -115,7 +115,8 @@ def bench_repull(name: str, ref: str, workdir: str, n: int) -> Bench:
     return bench
 
 
-def run_all(workdir: str, quick: bool, log) -> tuple[list[Bench], list[str]]:
+def run_all(workdir: str, quick: bool, log, names: list[str] | None = None
+            ) -> tuple[list[Bench], list[str]]:
     from tests.support import images as timg
     from tests.support.registry import Registry
     for tool in ("skopeo", "umoci"):
@@ -138,6 +139,8 @@ def run_all(workdir: str, quick: bool, log) -> tuple[list[Bench], list[str]]:
         timg.push(reg.address, "bench/debian", "latest", deb_image)
         counts = {"busybox": (6, 3) if quick else (20, 10), "debian": (2, 2) if quick else (5, 4)}
         for name, ref in refs.items():
+            if names and name not in names:
+                continue
             n, n_unpack = counts[name]
             steps = [("pull + unpack", lambda: list(bench_pull_unpack(name, ref, workdir, n))),
                      ("unpack alone", lambda: [_unpack_alone(name, ref, workdir, n_unpack)]),
@@ -165,3 +168,36 @@ def _unpack_alone(name: str, ref: str, workdir: str, n: int) -> Bench:
         return bench_unpack_alone(name, layout, workdir, n)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.images [--quick] [NAME …]`: the image benchmarks alone, printed and
+    nothing written (results.md is `python -m bench images`'s), so a change to imagetool can
+    be measured without touching the recorded results."""
+    import argparse
+    from bench import report
+    from bench.__main__ import log
+    from bench.measure import become_subreaper, reap_zombies
+    parser = argparse.ArgumentParser(prog="python -m bench.images", description=main.__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="busybox, debian (default: both)")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in ("busybox", "debian"):
+            parser.error(f"unknown image {name!r} (choose from busybox, debian)")
+    become_subreaper()
+    work = tempfile.mkdtemp(prefix="pyrun-bench-images-")
+    try:
+        benches, notes = run_all(work, args.quick, log, args.names or None)
+    finally:
+        reap_zombies()
+        shutil.rmtree(work, ignore_errors=True)
+    for note in notes:
+        print(f"- {note}")
+    for bench in benches:
+        print("\n".join(report.bench_table(bench)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
