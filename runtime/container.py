@@ -220,6 +220,10 @@ class Container:
             # Read again under the lock: a create that held it has finished (or died) since.
             self.record = st.read_state(self.root, self.id)[1]
             status = self._require("delete-force" if force else "delete")
+            devices = ((self.record or {}).get("config") or {}).get("linux", {}).get("netDevices")
+            if devices and self.alive():  # while their namespace still exists: back to the host
+                from . import netdev
+                netdev.move_out(devices, self.pid)
             if status in ("creating", "created", "running", "paused"):
                 self._kill_everything()
             cg = self.cgroup()

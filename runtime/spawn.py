@@ -138,6 +138,9 @@ def _see_through(ctx, sock, pid: int) -> None:
     if ctx.userns:
         _write_id_maps(pid, linux)
     _write_oom_score_adj(pid, ctx.config["process"].get("oomScoreAdj"))
+    if linux.get("netDevices"):
+        from . import netdev
+        netdev.move_in(linux["netDevices"], pid)
     sock.send(b"go %d" % pid)
     while True:
         msg = sock.recv(65536)

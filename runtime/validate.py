@@ -25,7 +25,6 @@ LINUX = {"namespaces", "uidMappings", "gidMappings", "timeOffsets", "devices", "
          "personality", "mountLabel", "intelRdt", "memoryPolicy", "netDevices"}
 # Known to the spec, not done by this runtime (yet): refused, never ignored.
 REFUSED = {
-    "linux.netDevices": "moving network devices into the container is not supported",
     "process.commandLine": "it is for Windows containers",
     "process.user.username": "it is for Windows containers",
 }
@@ -57,6 +56,10 @@ def check(config: dict, new_ns: int, joins: dict) -> None:
     check_memory_policy(linux.get("memoryPolicy"))
     _check_lsm_fields(linux)
     check_sysctls(linux.get("sysctl") or {}, new_ns, joins)
+    if linux.get("netDevices"):
+        from . import _shim as k, netdev
+        netdev.check(linux["netDevices"], bool(new_ns & k.CLONE_NEWNET) or (
+            "network" in joins and not _is_host_netns(joins["network"])))
     from . import _shim as k
     for field in ("hostname", "domainname"):
         if config.get(field) and not (new_ns & k.CLONE_NEWUTS or "uts" in joins):

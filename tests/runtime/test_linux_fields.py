@@ -43,3 +43,44 @@ def test_memory_policy_the_kernel_refuses_fails_create(pyrun, bundle):
     p = pyrun("create", "-b", b, "mp-bad")
     assert p.returncode != 0 and len(p.stderr.splitlines()) == 1 and "memory policy" in p.stderr, p.stderr
     assert pyrun.ids() == []
+
+
+@pytest.fixture
+def dummy():
+    """An interface of the host's to move, made with ip(8) (a test tool), gone afterwards: a
+    dummy where the kernel has the driver, else one end of a veth pair."""
+    if not shutil.which("ip"):
+        pytest.skip("needs ip(8) to make an interface")
+    name = "pyd" + os.urandom(3).hex()
+    for kind in (["dummy"], ["veth", "peer", "name", name + "p"]):
+        p = subprocess.run(["ip", "link", "add", name, "type", *kind], capture_output=True, text=True)
+        if p.returncode == 0:
+            break
+    else:
+        pytest.skip(f"cannot make a dummy or veth interface here: {p.stderr.strip()}")
+    yield name
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_net_device_moves_in_and_back_out_after_delete(pyrun, bundle, dummy):
+    b = _edit(bundle(["sleep", "100"]), lambda c: c["linux"].__setitem__("netDevices", {dummy: {"name": "eth9"}}))
+    pyrun("run", "-d", "-b", b, "nd", check=True)
+    assert not os.path.exists(f"/sys/class/net/{dummy}")
+    out = pyrun("exec", "nd", "ls", "/sys/class/net", check=True).stdout.split()
+    assert sorted(out) == ["eth9", "lo"]
+    pyrun("delete", "-f", "nd", check=True)
+    assert os.path.exists(f"/sys/class/net/{dummy}")  # back, under its host name
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda c, d: c["linux"].__setitem__("netDevices", {"nosuchdev0": {}}), "no network device"),
+    (lambda c, d: c["linux"].__setitem__("netDevices", {d: {"name": "a/b"}}), "not an interface name"),
+    (lambda c, d: (c["linux"].__setitem__("netDevices", {d: {}}),
+                   c["linux"].__setitem__("namespaces", [n for n in c["linux"]["namespaces"]
+                                                         if n["type"] != "network"])), "network namespace"),
+])
+def test_net_devices_refused(pyrun, bundle, dummy, change, needle):
+    b = _edit(bundle(["true"]), lambda c: change(c, dummy))
+    p = pyrun("create", "-b", b, "nd-bad")
+    assert p.returncode != 0 and len(p.stderr.splitlines()) == 1 and needle in p.stderr, p.stderr
+    assert pyrun.ids() == [] and os.path.exists(f"/sys/class/net/{dummy}")
