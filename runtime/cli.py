@@ -33,6 +33,7 @@ CREATE_FLAGS = [
     (("no-pivot",), "bool", False, "do not use pivot root to jail process inside rootfs"),
     (("no-new-keyring",), "bool", False, "do not create a new session keyring for the container"),
     (("preserve-fds",), "int", 0, "pass N additional file descriptors to the container"),
+    (("pidfd-socket",), "str", "", "path to an AF_UNIX socket which will receive the pidfd of the init process"),
 ]
 COMMANDS = {
     "create": ("create a container", "<container-id>", CREATE_FLAGS),

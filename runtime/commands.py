@@ -19,10 +19,22 @@ def _create(g, o, pos, cmd, console=None, config=None):
     if g["systemd_cgroup"]:
         raise PyrunError("--systemd-cgroup: pyrun has no systemd cgroup manager; "
                          "use cgroupfs (a cgroupsPath that is a path)")
-    return Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
-                            console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
-                            no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
-                            listen_fds=_listen_fds(), config=config, _validated=config is not None)
+    pidfd_sock = None
+    if o["pidfd_socket"]:  # reached first: a socket that cannot be reached fails create up front
+        from .console import connect
+        pidfd_sock = connect(o["pidfd_socket"], "pidfd socket")
+    try:
+        c = Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
+                             console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
+                             no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
+                             listen_fds=_listen_fds(), config=config, _validated=config is not None)
+        if pidfd_sock is not None:
+            import socket
+            socket.send_fds(pidfd_sock, [b"pidfd"], [c.pidfd])  # the init's pidfd, as runc sends it
+    finally:
+        if pidfd_sock is not None:
+            pidfd_sock.close()
+    return c
 
 
 def _listen_fds() -> int:

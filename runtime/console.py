@@ -17,8 +17,9 @@ TIOCSWINSZ = 0x5414
 TIOCGWINSZ = 0x5413
 
 
-def connect(path: str):
-    """Connect to the console socket while its host path is still reachable."""
+def connect(path: str, what: str = "console socket"):
+    """Connect to a unix socket the caller named (--console-socket, --pidfd-socket) while
+    its host path is still reachable."""
     import socket
     from .errors import PyrunError
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -27,7 +28,7 @@ def connect(path: str):
         s.connect(path)
     except OSError as e:
         s.close()
-        raise PyrunError(f"connect to console socket {path}: {e.strerror or 'timed out'}") from None
+        raise PyrunError(f"connect to {what} {path}: {e.strerror or 'timed out'}") from None
     s.settimeout(None)
     return s
 

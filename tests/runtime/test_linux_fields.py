@@ -84,3 +84,38 @@ def test_net_devices_refused(pyrun, bundle, dummy, change, needle):
     p = pyrun("create", "-b", b, "nd-bad")
     assert p.returncode != 0 and len(p.stderr.splitlines()) == 1 and needle in p.stderr, p.stderr
     assert pyrun.ids() == [] and os.path.exists(f"/sys/class/net/{dummy}")
+
+
+def test_pidfd_socket_receives_the_inits_pidfd(pyrun, bundle, tmp_path):
+    import json
+    import signal
+    import socket
+    path = str(tmp_path / "pidfd.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(10)
+    pyrun("create", "-b", bundle(["sleep", "100"]), "--pidfd-socket", path, "pfd", check=True)
+    conn, _ = srv.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 64, 1)
+    conn.close()
+    pid = json.loads(pyrun("state", "pfd", check=True).stdout)["pid"]
+    signal.pidfd_send_signal(fds[0], signal.SIGKILL)  # the pidfd is the init's: it dies
+    import select
+    assert select.select([fds[0]], [], [], 10)[0]
+    os.close(fds[0])
+    assert json.loads(pyrun("state", "pfd", check=True).stdout)["status"] == "stopped"
+    assert pid > 0
+    p = pyrun("create", "-b", bundle(["true"]), "--pidfd-socket", str(tmp_path / "nosuch"), "pfd2")
+    assert p.returncode != 0 and "pidfd socket" in p.stderr and "pfd2" not in pyrun.ids()
+
+
+def test_delete_after_the_bundle_moved(pyrun, bundle, tmp_path):
+    """The record holds what delete needs (the config, its poststop hooks): not the bundle."""
+    mark = tmp_path / "poststop-ran"
+    b = _edit(bundle(["sleep", "100"]), lambda c: c.__setitem__("hooks", {"poststop": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"touch {mark}"]}]}))
+    pyrun("run", "-d", "-b", b, "moved", check=True)
+    os.rename(b, b + ".elsewhere")
+    pyrun("delete", "-f", "moved", check=True)
+    assert pyrun.ids() == [] and mark.exists()
