@@ -104,7 +104,7 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
     flags, joins = clone_flags(linux.get("namespaces") or [])
     validate.check(config, flags, joins)
     if not flags & CLONE_NEWNS and "mount" not in joins:
-        raise ConfigError("a mount namespace is required (linux.namespaces has no \"mount\")")
+        _check_without_mount_namespace(config)
     userns = bool(flags & CLONE_NEWUSER)
     if userns and not (linux.get("uidMappings") and linux.get("gidMappings")):
         raise ConfigError("a new user namespace needs linux.uidMappings and linux.gidMappings")
@@ -128,6 +128,27 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
                 joins=joins, userns=userns, preserve_fds=preserve_fds)
 
 
+# What only a mount namespace of the container's own can do: refused without one (runc
+# would silently leave them out).
+_NEEDS_MOUNT_NS = (("mounts", lambda c: c.get("mounts")), ("root.readonly", lambda c: (c.get("root") or {}).get("readonly")),
+                   ("linux.maskedPaths", lambda c: c["linux"].get("maskedPaths")),
+                   ("linux.readonlyPaths", lambda c: c["linux"].get("readonlyPaths")),
+                   ("linux.devices", lambda c: c["linux"].get("devices")),
+                   ("linux.rootfsPropagation", lambda c: c["linux"].get("rootfsPropagation")))
+
+
+def _check_without_mount_namespace(config: dict) -> None:
+    """A config without a mount namespace runs in the caller's (as with runc and crun), its
+    process chrooted into root.path; what would need mounts is refused by name."""
+    for field, present in _NEEDS_MOUNT_NS:
+        if present(config):
+            raise ConfigError(f"config.json: {field} needs a mount namespace of the container's own "
+                              "(linux.namespaces has no \"mount\")")
+    if config.get("process", {}).get("terminal"):
+        raise ConfigError("config.json: process.terminal needs a mount namespace of the container's own "
+                          "(its /dev/console and /dev/pts)")
+
+
 def _claim(root: str, cid: str, plan: Plan):
     """The ID, with a first record that already names every cgroup directory to be made:
     should this process die in cgroup set-up, `delete --force` finds them (and only those)."""
@@ -144,7 +165,7 @@ def _claim(root: str, cid: str, plan: Plan):
 def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket, no_pivot,
            no_new_keyring) -> tuple[int, int]:
     from . import spawn
-    from ._shim import CLONE_NEWCGROUP, CLONE_NEWUTS
+    from ._shim import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWUTS
     fifo = os.path.join(cdir, st.EXEC_FIFO)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
@@ -154,6 +175,7 @@ def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket
         hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
         preserve_fds=plan.preserve_fds, userns=plan.userns, join_paths=plan.joins,
         new_utsns=bool(flags & CLONE_NEWUTS), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
+        own_mountns=bool(flags & CLONE_NEWNS) or "mount" in plan.joins,
         dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in plan.mounts),
         cgroup_dirs=cgroup.hierarchies, no_new_keyring=no_new_keyring,
         seccomp_cache=root.rstrip("/") + "-cache/seccomp")

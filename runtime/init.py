@@ -84,10 +84,12 @@ def _init(ctx) -> None:
     elif config.get("hostname"):
         raise PyrunError("unable to set hostname without a private UTS namespace")
 
-    # The root filesystem, still seeing the host's paths.
-    rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
-    rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
-    rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
+    # The root filesystem, still seeing the host's paths (the caller's mount namespace is
+    # never changed: without one of its own, the container only gets root.path as root).
+    if ctx.own_mountns:
+        rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
+        rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
+        rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
 
@@ -98,7 +100,11 @@ def _init(ctx) -> None:
         from . import hooks
         hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("creating"), "createContainer")
 
-    rootfs.pivot(ctx.rootfs, ctx.no_pivot, linux.get("rootfsPropagation"))
+    if ctx.own_mountns:
+        rootfs.pivot(ctx.rootfs, ctx.no_pivot, linux.get("rootfsPropagation"))
+    else:
+        os.chroot(ctx.rootfs)
+        os.chdir("/")
     if console_sock is not None:
         from . import console
         console.setup(console_sock, proc.get("consoleSize"), bind_console=True)

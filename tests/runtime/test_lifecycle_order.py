@@ -236,3 +236,24 @@ def test_console_socket_in_a_private_dir_with_a_user_namespace(pyrun, bundle, tm
     finally:
         import shutil
         shutil.rmtree(top)
+
+
+def test_a_config_without_a_mount_namespace_runs_in_the_callers(pyrun, bundle):
+    """As runc and crun run it: in the caller's mount namespace, which stays untouched; what
+    needs a mount namespace of its own is refused by name (runc would drop it silently)."""
+    def no_mountns(c):
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "mount"]
+        for key in ("maskedPaths", "readonlyPaths"):
+            c["linux"].pop(key, None)
+        c["mounts"] = []
+        c["root"]["readonly"] = False
+    before = open("/proc/self/mountinfo").read()
+    b = _edit(bundle(["sleep", "100"]), no_mountns)
+    pyrun("run", "-d", "-b", b, "nomnt-run", check=True)
+    pid = _state(pyrun, "nomnt-run")["pid"]
+    assert os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    assert os.path.realpath(f"/proc/{pid}/root") == os.path.realpath(os.path.join(b, "rootfs"))
+    assert open("/proc/self/mountinfo").read() == before
+    p = pyrun("create", "-b", _edit(b, lambda c: c["linux"].__setitem__("maskedPaths", ["/proc/kcore"])), "nomnt")
+    assert p.returncode != 0 and "linux.maskedPaths needs a mount namespace" in p.stderr
+    assert pyrun.ids() == ["nomnt-run"]
