@@ -13,6 +13,7 @@ one `Header` at a time; the caller must consume the entry's data (with
 from __future__ import annotations
 
 import os
+from zlib import adler32
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -81,9 +82,15 @@ def _number(field: bytes, what: str, name: str) -> int:
         raise TarError(f"{name or '?'}: malformed {what} field in tar header") from None
 
 
+def _byte_sum(block: bytes) -> int:
+    """sum(block), in C: the low half of Adler-32 is 1 + the sum of the bytes modulo 65521,
+    exact for 256 bytes (at most 65280). A quarter of sum()'s time, twice per entry."""
+    return (adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(block: bytes, stored: int) -> bool:
     # The checksum field counts as eight spaces (8 * 32 = 256).
-    unsigned = sum(block) - sum(block[148:156]) + 256
+    unsigned = _byte_sum(block) - sum(block[148:156]) + 256
     if unsigned == stored:
         return True
     # Some old writers summed signed chars.
@@ -352,6 +359,8 @@ class TarReader:
         if "mtime" in pax:
             mtime_ns = _pax_time_ns(text(pax["mtime"]), name)
         for key, value in pax.items():
+            if "." not in key:
+                continue  # path, size, mtime, atime, ctime…: taken above or not ours
             if key.startswith("SCHILY.xattr."):
                 if "\0" in key:
                     raise TarError(f"{name}: NUL byte in xattr name")
