@@ -14,15 +14,7 @@ import pytest
 
 from tests.conftest import PYRUN
 from tests.support.bundle import read_config, write_config
-
-
-def _one_line_error(p, *needles):
-    assert p.returncode != 0, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+from tests.support.checks import one_line_error
 
 
 def _edit(b, fn):
@@ -59,7 +51,7 @@ def test_cwd_through_an_inherited_fd_never_reaches_the_host(pyrun, bundle, host_
     if p.returncode == 0:
         assert p.stdout.strip().startswith("/"), p.stdout
     else:
-        _one_line_error(p, "cwd")
+        one_line_error(p, "cwd")
 
 
 def test_cwd_through_a_directory_fd_the_caller_leaked(pyrun, bundle, host_marker, tmp_path):
@@ -75,7 +67,7 @@ def test_cwd_through_a_directory_fd_the_caller_leaked(pyrun, bundle, host_marker
     finally:
         os.close(leak)
     assert text not in out.stdout
-    _one_line_error(out, "cwd")
+    one_line_error(out, "cwd")
 
 
 def test_cwd_through_a_host_process_in_a_shared_pid_namespace(pyrun, bundle, host_marker):
@@ -95,7 +87,7 @@ def test_cwd_through_a_host_process_in_a_shared_pid_namespace(pyrun, bundle, hos
         host.kill()
         host.wait()
     assert text not in p.stdout
-    _one_line_error(p, "cwd")
+    one_line_error(p, "cwd")
 
 
 @pytest.mark.parametrize("fd", range(3, 12))
@@ -107,13 +99,13 @@ def test_exec_cwd_through_an_inherited_fd_is_refused(pyrun, bundle, host_marker,
     if p.returncode == 0:
         assert p.stdout.strip().startswith("/"), p.stdout
     else:
-        _one_line_error(p, "cwd")
+        one_line_error(p, "cwd")
 
 
 def test_exec_cwd_through_the_inits_root_stays_inside(pyrun, bundle):
     pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "ex", check=True)
     p = pyrun("exec", "--cwd", "/proc/1/root/../../..", "ex", "pwd")
-    _one_line_error(p, "cwd")  # a magic link: refused, though this one leads nowhere else
+    one_line_error(p, "cwd")  # a magic link: refused, though this one leads nowhere else
 
 
 def test_a_plain_cwd_still_works(pyrun, bundle):
@@ -181,7 +173,7 @@ def test_host_sysctls_are_refused(pyrun, bundle, key, value, drop):
             _without_namespace(c, drop)
         c["linux"]["sysctl"] = {key: value}
     p = pyrun("run", "-b", _edit(bundle(["true"]), cfg), "sysctl")
-    _one_line_error(p, "sysctl", key)
+    one_line_error(p, "sysctl", key)
     assert open(path).read() == before
     assert pyrun.ids() == []
 
@@ -213,7 +205,7 @@ def test_bind_over_a_proc_file_is_refused(pyrun, bundle, tmp_path):
         c["mounts"].append({"destination": "/proc/self/oom_score_adj", "type": "bind",
                             "source": str(victim), "options": ["bind"]})
     p = pyrun("run", "-b", _edit(bundle(["true"]), cfg), "procbind")
-    _one_line_error(p, "/proc")
+    one_line_error(p, "/proc")
     assert victim.read_text() == "untouched\n"
     assert pyrun.ids() == []
 
@@ -225,7 +217,7 @@ def test_volume_through_an_image_symlink_into_proc_is_refused(pyrun, bundle, tmp
     os.symlink("/proc/sys/kernel", os.path.join(b, "rootfs", "data"))
     b = _edit(b, lambda c: c["mounts"].append(
         {"destination": "/data", "type": "bind", "source": str(vol), "options": ["rbind"]}))
-    _one_line_error(pyrun("run", "-b", b, "procvol"), "/proc")
+    one_line_error(pyrun("run", "-b", b, "procvol"), "/proc")
 
 
 def test_proc_mounted_elsewhere_is_still_procfs(pyrun, bundle, tmp_path):
@@ -235,7 +227,7 @@ def test_proc_mounted_elsewhere_is_still_procfs(pyrun, bundle, tmp_path):
     b = _edit(bundle(["true"]), lambda c: c["mounts"].extend([
         {"destination": "/tmp/p", "type": "proc", "source": "proc"},
         {"destination": "/tmp/p/sys/kernel", "type": "bind", "source": str(vol), "options": ["rbind"]}]))
-    _one_line_error(pyrun("run", "-b", b, "proc2"), "procfs")
+    one_line_error(pyrun("run", "-b", b, "proc2"), "procfs")
 
 
 def test_lxcfs_style_proc_files_may_be_covered(pyrun, bundle, tmp_path):
@@ -302,7 +294,7 @@ def test_masking_with_a_fake_dev_null_is_refused(pyrun, bundle, tmp_path, fake):
         c["linux"]["maskedPaths"] = ["/proc/timer_list"]
     p = pyrun("run", "-b", _edit(b, cfg), "fakenull")
     assert "not-null" not in p.stdout
-    _one_line_error(p, "/dev/null")
+    one_line_error(p, "/dev/null")
 
 
 # -- atomic writes never follow a planted link -----------------------------------------------
@@ -337,7 +329,7 @@ def test_config_json_that_never_ends_is_refused(pyrun, bundle):
     os.unlink(os.path.join(b, "config.json"))
     os.symlink("/dev/zero", os.path.join(b, "config.json"))
     p = pyrun("create", "-b", b, "zero", timeout=20)
-    _one_line_error(p, "config.json", "regular file")
+    one_line_error(p, "config.json", "regular file")
     assert pyrun.ids() == []
 
 
@@ -345,12 +337,12 @@ def test_config_json_fifo_does_not_hang(pyrun, bundle):
     b = bundle(["true"])
     os.unlink(os.path.join(b, "config.json"))
     os.mkfifo(os.path.join(b, "config.json"))
-    _one_line_error(pyrun("create", "-b", b, "fifo", timeout=20), "config.json")
+    one_line_error(pyrun("create", "-b", b, "fifo", timeout=20), "config.json")
 
 
 def test_exec_process_file_that_never_ends_is_refused(pyrun, bundle):
     pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "exz", check=True)
-    _one_line_error(pyrun("exec", "-p", "/dev/zero", "exz", timeout=20), "regular file")
+    one_line_error(pyrun("exec", "-p", "/dev/zero", "exz", timeout=20), "regular file")
 
 
 # -- what the config asks is done, or refused with one line -------------------------------------
@@ -377,7 +369,7 @@ def test_exec_process_file_that_never_ends_is_refused(pyrun, bundle):
 ])
 def test_fields_not_done_are_refused(pyrun, bundle, change, needle):
     p = pyrun("create", "-b", _edit(bundle(["true"]), change), "refuse")
-    _one_line_error(p, needle)
+    one_line_error(p, needle)
     assert pyrun.ids() == []
 
 
@@ -438,15 +430,15 @@ def test_a_nul_byte_anywhere_is_refused_by_name(pyrun, bundle, tmp_path):
                                                           "source": "tmpfs"}), "destination"),
                            (lambda c: c["process"].__setitem__("cwd", "/tmp\0/etc"), "process.cwd")):
         p = pyrun("create", "-b", _edit(bundle(["true"]), change), "nul")
-        _one_line_error(p, needle, "NUL")
+        one_line_error(p, needle, "NUL")
         assert pyrun.ids() == []
     pyrun("run", "-d", "-b", bundle(["sleep", "100"]), "nulx", check=True)
     spec = tmp_path / "p.json"
     spec.write_text(json.dumps({"args": ["echo", "a\0b"], "cwd": "/"}))
-    _one_line_error(pyrun("exec", "-p", str(spec), "nulx"), "NUL")
+    one_line_error(pyrun("exec", "-p", str(spec), "nulx"), "NUL")
 
 
 def test_an_argument_execve_cannot_take_is_refused_at_create(pyrun, bundle):
     p = pyrun("create", "-b", _edit(bundle(["echo", "x" * (1 << 20)]), lambda c: None), "bigarg")
-    _one_line_error(p, "process.args[1]", "too long")
+    one_line_error(p, "process.args[1]", "too long")
     assert pyrun.ids() == []

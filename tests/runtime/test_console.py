@@ -1,12 +1,12 @@
 """Terminals: the pty master over --console-socket (conmon's way) and `run` proxying a tty."""
 import json
 import os
-import socket
 import subprocess
 import time
 
 from tests.conftest import PYRUN
 from tests.support.bundle import write_config
+from tests.support.checks import fd_listener, receive_fd
 
 
 def _terminal_bundle(bundle, args, size=None):
@@ -40,14 +40,10 @@ def test_console_socket_receives_pty_master(pyrun, bundle, tmp_path):
     b = _terminal_bundle(bundle, ["sh", "-c", "tty; stty size; echo hi-from-tty; ls -l /dev/console | wc -l"],
                          size={"height": 33, "width": 101})
     path = str(tmp_path / "console.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(10)
+    srv = fd_listener(path)
     pyrun("create", "-b", b, "--console-socket", path, "t1", check=True)
-    conn, _ = srv.accept()
-    msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-    conn.close()
+    msg, master = receive_fd(srv)
+    fds = [master]
     assert len(fds) == 1 and msg.startswith(b"/dev/pts/")
     pyrun("start", "t1", check=True)
     out = _read_all(fds[0]).decode().replace("\r", "").split("\n")

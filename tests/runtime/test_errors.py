@@ -5,15 +5,11 @@ import os
 import pytest
 
 from tests.support.bundle import write_config
+from tests.support.checks import one_line_error
 
 
 def _one_line_error(p, *needles):
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1, p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+    return one_line_error(p, *needles, code=1)
 
 
 def _nothing_left(pyrun, cid):

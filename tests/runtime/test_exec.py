@@ -3,10 +3,11 @@
 # error is 1.
 import json
 import os
-import socket
 import time
 
 import pytest
+
+from tests.support.checks import fd_listener, receive_fd
 
 
 @pytest.fixture
@@ -81,13 +82,9 @@ def test_exec_holds_no_runtime_fds(pyrun, running):
 
 def test_exec_tty_over_console_socket(pyrun, running, tmp_path):
     path = str(tmp_path / "c.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(10)
+    srv = fd_listener(path)
     _exec(pyrun, "-t", "-d", "--console-socket", path, "x1", "sh", "-c", "tty; echo on-tty")
-    conn, _ = srv.accept()
-    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+    fds = [receive_fd(srv)[1]]
     out = b""
     deadline = time.monotonic() + 5
     while b"on-tty" not in out and time.monotonic() < deadline:

@@ -2,11 +2,11 @@
 the init only execs; hooks see the state runc gives them and a failing post-hook stops no other."""
 import json
 import os
-import socket
 import subprocess
 import time
 
 from tests.support.bundle import read_config, write_config
+from tests.support.checks import fd_listener, receive_fd
 
 
 def _edit(b, fn):
@@ -116,14 +116,10 @@ def test_exec_detached_gets_its_own_session(pyrun, bundle, tmp_path):
 def test_terminal_has_onlcr_cleared(pyrun, bundle, tmp_path):
     b = _edit(bundle(["printf", "a\\nb\\n"]), lambda c: c["process"].__setitem__("terminal", True))
     path = str(tmp_path / "console.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(10)
+    srv = fd_listener(path)
     pyrun("create", "-b", b, "--console-socket", path, "tty", check=True)
-    conn, _ = srv.accept()
-    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
-    conn.close()
+    _, master = receive_fd(srv)
+    fds = [master]
     pyrun("start", "tty", check=True)
     out = b""
     import select
@@ -225,14 +221,10 @@ def test_console_socket_in_a_private_dir_with_a_user_namespace(pyrun, bundle, tm
         private = tmp_path / "private"
         private.mkdir(mode=0o700)
         path = str(private / "console.sock")
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(path)
-        srv.listen(1)
-        srv.settimeout(10)
+        srv = fd_listener(path)
         p = pyrun("create", "-b", b, "--console-socket", path, "ttyns")
         assert p.returncode == 0, p.stderr
-        conn, _ = srv.accept()
-        conn.close()
+        os.close(receive_fd(srv)[1])
     finally:
         import shutil
         shutil.rmtree(top)

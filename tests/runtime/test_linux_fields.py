@@ -89,16 +89,11 @@ def test_net_devices_refused(pyrun, bundle, dummy, change, needle):
 def test_pidfd_socket_receives_the_inits_pidfd(pyrun, bundle, tmp_path):
     import json
     import signal
-    import socket
+    from tests.support.checks import fd_listener, receive_fd
     path = str(tmp_path / "pidfd.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(10)
+    srv = fd_listener(path)
     pyrun("create", "-b", bundle(["sleep", "100"]), "--pidfd-socket", path, "pfd", check=True)
-    conn, _ = srv.accept()
-    _, fds, _, _ = socket.recv_fds(conn, 64, 1)
-    conn.close()
+    fds = [receive_fd(srv)[1]]
     pid = json.loads(pyrun("state", "pfd", check=True).stdout)["pid"]
     signal.pidfd_send_signal(fds[0], signal.SIGKILL)  # the pidfd is the init's: it dies
     import select
