@@ -116,3 +116,12 @@ def tree_pids(top: str) -> list[int]:
         except FileNotFoundError:
             continue
     return pids
+
+
+def make_dirs(made: list[str]) -> None:
+    """The directories plan() listed, parents first; one there already is fine."""
+    for d in made:
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            pass

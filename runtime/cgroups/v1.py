@@ -6,7 +6,7 @@ v1 hierarchies only (runc sets none there either).
 """
 import os
 
-from .hierarchy import mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import make_dirs, mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
 
 # super options of a v1 cgroup mount that are not controllers
 _NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
@@ -77,11 +77,7 @@ class V1Manager:
         """Make the cgroup and apply `resources` (runc's default device rules at least)."""
         if not self._planned:
             self.plan()
-        for d in self.made:
-            try:
-                os.mkdir(d, 0o755)
-            except FileExistsError:
-                pass
+        make_dirs(self.made)
         cpuset = self.dir_for("cpuset")
         if cpuset is not None:
             _inherit_cpuset(cpuset)

@@ -1,7 +1,7 @@
 """cgroup v2: one unified hierarchy at /sys/fs/cgroup."""
 import os
 
-from .hierarchy import ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import make_dirs, ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
 
 
 class V2Manager:
@@ -41,11 +41,7 @@ class V2Manager:
     def create(self, resources: dict | None = None) -> None:
         if not self._planned:
             self.plan()
-        for d in self.made:
-            try:
-                os.mkdir(d, 0o755)
-            except FileExistsError:
-                pass
+        make_dirs(self.made)
         _enable_controllers(self.dir)
         from . import v2_resources
         v2_resources.apply(self.dir, resources or {})

@@ -7,6 +7,7 @@ is written last, so it can set what the typed fields do not reach.
 from ..errors import PyrunError
 from .fields import FIELDS, set_fields, swap_v2
 from .files import exists, read_int, write
+from .v1_resources import cpuset, pids  # noqa: F401 - the same files on both versions
 
 
 def apply(d: str, r: dict, devices: bool = True, update: bool = False) -> None:
@@ -69,18 +70,6 @@ def cpu(d: str, c: dict) -> None:
         write(d, "cpu.max", value, "cpu.quota" if quota else "cpu.period")
     if c.get("burst"):
         write(d, "cpu.max.burst", c["burst"], "cpu.burst")
-
-
-def cpuset(d: str, c: dict) -> None:
-    for name in ("cpus", "mems"):
-        if c.get(name):
-            write(d, f"cpuset.{name}", c[name], f"cpu.{name}")
-
-
-def pids(d: str, p: dict) -> None:
-    limit = p.get("limit") or 0
-    if limit:
-        write(d, "pids.max", limit if limit > 0 else "max", "pids.limit")
 
 
 def io_weight(weight: int) -> int:
