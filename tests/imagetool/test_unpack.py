@@ -617,3 +617,27 @@ def test_inflate_inline_and_in_a_thread_agree(tmp_path, monkeypatch, threaded):
     layers.corrupt_blob(lay, image.layers[0].digest)
     msg = _assert_refused(tmp_path, lay, image.layers[0].digest)
     assert "does not match its digest" in msg or "gzip" in msg or "truncated" in msg
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, monkeypatch, threaded):
+    """A big layer is inflated in one thread and its diff_id hashed in another: a mismatch
+    is refused as inline, and neither a good unpack nor a refused one, at the end or half-way,
+    leaves a thread behind (the library runs in its caller's process)."""
+    import threading
+
+    import imagetool.unpacker as unpacker
+    monkeypatch.setattr(unpacker, "_THREAD_ABOVE", -1 if threaded else 1 << 62)
+    tar = raw_tar([Raw(f"f{i}", data=os.urandom(5000)) for i in range(40)])
+    lay, image = _layout(tmp_path, [tar])
+    unpack(lay, "latest", str(tmp_path / "good"))
+    other = gzip.compress(raw_tar([Raw(f"f{i}", data=b"other") for i in range(40)]))
+    layers.rewrite_layer(lay, image, 0, other, fix_diff_id=False)
+    _assert_refused(tmp_path, lay, "does not match diff_id")
+    # a tar error early in a long layer: the consumer stops reading while the producer
+    # still has megabytes to go, and its threads must stop too
+    bad = raw_tar([Raw("f0", data=b"x"), Raw("bad", data=b"x", bad_checksum=True)]
+                  + [Raw(f"big{i}", data=os.urandom(1 << 20)) for i in range(8)])
+    layers.rewrite_layer(lay, image, 0, gzip.compress(bad, compresslevel=1), fix_diff_id=True)
+    _assert_refused(tmp_path, lay, "checksum mismatch")
+    assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
