@@ -55,10 +55,7 @@ def reexec_hidden(argv, paths) -> None:
 
 
 def version(runtime: str) -> str:
-    try:
-        out = subprocess.run([runtime, "--version"], capture_output=True, text=True, timeout=10).stdout
-    except OSError:
-        return "?"
+    out = host.capture([runtime, "--version"])
     return out.splitlines()[0].strip() if out.strip() else "?"
 
 

@@ -24,6 +24,9 @@ RUNTIME_PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Set in every runtime's environment: a container must never see it (process.env is all it gets).
 LEAK_VAR = "CF_RUNTIME_ENVIRONMENT"
 CALL_TIMEOUT = 20.0
+# Host nodes a runtime hands to containers (bind mounts in a user namespace, stdio): they must
+# be as they were when the run ends.
+HOST_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
 
 
 class Proc:
@@ -59,6 +62,12 @@ class Run:
         shutil.copy2(bundles.BUSYBOX, self.busybox)
         self.keep = keep
         self.env = {"PATH": RUNTIME_PATH_ENV, LEAK_VAR: "leaked"}
+        # A runtime's stdin is an empty file of the run's, never the host's /dev/null: a runtime
+        # may chown its stdio to the container's root (crun 1.8.1 does, in a user namespace),
+        # and the host's /dev/null would then belong to an unprivileged id.
+        self.stdin = os.path.join(self.dir, "stdin")
+        open(self.stdin, "w").close()
+        self.devices = {p: _owner_mode(p) for p in HOST_DEVICES if os.path.exists(p)}
 
     def call(self, args, timeout=CALL_TIMEOUT, stdin=None, stdout=None, stderr=None, cwd=None,
              env=None, pass_fds=(), prefix=()) -> Proc:
@@ -67,8 +76,9 @@ class Run:
         argv = [*prefix, self.runtime, "--root", self.root, *args]
         files = [open(path, "a+b") if path else tempfile.TemporaryFile("w+b", dir=self.dir)
                  for path in (stdout, stderr)]
+        empty = open(self.stdin, "rb") if stdin is None else None
         try:
-            p = host.spawn(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            p = host.spawn(argv, stdin=stdin if stdin is not None else empty,
                            stdout=files[0], stderr=files[1], cwd=cwd, env=env or self.env,
                            pass_fds=pass_fds)
             rc = host.finish(p, max(timeout, 0.1))
@@ -80,6 +90,8 @@ class Run:
         finally:
             for f in files:
                 f.close()
+            if empty:
+                empty.close()
 
     def ids(self) -> list[str]:
         try:
@@ -93,6 +105,13 @@ class Run:
         for cid in self.ids():
             if cid.startswith("cf-"):
                 self.call(["delete", "--force", cid], timeout=10)
+        for path, was in self.devices.items():
+            now = _owner_mode(path)
+            if now != was:  # put the host right, and say who did it
+                os.chown(path, was[0], was[1])
+                os.chmod(path, was[2])
+                problems.append(f"the runtime changed the host's {path} (owner {now[0]}:{now[1]}, mode "
+                                f"{now[2]:o}; was {was[0]}:{was[1]}, {was[2]:o}): restored")
         if self.keep:
             return problems
         leaked = host.mounts_under(self.dir)
@@ -303,6 +322,7 @@ class Context:
         self._closers: list = []
         self._cgroup_dirs: list[str] = []
         self._cgroup_paths: list[str] = []
+        self._bundles = 0
 
     # --- decisions -------------------------------------------------------------------------
     def check(self, cond, message: str) -> None:
@@ -349,12 +369,17 @@ class Context:
         self._ids.append(cid)
         return cid
 
+    def track(self, cid: str) -> None:
+        """An ID the case did not get from new_id, to delete at close all the same."""
+        self._ids.append(cid)
+
     def config(self) -> dict:
         return bundles.base_config()
 
     def bundle(self, config: dict, files: dict | None = None, name: str | None = None) -> str:
         """A bundle directory: a busybox rootfs (plus files: path → text) and config.json."""
-        b = self.path(name or f"bundle{len(os.listdir(self.dir))}")
+        self._bundles += 1
+        b = self.path(name or f"bundle{self._bundles}")
         os.makedirs(b)
         rootfs = config.get("root", {}).get("path", "rootfs")
         if not os.path.isabs(rootfs):
@@ -473,3 +498,8 @@ def _rmdir_tree(d: str, keep_top: bool = False) -> None:
             os.rmdir(d)
         except OSError:
             pass
+
+
+def _owner_mode(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_uid, st.st_gid, st.st_mode & 0o7777

@@ -70,6 +70,18 @@ def finish(p: subprocess.Popen, timeout: float | None) -> int | None:
     return rc
 
 
+def capture(argv, timeout: float = 10.0) -> str:
+    """A short host command's stdout ('' if it fails or hangs), through spawn."""
+    p = spawn(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+    _ours.discard(p.pid)
+    return out.decode(errors="replace") if p.returncode == 0 else ""
+
+
 def proc_state(pid: int) -> str | None:
     """The one-letter state of /proc/<pid>/stat, or None when there is no such process."""
     try:

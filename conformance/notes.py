@@ -44,8 +44,12 @@ NOTES = {
     "hooks.lifecycle-order": {
         "runc": RUNC_POSTSTART,
         "crun": ("crun 1.8.1 runs poststart before the startContainer hooks have run in the container, "
-                 "and is at times killed by SIGPIPE writing the state to a hook that did not read it.")},
-    "hooks.poststop-fails-others-run": {"runc": "runc 1.1.5 stops at the first failing poststop hook."},
+                 "and is at times killed by SIGPIPE (status -13) writing the state to a hook that did "
+                 "not read it.")},
+    "hooks.poststop-fails-others-run": {
+        "runc": "runc 1.1.5 stops at the first failing poststop hook.",
+        "crun": ("crun 1.8.1 is at times killed by SIGPIPE writing the state to a hook that exits without "
+                 "reading it; the hooks after it never run.")},
     "hooks.state-on-stdin-prestart": {"crun": CRUN_HOOK_STATE},
     "hooks.state-on-stdin-createRuntime": {"crun": CRUN_HOOK_STATE},
     "hooks.state-on-stdin-createContainer": {"crun": CRUN_HOOK_STATE, "pyrun": PYRUN_HOOK_PID},
@@ -65,7 +69,8 @@ NOTES = {
         "crun": "crun 1.8.1 accepts two entries of one namespace type.",
         "pyrun": "pyrun accepts two entries of one namespace type (runc refuses them)."},
     "namespaces.mount-inherited": {
-        "pyrun": "pyrun refuses a config without a mount namespace; runc runs it in the caller's."},
+        "pyrun": ("pyrun refuses mounts in a config without a mount namespace; runc mounts them in the "
+                  "runtime's (here: /proc, in a throwaway namespace of the suite's).")},
     "namespaces.user-path": {
         "pyrun": ("pyrun makes the new namespaces before it joins the user namespace at the path, so they "
                   "belong to the host's user namespace and sethostname fails (EPERM).")},

@@ -27,83 +27,84 @@ def read(path: str) -> str:
         return f.read().strip()
 
 
-class Where:
-    """The container's cgroup files, for the host's mode."""
-
-    def __init__(self, ctx, pid: int):
-        self.ctx, self.mode, self.dirs = ctx, host.cgroup_mode(), host.cgroup_dirs(pid)
-
-    def file(self, v1: tuple[str, str] | None, v2: str | None) -> str:
-        if self.mode == "unified":
-            if v2 is None:
-                self.ctx.skip("cgroup v2 has no such file")
-            return os.path.join(self.dirs[""], v2)
-        if v1 is None:
-            self.ctx.skip("cgroup v1 has no such file")
-        controller, name = v1
-        if controller not in self.dirs:
-            self.ctx.skip(f"the host has no v1 {controller} hierarchy")
-        return os.path.join(self.dirs[controller], name)
-
-
-def host_file(ctx, resources: dict, v1, v2) -> str:
-    """Start a container with resources; the content of its cgroup file."""
-    mode = host.cgroup_mode()
-    if mode != "unified" and v1 and v1[0] not in host.v1_mounts():
-        ctx.skip(f"the host ({mode}) has no v1 {v1[0]} hierarchy")
-    if mode == "unified" and v2 is None:
-        ctx.skip("cgroup v2 has no file for this field")
-    if mode != "unified" and v1 is None:
-        ctx.skip(f"the host ({mode}) runs v1 controllers, which have no file for this field")
-    c = ctx.started(limited(ctx, resources))
-    return read(Where(ctx, c.pid).file(v1, v2))
-
-
-def _resource_case(name, resources, v1, v2, want_v1, want_v2, section="config-linux.md#Control groups"):
+def _resource_case(name: str, section: str, resources: dict, files: dict) -> None:
     @case(f"cgroups.{name}", section)
     def check(ctx):
-        got = host_file(ctx, resources, v1, v2)
-        want = want_v2 if host.cgroup_mode() == "unified" else want_v1
-        ctx.check(got == want, f"{v2 if host.cgroup_mode() == 'unified' else v1[1]} is {got!r}, expected {want!r}")
+        applied_or_refused(ctx, resources, files, f"linux.resources {resources}")
 
 
-_resource_case("memory-limit", {"memory": {"limit": 64 * MiB}},
-               ("memory", "memory.limit_in_bytes"), "memory.max", str(64 * MiB), str(64 * MiB),
-               "config-linux.md#Memory")
-_resource_case("memory-reservation", {"memory": {"reservation": 32 * MiB}},
-               ("memory", "memory.soft_limit_in_bytes"), "memory.low", str(32 * MiB), str(32 * MiB),
-               "config-linux.md#Memory")
-_resource_case("memory-swappiness", {"memory": {"swappiness": 17}},
-               ("memory", "memory.swappiness"), None, "17", None, "config-linux.md#Memory")
-_resource_case("cpu-shares", {"cpu": {"shares": 512}},
-               ("cpu", "cpu.shares"), "cpu.weight", "512", "20", "config-linux.md#CPU")
-_resource_case("cpu-quota", {"cpu": {"quota": 50000, "period": 100000}},
-               ("cpu", "cpu.cfs_quota_us"), "cpu.max", "50000", "50000 100000", "config-linux.md#CPU")
-_resource_case("cpu-period", {"cpu": {"quota": 50000, "period": 200000}},
-               ("cpu", "cpu.cfs_period_us"), "cpu.max", "200000", "50000 200000", "config-linux.md#CPU")
-_resource_case("cpu-mems", {"cpu": {"mems": "0"}},
-               ("cpuset", "cpuset.mems"), "cpuset.mems", "0", "0", "config-linux.md#CPU")
-_resource_case("pids-limit", {"pids": {"limit": 37}},
-               ("pids", "pids.max"), "pids.max", "37", "37", "config-linux.md#PIDs")
+# (controller, file) → the value(s) it must show; controller "" is cgroup v2's
+_resource_case("memory-limit", "config-linux.md#Memory", {"memory": {"limit": 64 * MiB}},
+               {("memory", "memory.limit_in_bytes"): str(64 * MiB), ("", "memory.max"): str(64 * MiB)})
+_resource_case("memory-reservation", "config-linux.md#Memory", {"memory": {"reservation": 32 * MiB}},
+               {("memory", "memory.soft_limit_in_bytes"): str(32 * MiB), ("", "memory.low"): str(32 * MiB)})
+# swap is memory+swap; v2's memory.swap.max holds swap alone (swap minus limit)
+_resource_case("memory-swap", "config-linux.md#Memory", {"memory": {"limit": 64 * MiB, "swap": 128 * MiB}},
+               {("memory", "memory.memsw.limit_in_bytes"): str(128 * MiB), ("", "memory.swap.max"): str(64 * MiB)})
+_resource_case("memory-swappiness", "config-linux.md#Memory", {"memory": {"swappiness": 17}},
+               {("memory", "memory.swappiness"): "17"})
+_resource_case("memory-disableOOMKiller", "config-linux.md#Memory",
+               {"memory": {"limit": 64 * MiB, "disableOOMKiller": True}},
+               {("memory", "memory.oom_control"): "oom_kill_disable 1"})
+# v2's cpu.weight from shares: runc's conversion, 1 + (shares - 2) * 9999 / 262142
+_resource_case("cpu-shares", "config-linux.md#CPU", {"cpu": {"shares": 512}},
+               {("cpu", "cpu.shares"): "512", ("", "cpu.weight"): "20"})
+_resource_case("cpu-quota", "config-linux.md#CPU", {"cpu": {"quota": 50000, "period": 100000}},
+               {("cpu", "cpu.cfs_quota_us"): "50000", ("", "cpu.max"): "50000 100000"})
+_resource_case("cpu-period", "config-linux.md#CPU", {"cpu": {"quota": 50000, "period": 200000}},
+               {("cpu", "cpu.cfs_period_us"): "200000", ("", "cpu.max"): "50000 200000"})
+_resource_case("cpu-realtime", "config-linux.md#CPU",
+               {"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}},
+               {("cpu", "cpu.rt_runtime_us"): "10000"})
+_resource_case("cpu-mems", "config-linux.md#CPU", {"cpu": {"mems": "0"}},
+               {("cpuset", "cpuset.mems"): "0", ("", "cpuset.mems"): "0"})
+_resource_case("pids-limit", "config-linux.md#PIDs", {"pids": {"limit": 37}},
+               {("pids", "pids.max"): "37", ("", "pids.max"): "37"})
+# v2's io.weight from weight: runc's conversion, 1 + (weight - 10) * 9999 / 990
+_resource_case("blockIO-weight", "config-linux.md#Block IO", {"blockIO": {"weight": 300}},
+               {("blkio", "blkio.weight"): "300", ("blkio", "blkio.bfq.weight"): ("300", "default 300"),
+                ("", "io.bfq.weight"): "default 300", ("", "io.weight"): "default 2930"})
+_resource_case("network-classID", "config-linux.md#Network", {"network": {"classID": 1048577}},
+               {("net_cls", "net_cls.classid"): "1048577"})
+_resource_case("unified", "config-linux.md#Unified", {"unified": {"pids.max": "23"}},
+               {("", "pids.max"): "23"})
 
 
-@case("cgroups.memory-swap", "config-linux.md#Memory")
-def memory_swap(ctx):
-    """swap is the limit of memory+swap (v2's memory.swap.max holds swap minus limit)."""
-    mode = host.cgroup_mode()
-    if mode != "unified" and not os.path.exists(os.path.join(host.v1_mounts().get("memory", "/nonexistent"),
-                                                             "memory.memsw.limit_in_bytes")):
-        ctx.skip("the host's memory controller has no swap accounting")
-    got = host_file(ctx, {"memory": {"limit": 64 * MiB, "swap": 128 * MiB}},
-                    ("memory", "memory.memsw.limit_in_bytes"), "memory.swap.max")
-    ctx.check(got == str(128 * MiB if mode != "unified" else 64 * MiB), f"swap limit {got!r}")
+def block_device(ctx) -> tuple[int, int]:
+    """A block device of the host (not a loop or ram disk), for the throttling rules."""
+    for name in sorted(os.listdir("/sys/block")):
+        if name.startswith(("loop", "ram", "zram")):
+            continue
+        try:
+            maj, mi = read(f"/sys/block/{name}/dev").split(":")
+        except (OSError, ValueError):
+            continue
+        return int(maj), int(mi)
+    ctx.skip("the host has no block device to throttle")
 
 
-@case("cgroups.memory-disableOOMKiller", "config-linux.md#Memory")
-def memory_oom(ctx):
-    got = host_file(ctx, {"memory": {"limit": 64 * MiB, "disableOOMKiller": True}},
-                    ("memory", "memory.oom_control"), None)
-    ctx.check("oom_kill_disable 1" in got.splitlines(), f"memory.oom_control: {got!r}")
+def _throttle_case(field: str, v1: str, v2_key: str, rate: int) -> None:
+    @case(f"cgroups.blockIO-{field}", "config-linux.md#Block IO")
+    def check(ctx):
+        maj, mi = block_device(ctx)
+        rule = [{"major": maj, "minor": mi, "rate": rate}]
+        v2 = f"{maj}:{mi} " + " ".join(f"{k}={rate if k == v2_key else 'max'}"
+                                       for k in ("rbps", "wbps", "riops", "wiops"))
+        applied_or_refused(ctx, {"blockIO": {field: rule}},
+                           {("blkio", v1): f"{maj}:{mi} {rate}", ("", "io.max"): v2}, field)
+
+
+_throttle_case("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps", MiB)
+_throttle_case("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device", "wiops", 250)
+
+
+@case("cgroups.hugepageLimits", "config-linux.md#Huge page limits")
+def hugepages(ctx):
+    if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        ctx.skip("the host has no 2 MB huge pages")
+    applied_or_refused(ctx, {"hugepageLimits": [{"pageSize": "2MB", "limit": 8 * MiB}]},
+                       {("hugetlb", "hugetlb.2MB.limit_in_bytes"): str(8 * MiB),
+                        ("", "hugetlb.2MB.max"): str(8 * MiB)}, "hugepageLimits (2MB)")
 
 
 @case("cgroups.memory-limit-enforced", "config-linux.md#Memory")
@@ -118,27 +119,20 @@ def memory_enforced(ctx):
 @case("cgroups.cpu-cpus", "config-linux.md#CPU")
 def cpu_cpus(ctx):
     """cpus: the cgroup's cpuset, and the CPUs the process may run on."""
-    if "cpuset" not in host.v1_mounts() and host.cgroup_mode() != "unified":
-        ctx.skip("the host has no cpuset hierarchy")
     cfg = limited(ctx, {"cpu": {"cpus": "0"}}, "grep Cpus_allowed_list /proc/self/status; sleep 100")
-    c = ctx.started(cfg)
-    got = read(Where(ctx, c.pid).file(("cpuset", "cpuset.cpus"), "cpuset.cpus"))
-    ctx.check(got == "0", f"cpuset.cpus is {got!r}")
+    c, p = ctx.create(cfg, check=False)
+    files = [("cpuset", "cpuset.cpus"), ("", "cpuset.cpus")]
+    if not p.ok:
+        probe = carriable(ctx, files)
+        ctx.check(not probe, f"create refused cpu.cpus, which the host carries ({probe}): {p.why()}")
+        return
+    dirs = host.cgroup_dirs(c.pid)
+    found = [os.path.join(dirs[k], n) for k, n in files if k in dirs and os.path.exists(os.path.join(dirs[k], n))]
+    ctx.check(found, "create accepted cpu.cpus, and the container's cgroup has no cpuset.cpus")
+    ctx.check(read(found[0]) == "0", f"{found[0]} is {read(found[0])!r}")
+    c.start()
     out = c.wait_output("\n", 5)
     ctx.check(out.split()[-1:] == ["0"], f"the process sees {out.strip()!r}")
-
-
-@case("cgroups.cpu-realtime", "config-linux.md#CPU")
-def cpu_realtime(ctx):
-    if host.cgroup_mode() == "unified":
-        ctx.skip("cgroup v2 has no realtime group scheduling")
-    cpu = host.v1_mounts().get("cpu")
-    if not cpu or not os.path.exists(os.path.join(cpu, "cpu.rt_runtime_us")):
-        ctx.skip("the host's kernel has no RT group scheduling")
-    c = ctx.started(limited(ctx, {"cpu": {"realtimePeriod": 1000000, "realtimeRuntime": 10000}}))
-    w = Where(ctx, c.pid)
-    got = (read(w.file(("cpu", "cpu.rt_period_us"), None)), read(w.file(("cpu", "cpu.rt_runtime_us"), None)))
-    ctx.check(got == ("1000000", "10000"), f"cpu.rt_period_us, cpu.rt_runtime_us: {got}")
 
 
 @case("cgroups.pids-limit-enforced", "config-linux.md#PIDs")
@@ -152,36 +146,12 @@ def pids_enforced(ctx):
               f"(the shell said {p.err.strip()[-80:]!r})")
 
 
-def root_device() -> str:
-    dev = os.stat("/").st_dev
-    return f"{os.major(dev)}:{os.minor(dev)}"
-
-
-def applied_or_refused(ctx, resources: dict, files: list, want, why: str) -> None:
-    """Where the host can carry the field, the container's cgroup file must show it; where it
-    cannot, create must fail. files: (controller, file) candidates, '' the v2 controller."""
-    wants = [want] if isinstance(want, str) else list(want)
-    c, p = ctx.create(limited(ctx, resources), check=False)
-    if p.ok:
-        dirs = host.cgroup_dirs(c.pid)
-        found = [os.path.join(dirs[k], name) for k, name in files if k in dirs
-                 and os.path.exists(os.path.join(dirs[k], name))]
-        ctx.check(found, f"create accepted {why}, and the container's cgroup has no {[f[1] for f in files]}")
-        got = read(found[0])
-        ctx.check(any(w in got.splitlines() or got == w for w in wants),
-                  f"{why}: {found[0]} is {got!r}, expected {' or '.join(map(repr, wants))}")
-        return
-    probe = carriable(ctx, files)
-    ctx.check(not probe, f"create refused {why}, which the host carries ({probe}): {p.why()}")
-
-
 def unified_root() -> str | None:
-    mode = host.cgroup_mode()
-    return {"unified": host.CGROUP_ROOT, "hybrid": host.CGROUP_ROOT + "/unified"}.get(mode)
+    return {"unified": host.CGROUP_ROOT, "hybrid": host.CGROUP_ROOT + "/unified"}.get(host.cgroup_mode())
 
 
 def carriable(ctx, files: list) -> str:
-    """The first of files a fresh cgroup of this host has ('' if none)."""
+    """The first of files (controller, name) a fresh cgroup of this host has ('' if none)."""
     for controller, name in files:
         base = unified_root() if controller == "" else host.v1_mounts().get(controller)
         if not base:
@@ -192,49 +162,24 @@ def carriable(ctx, files: list) -> str:
     return ""
 
 
-@case("cgroups.blockIO-weight", "config-linux.md#Block IO")
-def blkio_weight(ctx):
-    applied_or_refused(ctx, {"blockIO": {"weight": 300}},
-                       [("blkio", "blkio.weight"), ("blkio", "blkio.bfq.weight"), ("", "io.bfq.weight"),
-                        ("", "io.weight")], ("300", "default 300"), "blockIO.weight")
-
-
-@case("cgroups.blockIO-throttleReadBpsDevice", "config-linux.md#Block IO")
-def blkio_read_bps(ctx):
-    maj, mi = root_device().split(":")
-    rule = [{"major": int(maj), "minor": int(mi), "rate": MiB}]
-    applied_or_refused(ctx, {"blockIO": {"throttleReadBpsDevice": rule}},
-                       [("blkio", "blkio.throttle.read_bps_device"), ("", "io.max")],
-                       f"{root_device()} {MiB}", "throttleReadBpsDevice")
-
-
-@case("cgroups.blockIO-throttleWriteIOPSDevice", "config-linux.md#Block IO")
-def blkio_write_iops(ctx):
-    maj, mi = root_device().split(":")
-    rule = [{"major": int(maj), "minor": int(mi), "rate": 250}]
-    applied_or_refused(ctx, {"blockIO": {"throttleWriteIOPSDevice": rule}},
-                       [("blkio", "blkio.throttle.write_iops_device"), ("", "io.max")],
-                       f"{root_device()} 250", "throttleWriteIOPSDevice")
-
-
-@case("cgroups.hugepageLimits", "config-linux.md#Huge page limits")
-def hugepages(ctx):
-    if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
-        ctx.skip("the host has no 2 MB huge pages")
-    applied_or_refused(ctx, {"hugepageLimits": [{"pageSize": "2MB", "limit": 8 * MiB}]},
-                       [("hugetlb", "hugetlb.2MB.limit_in_bytes"), ("", "hugetlb.2MB.max")],
-                       str(8 * MiB), "hugepageLimits (2MB)")
-
-
-@case("cgroups.network-classID", "config-linux.md#Network")
-def net_cls(ctx):
-    applied_or_refused(ctx, {"network": {"classID": 1048577}}, [("net_cls", "net_cls.classid")],
-                       "1048577", "network.classID")
-
-
-@case("cgroups.unified", "config-linux.md#Unified")
-def unified(ctx):
-    applied_or_refused(ctx, {"unified": {"pids.max": "23"}}, [("", "pids.max")], "23", "unified pids.max")
+def applied_or_refused(ctx, resources: dict, files: dict, why: str) -> None:
+    """Where the host can carry the field, the container's cgroup file must show it; where it
+    cannot, create must fail. files: (controller, file) → the value(s) it must show."""
+    c, p = ctx.create(limited(ctx, resources), check=False)
+    if p.ok:
+        dirs = host.cgroup_dirs(c.pid)
+        found = [(os.path.join(dirs[k], name), want) for (k, name), want in files.items()
+                 if k in dirs and os.path.exists(os.path.join(dirs[k], name))]
+        ctx.check(found, f"create accepted {why}, and the container's cgroup has no "
+                         f"{sorted({name for _, name in files})}")
+        path, want = found[0]
+        got = read(path)
+        wants = [want] if isinstance(want, str) else list(want)
+        ctx.check(any(w == got or w in got.splitlines() for w in wants),
+                  f"{why}: {path} is {got!r}, expected {' or '.join(map(repr, wants))}")
+        return
+    probe = carriable(ctx, list(files))
+    ctx.check(not probe, f"create refused {why}, which the host carries ({probe}): {p.why()}")
 
 
 @case("cgroups.path", "config-linux.md#Cgroups Path")

@@ -1,7 +1,6 @@
 """config.md's general rules: annotations (unknown keys accepted), extensibility (unknown
 properties ignored), what create applies; config-linux.md#Personality."""
-import subprocess
-
+from conformance import host
 from conformance.suite import case
 
 
@@ -43,8 +42,7 @@ def create_applies(ctx):
     cfg["process"]["args"] = ["sleep", "100"]
     c, _ = ctx.create(cfg)
     pid = c.pid
-    name = subprocess.run(["nsenter", "-t", str(pid), "-u", "hostname"], capture_output=True, text=True,
-                          timeout=10).stdout.strip()
+    name = host.capture(["nsenter", "-t", str(pid), "-u", "hostname"]).strip()
     ctx.check(name == "cf-at-create", f"after create the container's hostname is {name!r}")
     with open(f"/proc/{pid}/mountinfo") as f:
         points = [line.split()[4] for line in f]
