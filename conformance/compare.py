@@ -49,7 +49,8 @@ def outcome_table(names, docs, by_case):
 
 
 def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
-    """The markdown, and the suspect cases (no one passes them, no note says why)."""
+    """The markdown; the suspect cases (no one passes them, no note says what the spec asks);
+    the failures no note explains."""
     for d in docs.values():
         d["by_name"] = {r["name"]: r for r in d["results"]}
     order = [(r["name"], r["section"]) for r in docs[names[0]]["results"]]
@@ -79,6 +80,14 @@ def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
         r = docs[n]["by_name"].get(case)
         return r is not None and r["outcome"] == "pass"
 
+    nobody = [c for c, _ in order if any(fails(n, c) for n in names) and not any(passes(n, c) for n in names)]
+    out += ["## Summary", "",
+            f"- {len(order)} cases; " + "; ".join(
+                f"{n} passes {docs[n]['summary']['pass']}" for n in names) + ".",
+            f"- Every runtime passes {sum(all(passes(n, c) for n in names) for c, _ in order)} of them.",
+            f"- No runtime passes {len(nobody)}: " + (", ".join(f"`{c}`" for c in nobody) or "none") +
+            " (each a requirement all three miss; the spec's words are below).",
+            "- Skips are the host's: what this machine lacks, named below.", ""]
     if "pyrun" in names and "runc" in names:
         regress = [c for c, _ in order if passes("runc", c) and not passes("pyrun", c)]
         ahead = [c for c, _ in order if passes("pyrun", c) and fails("runc", c)]
@@ -88,7 +97,7 @@ def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
             out.append("")
             for c in regress:
                 r = docs["pyrun"]["by_name"][c]
-                note = notes.NOTES.get(c, {}).get("pyrun", "")
+                note = notes.why(c, "pyrun", r["reason"])
                 out.append(f"- `{c}`: {note + ' ' if note else ''}pyrun: {r['outcome']}: {r['reason']}")
         else:
             out.append("pyrun passes every case runc passes.")
@@ -96,6 +105,7 @@ def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
                 ", ".join(f"`{c}`" for c in ahead) + ".", ""]
 
     failing = [(c, s) for c, s in order if any(fails(n, c) for n in names)]
+    unexplained = []
     suspects = [c for c, _ in failing if not any(passes(n, c) for n in names)
                 and not notes.NOTES.get(c, {}).get("spec")]
     out += ["## The cases not every runtime passes", "",
@@ -103,23 +113,26 @@ def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
     out += outcome_table(names, docs, failing)
     out.append("")
     for c, _ in failing:
-        why = notes.NOTES.get(c, {})
+        spec = notes.NOTES.get(c, {}).get("spec")
         lines = [f"- `{c}`"]
-        if why.get("spec"):
-            lines.append(f"  - spec: {why['spec']}")
+        if spec:
+            lines.append(f"  - spec: {spec}")
         for n in names:
             if fails(n, c):
                 r = docs[n]["by_name"][c]
-                lines.append(f"  - {n}: {why.get(n, '(no note)')} Seen: {r['reason']}")
+                cause = notes.why(c, n, r["reason"])
+                if not cause:
+                    unexplained.append(f"{c} on {n}")
+                lines.append(f"  - {n}: {cause or '(no note)'} Seen: {r['reason']}")
         out += lines
     out += ["", "## Skipped, and why", ""]
     skipped = sorted({(c, docs[n]["by_name"][c]["reason"]) for n in names for c, _ in order
                       if docs[n]["by_name"].get(c, {}).get("outcome") == "skip"})
-    out += [f"- `{c}`: {why}" for c, why in skipped] or ["None."]
+    out += [f"- `{c}`: {reason}" for c, reason in skipped] or ["None."]
     out += ["", "## Every case", ""]
     out += outcome_table(names, docs, order)
     out.append("")
-    return "\n".join(out), suspects
+    return "\n".join(out), suspects, unexplained
 
 
 def main(argv=None) -> int:
@@ -135,12 +148,14 @@ def main(argv=None) -> int:
     where = args.reports or tempfile.mkdtemp(prefix="cf-reports-")
     os.makedirs(where, exist_ok=True)
     docs = {n: run_suite(n, getattr(args, n), os.path.join(where, f"{n}.json"), args.jobs) for n in names}
-    text, suspects = render(docs, names)
+    text, suspects, unexplained = render(docs, names)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, args.out)
     print(f"conformance: wrote {args.out}")
+    for what in unexplained:
+        print(f"conformance: no note names the cause of {what} (conformance/notes.py)", file=sys.stderr)
     for c in suspects:
         print(f"conformance: no runtime passes {c} and no note says why: a wrong case?", file=sys.stderr)
     if not args.reports:

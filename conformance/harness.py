@@ -32,8 +32,8 @@ HOST_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/uran
 class Proc:
     """A finished runtime call: its status (None when it had to be killed) and output."""
 
-    def __init__(self, argv, rc, out, err):
-        self.argv, self.rc, self.out, self.err = argv, rc, out, err
+    def __init__(self, args, rc, out, err):
+        self.args, self.rc, self.out, self.err = args, rc, out, err
 
     @property
     def ok(self) -> bool:
@@ -43,7 +43,7 @@ class Proc:
         """The runtime's own words, for a failure reason."""
         what = "killed after its timeout" if self.rc is None else f"exit {self.rc}"
         text = (self.err.strip() or self.out.strip()).splitlines()
-        return f"`{' '.join(self.argv[3:5])}` {what}: {text[-1] if text else '(no output)'}"
+        return f"`{' '.join(self.args[:2])}` {what}: {text[-1] if text else '(no output)'}"
 
 
 class Run:
@@ -86,7 +86,7 @@ class Run:
             for f in files:
                 f.seek(0)
                 texts.append(f.read().decode(errors="replace"))
-            return Proc(argv, rc, *texts)
+            return Proc(list(args), rc, *texts)
         finally:
             for f in files:
                 f.close()

@@ -99,3 +99,17 @@ NOTES = {
     "cgroups.network-classID": {"crun": CREATE_LEAK},
     "cgroups.unified": {"crun": CREATE_LEAK},
 }
+
+# Causes recognised by what was seen, for any case: (runtime, text in the reason) → why.
+BY_REASON = {
+    ("crun", "exit -13"): ("crun 1.8.1 was killed by SIGPIPE: it writes the state to a hook's stdin and "
+                           "dies when the hook exits without reading it (runc and pyrun do not)."),
+}
+
+
+def why(case: str, runtime: str, reason: str) -> str:
+    """The named cause of a runtime failing a case, or ''."""
+    for (rt, text), note in BY_REASON.items():
+        if rt == runtime and text in reason:
+            return note
+    return NOTES.get(case, {}).get(runtime, "")
