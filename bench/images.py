@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -170,8 +171,99 @@ def _unpack_alone(name: str, ref: str, workdir: str, n: int) -> Bench:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def _cpu_of(argv: list[str]) -> tuple[float, float, float]:
+    """(wall, user, sys) seconds of one run of argv, from wait4's rusage."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise BenchError(f"{' '.join(argv[:4])}: exit {p.returncode}")
+    return time.perf_counter() - t0, usage.ru_utime, usage.ru_stime
+
+
+def _create_cost(where: str, n: int = 2000) -> float:
+    """Microseconds to create one empty file in a new directory under `where`: on this
+    unjournaled ext4 it grows with the inodes deleted in the last minutes (ext4 skips
+    each one it finds still recent), whoever deleted them."""
+    d = tempfile.mkdtemp(dir=where)
+    try:
+        fd = os.open(d, os.O_PATH)
+        t0 = time.perf_counter()
+        for i in range(n):
+            os.close(os.open(str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=fd))
+        cost = (time.perf_counter() - t0) / n * 1e6
+        os.close(fd)
+        return cost
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def profile_unpack(workdir: str, log) -> list[str]:
+    """What an unpack of the Debian image costs per tar entry: CPU against umoci's, the
+    syscalls an entry takes, the producer (read, hash, inflate, hash) and the tar reader
+    alone, and what one file create costs on this filesystem right now."""
+    from imagetool import tarstream, unpacker
+    _, desc = debian.load_or_build(log)
+    entries = desc["entries"]
+    image = f"{debian.LAYOUT}:{debian.TAG}"
+    out = [f"Debian image, {entries} tar entries; work dir {workdir}", ""]
+    out.append(f"- one empty-file create: {_create_cost(workdir):.1f} us here, "
+               f"{_create_cost('/dev/shm'):.1f} us on tmpfs")
+    rows = {}
+    for i in range(3):  # interleaved; the least of three
+        for name, argv in (("imagetool", [IMAGETOOL, "unpack", image]),
+                           ("umoci", ["umoci", "--log", "error", "unpack", "--image", image])):
+            d = _fresh(workdir)
+            _discard(d)
+            w, u, s = _cpu_of(argv + [os.path.join(d, "b")])
+            best = rows.get(name)
+            rows[name] = (w, u, s) if best is None or u + s < best[1] + best[2] else best
+    for name, (w, u, s) in rows.items():
+        out.append(f"- {name} unpack: wall {w:.2f} s, CPU user {u:.2f} s + sys {s:.2f} s "
+                   f"= {(u + s) / entries * 1e6:.0f} us an entry")
+    it, um = rows["imagetool"], rows["umoci"]
+    out.append(f"- CPU imagetool/umoci: {(it[1] + it[2]) / (um[1] + um[2]):.2f}×")
+    layout, manifest, config = unpacker._load_image(debian.LAYOUT, debian.TAG)
+    plan = unpacker._layer_plan(manifest, config)
+    t0 = time.process_time()
+    tars = []
+    for ldesc, diff_id in plan:
+        with layout.open_blob(ldesc["digest"]) as f:
+            tars.append(list(unpacker.layer_chunks(f, ldesc, diff_id)))
+    producer = time.process_time() - t0
+    t0 = time.process_time()
+    for chunks in tars:
+        reader = tarstream.TarReader(iter(chunks))
+        while (h := reader.next()) is not None:
+            reader.skip_data(h.name)
+    reader_cpu = time.process_time() - t0
+    del tars
+    out.append(f"- producer alone (read, sha256 of the blob, inflate, sha256 of the tar), one "
+               f"thread: {producer:.2f} s CPU = {producer / entries * 1e6:.0f} us an entry")
+    out.append(f"- tar reader alone (headers parsed, data skipped): {reader_cpu * 1000:.0f} ms CPU "
+               f"= {reader_cpu / entries * 1e6:.1f} us an entry")
+    if shutil.which("strace"):
+        d = _fresh(workdir)
+        _discard(d)
+        trace = os.path.join(d, "strace.txt")
+        run(["strace", "-f", "-c", "-o", trace, IMAGETOOL, "unpack", image, os.path.join(d, "b")],
+            timeout=600)
+        out += ["", "syscalls of one imagetool unpack (strace -f -c; per entry = calls / entries):",
+                "", "| syscall | calls | per entry |", "|---|---:|---:|"]
+        with open(trace) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                    calls = int(parts[3])
+                    if calls >= entries // 20:
+                        out.append(f"| {parts[-1]} | {calls} | {calls / entries:.2f} |")
+    _discard_all()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.images [--quick] [NAME …]`: the image benchmarks alone, printed and
+    """`python -m bench.images [--quick] [--profile] [NAME …]`: the image benchmarks alone, printed and
     nothing written (results.md is `python -m bench images`'s), so a change to imagetool can
     be measured without touching the recorded results."""
     import argparse
@@ -181,12 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.images", description=main.__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help="busybox, debian (default: both)")
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: what an unpack of the Debian image costs per tar entry")
     args = parser.parse_args(argv)
     for name in args.names:
         if name not in ("busybox", "debian"):
             parser.error(f"unknown image {name!r} (choose from busybox, debian)")
     become_subreaper()
     work = tempfile.mkdtemp(prefix="pyrun-bench-images-")
+    if args.profile:
+        try:
+            print("\n".join(profile_unpack(work, log)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         benches, notes = run_all(work, args.quick, log, args.names or None)
     finally:
