@@ -25,6 +25,8 @@ def clone_flags(namespaces: list[dict]) -> tuple[int, dict]:
         kind = ns["type"]
         if kind not in NS_FLAGS:
             raise PyrunError(f"unknown namespace type {kind!r}")
+        if kind in joins or flags & NS_FLAGS[kind]:
+            raise PyrunError(f"linux.namespaces: {kind} is given twice")  # runc refuses it too
         if ns.get("path"):
             joins[kind] = ns["path"]
         else:

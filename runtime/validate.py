@@ -1,9 +1,11 @@
-"""What config.json may ask for: every key is either handled or refused, before anything is made.
+"""What config.json may ask for: every field of the spec is either handled or refused,
+before anything is made.
 
-The tables below list, section by section, the keys the runtime acts on. A key
-that is not listed is refused: a field we do not know may restrict the
-container, and dropping it would leave a hole no one sees. A listed key the
-runtime cannot honour here (REFUSED) is refused with one line naming it.
+The tables below list, section by section, the keys the runtime acts on. A field
+the spec defines that the runtime cannot honour here (REFUSED, and the checks
+below) is refused with one line naming it. A property the spec does not define
+is ignored, as the spec's Extensibility section requires ("MUST NOT generate an
+error ... MUST ignore unknown properties"); `--debug` names each one.
 `features` is generated from these same tables.
 """
 import os
@@ -133,7 +135,8 @@ def _known(section: dict, keys: set, prefix: str, allow=()) -> None:
         if name in REFUSED:
             raise ConfigError(f"config.json: {name} is not supported: {REFUSED[name]}")
         if key not in keys and key not in allow:
-            raise ConfigError(f"config.json: unknown field {name}: refused, since it may restrict the container")
+            from . import log
+            log.debug(f"config.json: {name} is not a property of the runtime-spec: ignored")
 
 
 def _check_personality(p) -> None:

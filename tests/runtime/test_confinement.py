@@ -353,8 +353,7 @@ def test_exec_process_file_that_never_ends_is_refused(pyrun, bundle):
     (lambda c: c["linux"].__setitem__("intelRdt", {"closID": "x"}), "linux.intelRdt"),
     (lambda c: c["linux"].__setitem__("mountLabel", "system_u:object_r:container_file_t:s0"), "linux.mountLabel"),
     (lambda c: c["linux"].__setitem__("personality", {"domain": "LINUX", "flags": ["x"]}), "personality.flags"),
-    (lambda c: c["linux"].__setitem__("landlock", {}), "linux.landlock"),
-    (lambda c: c["process"].__setitem__("futureLimit", 1), "process.futureLimit"),
+    (lambda c: c["linux"]["namespaces"].append({"type": "network"}), "network is given twice"),
     (lambda c: c.__setitem__("vm", {"hypervisor": {"path": "/bin/true"}}), "vm"),
     (lambda c: c["mounts"].append({"destination": "/m", "type": "bind", "source": "/tmp",
                                    "options": ["rbind", "idmap"]}), "user namespace"),
@@ -442,3 +441,16 @@ def test_an_argument_execve_cannot_take_is_refused_at_create(pyrun, bundle):
     p = pyrun("create", "-b", _edit(bundle(["echo", "x" * (1 << 20)]), lambda c: None), "bigarg")
     one_line_error(p, "process.args[1]", "too long")
     assert pyrun.ids() == []
+
+
+def test_a_property_the_spec_does_not_define_is_ignored(pyrun, bundle, tmp_path):
+    """The spec's Extensibility: runtimes MUST NOT error on an unknown property, MUST ignore it."""
+    def cfg(c):
+        c["linux"]["landlock"] = {}
+        c["process"]["futureLimit"] = 1
+        c["xUnknown"] = {"a": 1}
+    assert pyrun.run_ok(_edit(bundle(["echo", "ran"]), cfg)) == "ran\n"
+    log = tmp_path / "debug.log"
+    pyrun("create", "-b", _edit(bundle(["true"]), cfg), "unk", global_args=("--debug", "--log", str(log)),
+          check=True)
+    assert "linux.landlock is not a property of the runtime-spec: ignored" in log.read_text()
