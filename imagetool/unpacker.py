@@ -236,20 +236,28 @@ class _HashThread:
         import queue
         import threading
         self.hasher = hasher
+        self.failure: BaseException | None = None
         self.q: queue.Queue = queue.Queue(depth)
         self.thread = threading.Thread(target=self._run, name="layer-diff-id", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         get, update = self.q.get, self.hasher.update
-        while (data := get()) is not None:
-            update(data)
+        try:
+            while (data := get()) is not None:
+                update(data)
+        except BaseException as e:  # noqa: BLE001 - raised by hexdigest(), in the caller
+            self.failure = e
+            while get() is not None:
+                pass  # keep taking what update() puts: it must never block on a full queue
 
     def update(self, data: bytes) -> None:
         self.q.put(data)
 
     def hexdigest(self) -> str:
         self.close()
+        if self.failure is not None:
+            raise self.failure
         return self.hasher.hexdigest()
 
     def close(self) -> None:

@@ -641,3 +641,26 @@ def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, mo
     layers.rewrite_layer(lay, image, 0, gzip.compress(bad, compresslevel=1), fix_diff_id=True)
     _assert_refused(tmp_path, lay, "checksum mismatch")
     assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
+
+
+def test_a_failing_diff_id_hash_thread_fails_the_unpack(tmp_path, monkeypatch):
+    """The hash thread's failure reaches the caller, and the producer never blocks on the
+    queue of a thread that is gone (the layer is longer than the queue is deep)."""
+    import imagetool.unpacker as unpacker
+    real = unpacker._hasher
+
+    class Broken:
+        def update(self, data):
+            raise MemoryError("hash thread out of memory")
+
+    def hasher(digest, what, size):
+        h, hexpart = real(digest, what, size)
+        return (Broken(), hexpart) if what == "diff_id" else (h, hexpart)
+
+    monkeypatch.setattr(unpacker, "_THREAD_ABOVE", -1)
+    monkeypatch.setattr(unpacker, "_hasher", hasher)
+    tar = raw_tar([Raw(f"f{i}", data=os.urandom(1 << 18)) for i in range(40)])
+    lay, _ = _layout(tmp_path, [tar])
+    with pytest.raises(MemoryError, match="hash thread"):
+        unpack(lay, "latest", str(tmp_path / "b"))
+    assert not (tmp_path / "b").exists()
