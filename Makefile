@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 # bench's Debian image, and qemu for the tests' cgroup v2 guest (its kernel is
 # downloaded, not installed: tests/support/cgroup2vm.py).
 APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libcap-dev \
-	busybox-static docker-registry skopeo umoci runc crun podman conmon containerd strace \
+	busybox-static docker-registry skopeo umoci runc crun podman conmon containerd strace uidmap \
 	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev \
 	debootstrap qemu-system-x86
 

@@ -19,7 +19,8 @@ GLOBAL_FLAGS = [
     (("debug",), "bool", False, "enable debug logging"),
     (("log",), "str", "", "set the log file to write pyrun logs to (default stderr)"),
     (("log-format",), "str", "text", "set the log format ('text' (default), or 'json')"),
-    (("root",), "str", "/run/pyrun", "root directory for storage of container state"),
+    (("root",), "str", "", "root directory for storage of container state "
+                           "(default \"/run/pyrun\", or \"$XDG_RUNTIME_DIR/pyrun\" for a user who is not root)"),
     (("criu",), "str", "criu", "path to the criu binary used for checkpoint and restore"),
     (("systemd-cgroup",), "bool", False, "enable systemd cgroup support (not supported: create refuses it)"),
     (("rootless",), "str", "auto", "ignore cgroup permission errors ('true', 'false', or 'auto')"),
@@ -106,6 +107,9 @@ COMMANDS = {
                    (("stats",), "bool", False, "display the container's stats then exit"),
                ]),
 }
+
+
+_NO_STATE = ("spec", "features")  # the commands that never read or make the state root
 
 
 def parse_flags(argv: list[str], table) -> tuple[dict, list[str]]:
@@ -200,6 +204,10 @@ def main(argv: list[str]) -> int:
             return 0
         opts, pos = parse_flags(args, COMMANDS[cmd][2])
         log.debug(f"{cmd} {' '.join(args)}")
+        from . import rootless
+        g["rootless"] = rootless.parse_flag(g["rootless"])
+        if cmd not in _NO_STATE:
+            g["root"] = rootless.state_root(g["root"])
         from . import commands
         return getattr(commands, cmd.replace("-", "_"))(g, opts, pos) or 0
     except PyrunError as e:

@@ -27,7 +27,8 @@ def _create(g, o, pos, cmd, console=None, config=None):
         c = Container.create(cid, o["bundle"] or os.getcwd(), g["root"], pid_file=o["pid_file"] or None,
                              console_socket=console or o["console_socket"] or None, no_pivot=o["no_pivot"],
                              no_new_keyring=o["no_new_keyring"], preserve_fds=o["preserve_fds"],
-                             listen_fds=_listen_fds(), config=config, _validated=config is not None)
+                             listen_fds=_listen_fds(), config=config, rootless=g["rootless"],
+                             _validated=config is not None)
         if pidfd_sock is not None:
             import socket
             socket.send_fds(pidfd_sock, [b"pidfd"], [c.pidfd])  # the init's pidfd, as runc sends it
@@ -197,8 +198,7 @@ def ps(g, o, pos):
     c = Container.load(pos[0] if pos else _one_id(pos, "ps"), g["root"])
     if o["format"] not in ("table", "json"):
         raise PyrunError("invalid format option")
-    cg = c.cgroup()
-    pids = cg.pids() if cg is not None else []
+    pids = c.pids()
     if o["format"] == "json":  # runc's: a JSON array, null when there is no process
         sys.stdout.write((fastjson.dumps(pids, separators=(",", ":")) if pids else "null") + "\n")
         return
@@ -253,8 +253,8 @@ def spec(g, o, pos):
     path = os.path.join(o["bundle"], "config.json") if o["bundle"] else "config.json"
     if os.path.exists(path):
         raise PyrunError(f"File {path} exists. Remove it first")
-    with open(path, "w") as f:
-        f.write(fastjson.dumps(default_config(rootless=o["rootless"]), indent="\t") + "\n")
+    with open(path, "w") as f:  # runc's bytes: Go's MarshalIndent with tabs, no final newline
+        f.write(fastjson.dumps(default_config(rootless=o["rootless"]), indent="\t"))
 
 
 def features(g, o, pos):

@@ -134,16 +134,17 @@ class Container:
     def create(cls, cid: str, bundle: str, root: str = st.DEFAULT_ROOT, *, pid_file: str | None = None,
                console_socket: str | None = None, no_pivot: bool = False, no_new_keyring: bool = False,
                preserve_fds: int = 0, listen_fds: int = 0, config: dict | None = None,
-               _validated: bool = False) -> "Container":
+               rootless: bool | None = None, _validated: bool = False) -> "Container":
         """Create from `bundle`; `config` replaces bundle/config.json (validated all the same).
 
         fds 3 … 3+listen_fds+preserve_fds-1 of this process are passed on; the first
-        `listen_fds` are socket-activation fds (LISTEN_FDS/LISTEN_PID=1 in the env)."""
+        `listen_fds` are socket-activation fds (LISTEN_FDS/LISTEN_PID=1 in the env).
+        `rootless` is runc's --rootless: True, False, or None (auto: yes unless real root)."""
         from . import create
         return create.create(cls, cid, bundle, root, pid_file=pid_file, console_socket=console_socket,
                              no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                              preserve_fds=preserve_fds, listen_fds=listen_fds, config=config,
-                             validated=_validated)
+                             validated=_validated, rootless=rootless)
 
     def start(self) -> None:
         lock = st.lock(self.dir)
@@ -168,6 +169,17 @@ class Container:
             self._require("kill-all")
             _signal_all(self.cgroup(), sig)
             return
+        if all:  # rootless, without a cgroup: its pid namespace tells its processes apart
+            import _signal
+            self._require("kill-all")
+            for _, pidfd in self._pid_namespace_members():
+                try:
+                    _signal.pidfd_send_signal(pidfd, sig)
+                except ProcessLookupError:
+                    pass
+                finally:
+                    os.close(pidfd)
+            return
         status = self._require("kill")
         _signal_pid(self.pid, self.record["pid_start"], sig)
         if status == "paused" and sig == 9:
@@ -181,6 +193,51 @@ class Container:
     def resume(self) -> None:
         self._require("resume")
         self._cgroup_or_fail().freeze(False)
+
+    def pids(self) -> "list[int]":
+        """Every process of the container: its cgroup's, or without one (rootless, none
+        could be made) those in its pid namespace."""
+        cg = self.cgroup()
+        if cg is not None:
+            return cg.pids()
+        members = self._pid_namespace_members()
+        for _, pidfd in members:
+            os.close(pidfd)
+        return [pid for pid, _ in members]
+
+    def _pid_namespace_members(self) -> "list[tuple[int, int]]":
+        """(pid, pidfd) of each process in the container's own pid namespace (none once its
+        init is gone: the kernel ends them all). The pidfd is taken before the namespace is
+        read, so a reused pid is only skipped or signalled in vain, never signalled wrongly."""
+        ns = [n for n in ((self.record or {}).get("config") or {}).get("linux", {}).get("namespaces") or ()
+              if n.get("type") == "pid"]
+        if not ns or ns[0].get("path"):
+            raise PyrunError(f"container {self.id} has neither a cgroup nor a pid namespace of its own: "
+                             "its processes cannot be told apart from the host's")
+        try:
+            pidfd = _open_pidfd(self.pid, self.record["pid_start"])
+        except StateError:
+            return []
+        try:
+            target = os.readlink(f"/proc/{self.pid}/ns/pid")
+        finally:
+            os.close(pidfd)
+        out = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                fd = os.pidfd_open(int(name))
+            except OSError:
+                continue
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == target:
+                    out.append((int(name), fd))
+                    continue
+            except OSError:
+                pass
+            os.close(fd)
+        return out
 
     def _cgroup_or_fail(self):
         cg = self.cgroup()

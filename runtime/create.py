@@ -43,7 +43,8 @@ def validate_config(config) -> None:
 class Plan:
     """What validation found: everything create needs, computed before anything is made."""
 
-    __slots__ = ("config", "bundle", "rootfs", "mounts", "flags", "joins", "userns", "preserve_fds")
+    __slots__ = ("config", "bundle", "rootfs", "mounts", "flags", "joins", "userns", "preserve_fds",
+                 "id_maps", "rootless_cgroups")
 
     def __init__(self, **kw):
         for key, value in kw.items():
@@ -51,12 +52,12 @@ class Plan:
 
 
 def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new_keyring,
-           preserve_fds, config, validated=False, listen_fds=0):
+           preserve_fds, config, validated=False, listen_fds=0, rootless=None):
     """The process model's steps: validate → claim → cgroup → spawn → record."""
-    plan = _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds)
+    plan = _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds, rootless)
     cgroup, cdir, lock, created = _claim(root, cid, plan)
     try:
-        _make_cgroup(cgroup, plan.config["linux"].get("resources"))
+        _make_cgroup(cgroup, plan.config["linux"].get("resources"), plan.rootless_cgroups)
         pid, pidfd = _spawn(cid, root, plan, cdir, cgroup, console_socket=console_socket,
                             no_pivot=no_pivot, no_new_keyring=no_new_keyring)
         record = _record(cid, plan, cdir, cgroup, pid, created, pid_file)
@@ -70,14 +71,14 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
     return c
 
 
-def _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds) -> Plan:
+def _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds, rootless_flag) -> Plan:
     """Everything that can be refused, refused with one line before anything exists."""
-    from . import cgroups, hooks, process, rootfs, validate
-    from ._shim import CLONE_NEWNS, CLONE_NEWUSER
+    from . import cgroups, hooks, process, rootfs, rootless, validate
+    from ._shim import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER
     from .namespaces import clone_flags
     st.validate_id(cid)
     bundle = os.path.abspath(bundle)
-    if not os.path.isdir(bundle):
+    if not _is_dir(bundle, "bundle"):
         raise ConfigError(f"bundle {bundle} does not exist")
     if config is None:
         config = load_config(bundle)
@@ -92,7 +93,7 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
         rootfs_dir = os.path.realpath(os.path.join(bundle, root_path))
     except OSError as e:
         raise ConfigError(describe_oserror(e, f"root.path {root_path!r}")) from None
-    if not root_path or not os.path.isdir(rootfs_dir):
+    if not root_path or not _is_dir(rootfs_dir, "rootfs"):
         raise ConfigError(f"rootfs ({rootfs_dir}) does not exist")
     proc = config.get("process")
     if proc is None:
@@ -113,6 +114,20 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
     for kind, path in joins.items():
         if not os.path.exists(path):
             raise ConfigError(f"{kind} namespace path {path} does not exist")
+    id_maps = rootless.PRIVILEGED_MAPS
+    if rootless.unprivileged():
+        _check_unprivileged(config, mounts, flags, joins)
+        if userns:
+            id_maps = rootless.plan_id_maps(linux)
+    if userns and flags & CLONE_NEWNET == 0:
+        for m in mounts:
+            if m.type == "sysfs":
+                raise ConfigError(f"mount {m.destination}: sysfs cannot be mounted in a new user namespace "
+                                  "without a network namespace of its own (add \"network\" to linux.namespaces, "
+                                  "or bind /sys as `pyrun spec --rootless` does)")
+    if id_maps.deny_setgroups and (proc.get("user") or {}).get("additionalGids"):
+        raise ConfigError("process.user.additionalGids: an unprivileged user's gidMappings of its own gid "
+                          "alone deny setgroups in the container (map a range from /etc/subgid instead)")
     for m in mounts:
         if m.idmap and not m.uid_mappings and not (userns or "user" in joins):
             raise ConfigError(f"mount {m.destination}: option {m.idmap} without uidMappings needs the "
@@ -125,7 +140,43 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
         proc["env"] = list(proc.get("env") or ()) + [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
         preserve_fds += listen_fds
     return Plan(config=config, bundle=bundle, rootfs=rootfs_dir, mounts=mounts, flags=flags,
-                joins=joins, userns=userns, preserve_fds=preserve_fds)
+                joins=joins, userns=userns, preserve_fds=preserve_fds, id_maps=id_maps,
+                rootless_cgroups=rootless.rootless_cgroups(rootless_flag))
+
+
+def _check_unprivileged(config: dict, mounts, flags: int, joins: dict) -> None:
+    """What a user who is not root cannot have, refused by name as runc refuses it."""
+    from ._shim import CLONE_NEWUSER
+    linux = config["linux"]
+    if not flags & CLONE_NEWUSER and "user" not in joins:
+        raise ConfigError("config.json: an unprivileged user needs a user namespace (\"user\" in "
+                          "linux.namespaces, with uidMappings and gidMappings: `pyrun spec --rootless` writes them)")
+    if (linux.get("resources") or {}).get("devices"):
+        raise ConfigError("linux.resources.devices: device rules cannot be applied rootless (the devices "
+                          "cgroup and its eBPF program need CAP_SYS_ADMIN on the host)")
+    for m in mounts:
+        if m.idmap:
+            raise ConfigError(f"mount {m.destination}: idmapped mounts need CAP_SYS_ADMIN on the host: "
+                              "not available rootless")
+        for opt in m.data.split(","):
+            key, _, value = opt.partition("=")
+            if key in ("uid", "gid") and value.isdigit() and flags & CLONE_NEWUSER:
+                maps = linux.get("uidMappings" if key == "uid" else "gidMappings") or ()
+                if not any(0 <= int(value) - mp["containerID"] < mp["size"] for mp in maps):
+                    raise ConfigError(f"mount {m.destination}: option {opt}: {key} {value} is not mapped in "
+                                      f"the container's user namespace (linux.{key}Mappings)")
+
+
+def _is_dir(path: str, what: str) -> bool:
+    """A caller who may not reach the directory (an unprivileged user) is told so, not
+    that it is missing."""
+    try:
+        os.stat(os.path.join(path, ""))
+    except PermissionError as e:
+        raise ConfigError(describe_oserror(e, f"{what} {path}")) from None
+    except OSError:
+        return False
+    return True
 
 
 # What only a mount namespace of the container's own can do: refused without one (runc
@@ -154,11 +205,14 @@ def _claim(root: str, cid: str, plan: Plan):
     should this process die in cgroup set-up, `delete --force` finds them (and only those)."""
     from . import cgroups
     linux = plan.config["linux"]
-    cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid))
+    cgroup = cgroups.manager(cgroups.cgroup_path(linux.get("cgroupsPath"), cid, relative=plan.rootless_cgroups))
+    if plan.rootless_cgroups and not linux.get("cgroupsPath"):
+        cgroup = cgroups.skip_unwritable(cgroup, linux.get("resources"))
     created = st.now_rfc3339()
-    cgroup.plan()
+    if cgroup is not None:
+        cgroup.plan()
     cdir, lock = st.claim(root, cid, {"id": cid, "pid": 0, "bundle": plan.bundle, "created": created,
-                                      "cgroup": cgroup.record()})  # locked until the record is whole
+                                      "cgroup": cgroup and cgroup.record()})  # locked until the record is whole
     return cgroup, cdir, lock, created
 
 
@@ -177,7 +231,8 @@ def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket
         new_utsns=bool(flags & CLONE_NEWUTS), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
         own_mountns=bool(flags & CLONE_NEWNS) or "mount" in plan.joins,
         dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in plan.mounts),
-        cgroup_dirs=cgroup.hierarchies, no_new_keyring=no_new_keyring,
+        cgroup_dirs=cgroup.hierarchies if cgroup is not None else {}, no_new_keyring=no_new_keyring,
+        id_maps=plan.id_maps,
         seccomp_cache=root.rstrip("/") + "-cache/seccomp")
     ctx.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
     try:
@@ -221,7 +276,7 @@ def _record(cid: str, plan: Plan, cdir: str, cgroup, pid: int, created: str, pid
         "ociVersion": config.get("ociVersion", SPEC_VERSION), "id": cid, "pid": pid,
         "pid_start": st.proc_start_time(pid), "bundle": plan.bundle, "rootfs": plan.rootfs,
         "created": created, "annotations": config.get("annotations") or {},
-        "cgroup": cgroup.record(), "config": config,
+        "cgroup": cgroup and cgroup.record(), "config": config,
     }
     st.write_state(cdir, record)
     if pid_file:
@@ -229,11 +284,14 @@ def _record(cid: str, plan: Plan, cdir: str, cgroup, pid: int, created: str, pid
     return record
 
 
-def _make_cgroup(cg, resources) -> None:
+def _make_cgroup(cg, resources, rootless: bool) -> None:
     """Made before clone3, its limits applied: the init is born into it or joins it first
-    thing, and nothing runs in the container unconfined."""
+    thing, and nothing runs in the container unconfined. Rootless, runc's default device
+    rules are left out (no user can write them; a user namespace cannot make device nodes)."""
+    if cg is None:
+        return  # rootless, and no hierarchy would take it (cgroups.skip_unwritable)
     try:
-        cg.create(resources)
+        cg.create(resources, default_devices=not rootless)
     except OSError as e:
         raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
 

@@ -134,22 +134,36 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach, cg
     from . import process
     process.preload(proc, (container.record.get("config") or {}).get("linux") or {})
     join = namespaces_to_join(container.pid)
+    from .rootless import setgroups_denied, unprivileged
+    setgroups = not setgroups_denied(container.pid)
+    # Non-dumpable, /proc/self is root's: an unprivileged user sets the child's score
+    # in itself first (the child inherits it), and puts its own back after clone3.
+    own_oom = _swap_oom_score_adj(proc.pop("oomScoreAdj")) if unprivileged() and \
+        proc.get("oomScoreAdj") is not None else None
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     from .spawn import clone_child, supervise
     try:
-        restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY)
+        in_userns = bool(join & k.CLONE_NEWUSER) and unprivileged()
+        if in_userns:
+            _join_user_namespace(init_pidfd)
+            join &= ~k.CLONE_NEWUSER
+        restore = _join_for_children(init_pidfd, join & CHILDREN_ONLY, back=not in_userns)
         pid, pidfd, cgroup_fds, helper_fd = clone_child(0, cgroup, restore, "clone3 for exec")
     except BaseException:
         parent_sock.close()
         child_sock.close()
+        if own_oom is not None:
+            _swap_oom_score_adj(own_oom, undo=True)
         raise
     if pid == 0:
         parent_sock.close()
         _child(container, proc, init_pidfd, join & ~CHILDREN_ONLY, child_sock, console_socket,
-               preserve_fds, cgroup_fds, helper_fd, detach)
+               preserve_fds, cgroup_fds, helper_fd, detach, setgroups)
         os._exit(127)
+    if own_oom is not None:
+        _swap_oom_score_adj(own_oom, undo=True)
     restore()  # never in the child: setns(time) would move the child itself back
     child_sock.close()
     supervise(pid, pidfd, parent_sock, _await_execve)
@@ -162,13 +176,27 @@ def _await_execve(sock) -> None:
         raise PyrunError(msg[6:].decode(errors="replace"))
 
 
-def _join_for_children(pidfd: int, flags: int):
+def _join_user_namespace(pidfd: int) -> None:
+    """Unprivileged, this process may join the container's pid namespace only from inside
+    the user namespace that owns it (as its owner it may enter that one). It forks nothing
+    else, and stays non-dumpable: what the container's root gains over it there cannot
+    reach its memory, made in the host's namespace."""
+    try:
+        k.setns(pidfd, k.CLONE_NEWUSER)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "join the container's user namespace")) from None
+
+
+def _join_for_children(pidfd: int, flags: int, back: bool = True):
     """Join the pid/time namespaces for our children. The kernel never lets a process
     move its pid_for_children back up to an ancestor namespace, so that one stays:
-    the exec process forks nothing else. time_for_children is put back."""
+    the exec process forks nothing else. time_for_children is put back, unless `back`
+    is off (from inside the container's user namespace the host's time namespace is
+    out of reach)."""
     if not flags:
         return lambda: None
-    own_time = os.open("/proc/self/ns/time", os.O_RDONLY | os.O_CLOEXEC) if flags & k.CLONE_NEWTIME else -1
+    own_time = os.open("/proc/self/ns/time", os.O_RDONLY | os.O_CLOEXEC) if (
+        flags & k.CLONE_NEWTIME and back) else -1
     try:
         k.setns(pidfd, flags)
     except OSError as e:
@@ -186,7 +214,7 @@ def _join_for_children(pidfd: int, flags: int):
 
 
 def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds, cgroup_fds,
-           helper_fd, detach) -> None:
+           helper_fd, detach, setgroups) -> None:
     from . import process
     try:
         join_self(cgroup_fds)  # first: nothing may run outside the container's cgroup
@@ -222,7 +250,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         process.enter_cwd(proc.get("cwd") or "/")
         env = process.with_home(list(proc.get("env") or ()), (proc.get("user") or {}).get("uid", 0))
         path = process.find_executable(proc["args"][0], env)
-        process.become_process(proc, seccomp, None)
+        process.become_process(proc, seccomp, None, setgroups)
         process.finish(proc, seccomp, None, preserve_fds=preserve_fds, keep_fds=(sock.fileno(), helper_fd))
         process.execve(helper_fd, path, proc["args"], process.env_dict(env))
     except PyrunError as e:
@@ -231,6 +259,21 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         _report(sock, describe_oserror(e, f"exec {proc['args'][0]!r}"))
     except BaseException as e:  # noqa: BLE001 - the child must report, never unwind
         _report(sock, f"exec: {type(e).__name__}: {e}")
+
+
+def _swap_oom_score_adj(value: int, undo: bool = False) -> int:
+    """Set our own oom_score_adj, returning the old one. Putting the old one back is never
+    refused (it is not below the floor), and a failure to then is no failure of exec."""
+    try:
+        with open("/proc/self/oom_score_adj", "r+") as f:
+            old = int(f.read())
+            f.seek(0)
+            f.write(str(value))
+        return old
+    except OSError as e:
+        if undo:
+            return value
+        raise PyrunError(describe_oserror(e, f"set oomScoreAdj {value}")) from None
 
 
 def _set_own_oom_score_adj(value: int) -> None:

@@ -68,6 +68,9 @@ def _init(ctx) -> None:
     if not go.startswith(b"go "):
         os._exit(1)
     ctx.host_pid = int(go[3:])
+    if ctx.userns and ctx.id_maps.by_user:
+        import _prctl  # dumpable only while an unprivileged parent wrote the maps
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     if ctx.userns:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -121,7 +124,7 @@ def _init(ctx) -> None:
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
     send_listener = listener and _listener_sender(ctx, listener)
-    process.become_process(proc, seccomp, send_listener)
+    process.become_process(proc, seccomp, send_listener, setgroups=not ctx.id_maps.deny_setgroups)
 
     ctx.sock.send(b"ready")
     ctx.sock.close()

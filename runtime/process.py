@@ -360,10 +360,16 @@ def find_executable(arg0: str, env: list[str]) -> str:
     raise PyrunError(f'exec: "{arg0}": executable file not found in $PATH')
 
 
-def set_user(user: dict) -> None:
+def set_user(user: dict, setgroups: bool = True) -> None:
+    """`setgroups` is off in a user namespace that denies it (an unprivileged user's map
+    of its own gid): the groups stay as they came, and none can be added."""
     uid, gid = user.get("uid", 0), user.get("gid", 0)
+    if not setgroups and user.get("additionalGids"):
+        raise PyrunError("process.user.additionalGids: the container's user namespace denies setgroups "
+                         "(its gidMappings are an unprivileged user's own gid)")
     try:
-        os.setgroups(list(user.get("additionalGids") or ()))
+        if setgroups:
+            os.setgroups(list(user.get("additionalGids") or ()))
         os.setresgid(gid, gid, gid)
         os.setresuid(uid, uid, uid)
     except OSError as e:
@@ -428,7 +434,7 @@ def compile_seccomp(linux: dict, cache_dir: str | None):
     return seccomp.compile(linux["seccomp"], cache_dir=cache_dir)
 
 
-def become_process(proc: dict, seccomp, send_listener_fd) -> None:
+def become_process(proc: dict, seccomp, send_listener_fd, setgroups: bool = True) -> None:
     """Credentials, capabilities and the privileged part of seccomp, in runc's order.
 
     Done before the init reports "ready", so that a failure fails `create`. Without
@@ -443,7 +449,7 @@ def become_process(proc: dict, seccomp, send_listener_fd) -> None:
         _load_seccomp(seccomp, send_listener_fd)
     drop_bounding_set(proc.get("capabilities"))
     set_keepcaps(True)
-    set_user(user)
+    set_user(user, setgroups)
     set_keepcaps(False)
     apply_capabilities(proc.get("capabilities"))
     if proc.get("noNewPrivileges"):

@@ -48,9 +48,12 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     if ctx.unshare_cgroupns:
         flags &= ~k.CLONE_NEWCGROUP
     # Born non-dumpable: nothing in the container may reach the init's /proc/<pid>/fd,
-    # environ or mem while it is the host's interpreter (execve undoes it).
+    # environ or mem while it is the host's interpreter (execve undoes it). An
+    # unprivileged writer of the id maps needs the init dumpable until "go" (its /proc
+    # files are root's otherwise): no process of the container exists before then.
     import _prctl
-    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+    by_user = ctx.userns and ctx.id_maps.by_user
+    _prctl.prctl(_prctl.PR_SET_DUMPABLE, 1 if by_user else 0)
     try:
         restore = _enter_for_children(ctx.join_paths)
         if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
@@ -61,6 +64,7 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         pid, pidfd, ctx.cgroup_fds, ctx.helper_fd = clone_child(flags, cgroup, restore,
                                                                 "clone3 into new namespaces")
     except BaseException:
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
         parent_sock.close()
         child_sock.close()
         raise
@@ -70,6 +74,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         _init_signals()
         init.run(ctx)
         os._exit(127)
+    if by_user:
+        _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
     supervise(pid, pidfd, parent_sock, lambda sock: _see_through(ctx, sock, pid))
@@ -136,7 +142,8 @@ def _see_through(ctx, sock, pid: int) -> None:
     ctx.host_pid = pid
     linux = ctx.config.get("linux") or {}
     if ctx.userns:
-        _write_id_maps(pid, linux)
+        from .rootless import write_id_maps
+        write_id_maps(pid, linux, ctx.id_maps)
     _write_oom_score_adj(pid, ctx.config["process"].get("oomScoreAdj"))
     if linux.get("netDevices"):
         from . import netdev
@@ -165,28 +172,17 @@ def _describe_status(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def _write_id_maps(pid: int, linux: dict) -> None:
-    name = "uid_map"
-    try:
-        for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
-            lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux.get(key) or ())
-            if lines:
-                with open(f"/proc/{pid}/{name}", "w") as f:
-                    f.write(lines)
-    except OSError as e:
-        raise PyrunError(describe_oserror(e, f"write {name} of the init")) from None
-
-
 def _write_oom_score_adj(pid: int, value) -> None:
-    """From here, through the host's /proc: the init is not dumpable, and the container's
-    /proc is the config's and the image's to shape."""
+    """From here, through the host's /proc: the init is not dumpable (rootless: not yet
+    anything but the user's), and the container's /proc is the config's and the image's."""
     if value is None:
         return
     try:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
             f.write(str(value))
     except OSError as e:
-        raise PyrunError(describe_oserror(e, f"set oomScoreAdj {value}")) from None
+        hint = " (a user who is not root may only raise it)" if e.errno == 13 and os.geteuid() else ""
+        raise PyrunError(describe_oserror(e, f"set oomScoreAdj {value}") + hint) from None
 
 
 def _enter_for_children(joins: dict):

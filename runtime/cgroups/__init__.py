@@ -39,16 +39,18 @@ def join_self(fds: list[int]) -> None:
             os.close(fd)
 
 
-def cgroup_path(config_path: str | None, cid: str) -> str:
+def cgroup_path(config_path: str | None, cid: str, relative: bool = False) -> str:
     """The container's cgroup as configured: "/a/b" from each hierarchy's root, or
     "a/b" under the runtime's own cgroup (as runc resolves a relative path).
 
-    Without cgroupsPath it is /<id>. The path is confined to the hierarchy: a ".."
-    component is refused (it led outside /sys/fs/cgroup), so is the root itself and
-    systemd's slice:prefix:name form, which only a systemd cgroup manager means."""
+    Without cgroupsPath it is /<id>; rootless (`relative`) it is <id> by the runtime's
+    own cgroup, as runc places it, where a subtree delegated to the user takes it. The
+    path is confined to the hierarchy: a ".." component is refused (it led outside
+    /sys/fs/cgroup), so is the root itself and systemd's slice:prefix:name form, which
+    only a systemd cgroup manager means."""
     from ..errors import ConfigError
     if not config_path:
-        return "/" + cid
+        return cid if relative else "/" + cid
     if not isinstance(config_path, str) or "\0" in config_path:
         raise ConfigError("linux.cgroupsPath: expected a path")
     if not config_path.startswith("/") and config_path.count(":") == 2:
@@ -72,6 +74,45 @@ def check(linux: dict) -> None:
     if resources:
         from . import fields
         fields.check(resources, host_controllers())
+
+
+def skip_unwritable(cg, resources: dict | None):
+    """runc's rootless rule for a container without cgroupsPath: a hierarchy in which
+    its cgroup can be neither made nor joined is left out, unless a resource needs it
+    (refused, naming the field); None when no hierarchy is left."""
+    from . import fields
+    keep, why = {}, {}
+    for name, d in cg.hierarchies.items():
+        reason = _unusable(d)
+        if reason:
+            why[name] = reason
+        else:
+            keep[name] = d
+    if not why:
+        return cg
+    for field in fields.set_fields(resources or {}):
+        want = fields.FIELDS[field][cg.version - 1]
+        for name in why:
+            if want in name.split(",") or cg.version == 2:
+                from ..errors import ConfigError
+                raise ConfigError(f"linux.resources.{field}: cannot be applied rootless: uid {os.geteuid()} "
+                                  f"cannot write {why[name]} to make or join the container's cgroup (set "
+                                  "linux.cgroupsPath to a cgroup delegated to the user, or leave the limit out)")
+    if not keep:
+        return None
+    return manager(cg.path, keep)
+
+
+def _unusable(d: str) -> str:
+    """What this process would have to write, and may not, to make the cgroup directory
+    `d` or move a task into it; "" if it can. cgroupfs is judged by owner and mode alone."""
+    if os.path.isdir(d):
+        target = os.path.join(d, "cgroup.procs")
+    else:
+        target = os.path.dirname(d)
+        while not os.path.isdir(target):
+            target = os.path.dirname(target)
+    return "" if os.access(target, os.W_OK, effective_ids=True) else target
 
 
 def manager(path: str, hierarchies: dict | None = None, made: list | None = None):

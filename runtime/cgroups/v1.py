@@ -73,8 +73,9 @@ class V1Manager:
         self.made, self._planned = made, True
         return made
 
-    def create(self, resources: dict | None = None) -> None:
-        """Make the cgroup and apply `resources` (runc's default device rules at least)."""
+    def create(self, resources: dict | None = None, default_devices: bool = True) -> None:
+        """Make the cgroup and apply `resources` (runc's default device rules at least,
+        unless `default_devices` is off and the config has none)."""
         if not self._planned:
             self.plan()
         make_dirs(self.made)
@@ -82,7 +83,8 @@ class V1Manager:
         if cpuset is not None:
             _inherit_cpuset(cpuset)
         from . import v1_resources
-        v1_resources.apply(self, resources or {})
+        resources = resources or {}
+        v1_resources.apply(self, resources, devices=default_devices or bool(resources.get("devices")))
 
     def update(self, resources: dict) -> None:
         from . import v1_resources

@@ -38,13 +38,14 @@ class V2Manager:
         self.made, self._planned = list(reversed(missing)), True
         return self.made
 
-    def create(self, resources: dict | None = None) -> None:
+    def create(self, resources: dict | None = None, default_devices: bool = True) -> None:
         if not self._planned:
             self.plan()
         make_dirs(self.made)
         _enable_controllers(self.dir)
         from . import v2_resources
-        v2_resources.apply(self.dir, resources or {})
+        resources = resources or {}
+        v2_resources.apply(self.dir, resources, devices=default_devices or bool(resources.get("devices")))
 
     def update(self, resources: dict) -> None:
         from . import v2_resources
