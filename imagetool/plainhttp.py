@@ -15,10 +15,11 @@ stream that can resume.
 """
 from __future__ import annotations
 
-import socket
+import _socket
+import io
 import threading
 
-from .transport import BodyError, join_url, split_host, split_url  # noqa: F401 - this module's API too
+from .transport import BodyError, connect, join_url, split_host, split_url  # noqa: F401 - this module's API too
 
 _MAX_HEADER_LINE = 65536
 _MAX_HEADERS = 200
@@ -39,13 +40,17 @@ class Headers(dict):
 
 class _Conn:
     def __init__(self, host: str, port: int, timeout: float, tls=None):
-        name = host[1:-1] if host.startswith("[") else host
-        # Bytes, not str: a str host goes through the idna codec (~2 ms of imports).
-        self.sock = socket.create_connection((name.encode(), port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls is not None:
-            self.sock = tls.wrap(self.sock, host, port)
-        self.file = self.sock.makefile("rb", buffering=1 << 16)
+        raw = connect(host, port, timeout)
+        raw.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        if tls is None:
+            self.sock = raw
+            self.file = io.BufferedReader(_SocketReader(raw), 1 << 16)
+        else:
+            import socket  # ssl wraps socket.socket objects (and imports socket itself)
+            sock = socket.socket(fileno=raw.detach())
+            sock.settimeout(timeout)
+            self.sock = tls.wrap(sock, host, port)
+            self.file = self.sock.makefile("rb", buffering=1 << 16)
         self.used = False
 
     def close(self) -> None:
@@ -53,6 +58,20 @@ class _Conn:
             self.file.close()
         finally:
             self.sock.close()
+
+
+class _SocketReader(io.RawIOBase):
+    """A _socket.socket as the raw stream under an io.BufferedReader: what
+    socket.makefile("rb") gives, without the socket module."""
+
+    def __init__(self, sock) -> None:
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.sock.recv_into(buffer)
 
 
 class _Body:

@@ -222,14 +222,15 @@ def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> tuple[str, by
     response (a status line, or an HTTP/0.9-style bare body, as Python's http.server
     answers a request line without a version); ("silent", b"") no answer before the
     timeout or the close. Connection failures are the OSError they are."""
-    import socket
-    name = host[1:-1] if host.startswith("[") else host
-    with socket.create_connection((name.encode(), port), timeout=timeout) as s:
-        try:
-            s.sendall(_client_hello())
-            first = s.recv(5)
-        except (TimeoutError, ConnectionResetError, BrokenPipeError):
-            return "silent", b""
+    from .transport import connect
+    s = connect(host, port, timeout)
+    try:
+        s.sendall(_client_hello())
+        first = s.recv(5)
+    except (TimeoutError, ConnectionResetError, BrokenPipeError):
+        return "silent", b""
+    finally:
+        s.close()
     if len(first) >= 2 and first[0] in (0x15, 0x16) and first[1] == 0x03:
         return "tls", first
     return ("http", first) if first else ("silent", b"")

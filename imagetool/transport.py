@@ -104,8 +104,8 @@ class Response:
 def net_error(e: BaseException, url: str | None = None, tls=None) -> Exception:
     """Map a transport exception to heal-able or final, by its root cause. `url` (and
     `tls`, its TLSConfig) let a TLS failure inside requests be worded as skopeo does."""
-    import socket
     import sys
+    from _socket import gaierror
     from .tls import TLSFailure
     ssl = sys.modules.get("ssl")  # imported by whoever made a TLS connection, if anyone did
     seen, todo = set(), [e]
@@ -116,7 +116,7 @@ def net_error(e: BaseException, url: str | None = None, tls=None) -> Exception:
         seen.add(id(x))
         if isinstance(x, ConnectionRefusedError):
             return Final("connection refused")
-        if isinstance(x, socket.gaierror):
+        if isinstance(x, gaierror):
             return Final(f"cannot resolve host: {x.strerror or x}")
         if isinstance(x, TLSFailure):
             return Final(str(x))
@@ -129,6 +129,27 @@ def net_error(e: BaseException, url: str | None = None, tls=None) -> Exception:
         todo += [getattr(x, "reason", None), x.__cause__, x.__context__,
                  *[a for a in getattr(x, "args", ()) if isinstance(a, BaseException)]]
     return Heal(f"network error: {e}")
+
+
+def connect(host: str, port: int, timeout: float):
+    """A TCP connection to host:port (a name or an address, "[…]" for IPv6), as
+    socket.create_connection makes it, from the _socket module alone: `socket` (with the
+    enum and selectors it imports) is ~4 ms of a ~35 ms pull from a local registry. The
+    host goes in as bytes, so no idna codec is loaded either."""
+    import _socket
+    name = host[1:-1] if host.startswith("[") else host
+    error: OSError | None = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(name.encode(), port, 0,
+                                                                 _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error if error is not None else OSError(f"{host}: no address to connect to")
 
 
 def split_url(url: str) -> tuple[str, str, str]:
