@@ -99,11 +99,11 @@ class Client:
     def _probe_scheme(self) -> str:
         """https, unless the server answers a TLS hello in plain HTTP (Docker's rule for
         its insecure registries). Anything else is named: it is neither."""
-        from .transport import split_host
-        from .tls import probe
+        from .transport import connect, split_host
+        from .tls import PROBE_TIMEOUT, probe
         host, port = split_host(self.host, 443)
         try:
-            kind, first = probe(host, port)
+            kind, first = probe(connect(host, port, PROBE_TIMEOUT))
         except OSError as e:
             raise _net_error(e) from None
         if kind == "http":

@@ -150,8 +150,9 @@ def describe(e, host: str, port: int, config: "TLSConfig") -> str:
                    "the registry wants a client certificate: a *.cert and its *.key in "
                    "--cert-dir or certs.d/HOST:PORT/")
             return f"remote error: tls: {words} ({why})"
+    import socket
     try:
-        kind, first = probe(host, port)
+        kind, first = probe(socket.create_connection((host.strip("[]"), port), timeout=PROBE_TIMEOUT))
     except OSError:
         kind, first = None, b""
     if kind == "http":  # Go's two words for it, by what the first record holds
@@ -217,13 +218,12 @@ def _client_hello() -> bytes:
     return b"\x16\x03\x01" + _u16(len(handshake)) + handshake
 
 
-def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> tuple[str, bytes]:
-    """What speaks at host:port: ("tls", …) a TLS record came back; ("http", …) an HTTP
-    response (a status line, or an HTTP/0.9-style bare body, as Python's http.server
-    answers a request line without a version); ("silent", b"") no answer before the
-    timeout or the close. Connection failures are the OSError they are."""
-    from .transport import connect
-    s = connect(host, port, timeout)
+def probe(s) -> tuple[str, bytes]:
+    """What speaks on the connected socket `s` (closed here): ("tls", …) a TLS record came
+    back; ("http", …) an HTTP response (a status line, or an HTTP/0.9-style bare body, as
+    Python's http.server answers a request line without a version); ("silent", b"") no
+    answer before the socket's timeout or the close. The caller connects, so that this
+    module needs no transport of its own."""
     try:
         s.sendall(_client_hello())
         first = s.recv(5)
