@@ -63,6 +63,7 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         record = _record(cid, plan, cdir, cgroup, pid, created, pid_file)
     except BaseException:
         _undo(cdir, cgroup)
+        _poststop(cid, plan)
         raise
     finally:
         os.close(lock)
@@ -294,6 +295,18 @@ def _make_cgroup(cg, resources, rootless: bool) -> None:
         cg.create(resources, default_devices=not rootless)
     except OSError as e:
         raise PyrunError(describe_oserror(e, f"create cgroup {cg.path}")) from None
+
+
+def _poststop(cid: str, plan: Plan) -> None:
+    """runtime.md's lifecycle: a create that fails once the container exists goes on at
+    delete, and delete runs the poststop hooks (as runc's destroy does)."""
+    poststop = (plan.config.get("hooks") or {}).get("poststop")
+    if not poststop:
+        return
+    from . import hooks, log
+    state = {"ociVersion": plan.config.get("ociVersion", ""), "id": cid, "status": "stopped",
+             "bundle": plan.bundle, "annotations": plan.config.get("annotations") or {}}
+    hooks.run_logged(poststop, state, "poststop", log.warning)
 
 
 def _undo(cdir: str, cgroup) -> None:

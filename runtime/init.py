@@ -101,7 +101,7 @@ def _init(ctx) -> None:
         _wait_for(ctx, b"hooks-done")
     if ctx.hooks.get("createContainer"):
         from . import hooks
-        hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("creating"), "createContainer")
+        hooks.run(ctx.hooks["createContainer"], ctx.state_for_hooks("creating", os.getpid()), "createContainer")
 
     if ctx.own_mountns:
         rootfs.pivot(ctx.rootfs, ctx.no_pivot, linux.get("rootfsPropagation"))
@@ -143,7 +143,7 @@ def _init(ctx) -> None:
 
     if ctx.hooks.get("startContainer"):
         from . import hooks
-        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created"), "startContainer")
+        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
     process.finish(proc, seccomp, send_listener, preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,))
     process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
 

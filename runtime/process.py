@@ -124,6 +124,9 @@ def check(process: dict) -> None:
             except ValueError:
                 raise ConfigError(f"execCPUAffinity.{key}: invalid CPU list {affinity[key]!r}") from None
     check_lsm(process)
+    cwd = process.get("cwd")
+    if cwd is not None and not cwd.startswith("/"):
+        raise ConfigError(f"process.cwd {cwd!r} must be an absolute path")
     if not process.get("args"):
         raise ConfigError("process.args must not be empty")
 

@@ -29,9 +29,11 @@ class InitContext:
         self.sock = None
         self.host_pid = 0
 
-    def state_for_hooks(self, status: str) -> dict:
+    def state_for_hooks(self, status: str, pid: int | None = None) -> dict:
+        """The state a hook reads on stdin; `pid` as the hook's namespace sees the init
+        (the container's hooks: the init's own getpid), the host's by default."""
         return {"ociVersion": self.config.get("ociVersion", ""), "id": self.id, "status": status,
-                "pid": self.host_pid, "bundle": self.bundle,
+                "pid": self.host_pid if pid is None else pid, "bundle": self.bundle,
                 "annotations": self.config.get("annotations") or {}}
 
 

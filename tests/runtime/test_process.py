@@ -152,9 +152,10 @@ def test_hooks_run_at_their_moments_with_state_on_stdin(pyrun, bundle, tmp_path)
     write_config(b, cfg)
     pyrun("create", "-b", b, "h1", check=True)
     pid = json.loads(pyrun("state", "h1", check=True).stdout)["pid"]
-    for kind in ("prestart", "createRuntime", "createContainer"):
+    # the pid as the hook's namespace sees the init: the host's, and the container's own (1)
+    for kind, want in (("prestart", pid), ("createRuntime", pid), ("createContainer", 1)):
         state = json.loads((out / f"{kind}.json").read_text())
-        assert state["id"] == "h1" and state["pid"] == pid and state["bundle"] == b, kind
+        assert state["id"] == "h1" and state["pid"] == want and state["bundle"] == b, kind
     assert not (out / "poststart.json").exists()
     pyrun("start", "h1", check=True)
     assert json.loads((out / "poststart.json").read_text())["status"] in ("running", "stopped")
@@ -166,15 +167,20 @@ def test_hooks_run_at_their_moments_with_state_on_stdin(pyrun, bundle, tmp_path)
     assert json.loads((out / "poststop.json").read_text())["status"] == "stopped"
 
 
-def test_failing_create_runtime_hook_aborts_and_cleans_up(pyrun, bundle):
+def test_failing_create_runtime_hook_aborts_and_cleans_up(pyrun, bundle, tmp_path):
+    """runtime.md's lifecycle: after the failure, destroy; then the poststop hooks (as runc)."""
     b = bundle(["true"])
     cfg = read_config(b)
-    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}]}
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}],
+                    "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {tmp_path}/poststop.json"]}]}
     write_config(b, cfg)
     p = pyrun("create", "-b", b, "h1")
     assert p.returncode == 1
     assert "createRuntime hook" in p.stderr and "exit status 3" in p.stderr and "nope" in p.stderr
+    assert len(p.stderr.splitlines()) == 1, p.stderr
     assert pyrun.ids() == []
+    state = json.loads((tmp_path / "poststop.json").read_text())
+    assert state["id"] == "h1" and state["status"] == "stopped" and state["bundle"] == b
 
 
 def test_hook_timeout(pyrun, bundle):
