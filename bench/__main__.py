@@ -37,7 +37,9 @@ def versions() -> str:
 def meta(mode: str, notes: list[str]) -> dict:
     u = os.uname()
     from bench.report import now
-    return {"when": now(), "mode": mode, "host": f"Linux {u.release}, {os.cpu_count()} CPUs",
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return {"when": now(), "mode": mode,
+            "host": f"Linux {u.release}, {os.cpu_count()} CPUs, load average {load} at the end",
             "versions": versions(), "notes": notes}
 
 

@@ -238,34 +238,37 @@ def shebang_flags() -> list[str]:
     return words[1:]
 
 
-def unsealed_pyrun(workdir: str) -> str | None:
-    """pyrun's own script with the launcher left out of its #! line: `#!<python> <flags>`,
-    the interpreter exec'd from its writable mount. In a venv-like tree of its own, since
-    the script finds site-packages from where it lies. None when pyrun has no launcher."""
+def pyrun_copies(workdir: str) -> tuple[str, str] | None:
+    """Two copies of pyrun's own script side by side in a venv-like tree of their own (the
+    script finds site-packages from where it lies): one with the #! line as installed
+    (`<pyrun-launcher> <python> <flags>`: sealed), one with the launcher left out
+    (`<python> <flags>`: the interpreter exec'd from its writable mount). They differ in
+    nothing but the launcher. None when pyrun has no launcher."""
     words = shebang()
     if not words or os.path.basename(words[0]) != LAUNCHER:
         return None
     import sysconfig
     v = sys.version_info
-    lib = os.path.join(workdir, "unsealed", "lib", f"python{v[0]}.{v[1]}")
+    tree = os.path.join(workdir, "copies")
+    lib = os.path.join(tree, "lib", f"python{v[0]}.{v[1]}")
     os.makedirs(lib, exist_ok=True)
-    os.makedirs(os.path.join(workdir, "unsealed", "bin"), exist_ok=True)
+    os.makedirs(os.path.join(tree, "bin"), exist_ok=True)
     if not os.path.lexists(os.path.join(lib, "site-packages")):
         os.symlink(sysconfig.get_paths()["purelib"], os.path.join(lib, "site-packages"))
-    script = os.path.join(workdir, "unsealed", "bin", "pyrun")
     with open(PYRUN) as f:
         body = f.read().split("\n", 1)[1]
-    with open(script, "w") as f:
-        f.write("#!" + " ".join(words[1:]) + "\n" + body)
-    os.chmod(script, 0o755)
-    return script
+    out = []
+    for name, line in (("pyrun-sealed", words), ("pyrun-unsealed", words[1:])):
+        script = os.path.join(tree, "bin", name)
+        with open(script, "w") as f:
+            f.write("#!" + " ".join(line) + "\n" + body)
+        os.chmod(script, 0o755)
+        out.append(script)
+    return out[0], out[1]
 
 
-def floor(root: str, bundle: str, state_id: str, modules: list[str], n: int,
-          unsealed: str | None = None) -> dict[str, list[float]]:
-    """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work,
-    and (`unsealed`, a pyrun without its launcher) what the read-only exec costs, on run
-    and on `state` of the container `state_id`."""
+def floor(root: str, bundle: str, modules: list[str], n: int) -> dict[str, list[float]]:
+    """Interleaved: how much of `pyrun run` is the interpreter, site, the imports, the work."""
     import runtime
     project = os.path.dirname(os.path.dirname(os.path.abspath(runtime.__file__)))
     flags = shebang_flags()
@@ -282,16 +285,24 @@ def floor(root: str, bundle: str, state_id: str, modules: list[str], n: int,
     fns = {k: (lambda i, a=a: run(a).wall) for k, a in cands.items()}
     fns[f"pyrun run /bin/true (#! flags: {shown or 'none'})"] = (
         lambda i: run([PYRUN, *_run_argv(root, bundle)]).wall)
-    if unsealed:
-        fns[RUN_UNSEALED] = lambda i: run([unsealed, *_run_argv(root, bundle)]).wall
-        fns[STATE_SEALED] = lambda i: run([PYRUN, "--root", root, "state", state_id]).wall
-        fns[STATE_UNSEALED] = lambda i: run([unsealed, "--root", root, "state", state_id]).wall
     return interleave(fns, n)
 
 
-RUN_UNSEALED = f"pyrun run /bin/true, #! without {LAUNCHER} (not sealed)"
-STATE_SEALED = "pyrun state (sealed, as installed)"
-STATE_UNSEALED = f"pyrun state, #! without {LAUNCHER} (not sealed)"
+# The launcher benchmark's candidates: (command, variant) → name.
+SEALED, UNSEALED, INSTALLED = "copy with pyrun-launcher (sealed)", "copy without it (not sealed)", "as installed"
+
+
+def launcher(root: str, bundle: str, state_id: str, copies: tuple[str, str], n: int) -> dict[str, list[float]]:
+    """What pyrun-launcher's read-only exec costs: `run` and `state` by the installed pyrun
+    and by the two copies of pyrun_copies, interleaved."""
+    sealed, unsealed = copies
+    fns = {}
+    for variant, script in ((INSTALLED, PYRUN), (SEALED, sealed), (UNSEALED, unsealed)):
+        fns[f"run, {variant}"] = lambda i, s=script: run([s, *_run_argv(root, bundle)]).wall
+        fns[f"state, {variant}"] = lambda i, s=script: run([s, "--root", root, "state", state_id]).wall
+    return interleave(fns, n)
+
+
 # The commands cProfile'd, in the order a container goes through them.
 HOT = ("run", "create", "start", "state", "kill", "delete", "list")
 
@@ -361,18 +372,25 @@ def run_all(workdir: str, quick: bool, log, meta: dict | None = None) -> None:
                     f.write(got[0])
         top_level = [name.strip() for _, _, name in rows if not name.startswith(" ")]
         ours = [m for m in top_level if m.split(".")[0] in ("runtime", "specs")]
-        log("profile: interpreter floor vs pyrun run, with and without the launcher …")
-        fl = floor(root, bundle, state_id, ours, 6 if quick else 40, unsealed_pyrun(workdir))
+        log("profile: interpreter floor vs pyrun run …")
+        fl = floor(root, bundle, ours, 6 if quick else 40)
+        copies = pyrun_copies(workdir)
+        if copies:
+            log("profile: run and state with and without pyrun-launcher …")
+            sealing = launcher(root, bundle, state_id, copies, 8 if quick else 100)
     finally:
         for cid in (os.listdir(root) if os.path.isdir(root) else []):
             subprocess.run([PYRUN, "--root", root, "delete", "--force", cid], capture_output=True)
     from bench import report
     from bench.measure import Bench
-    report.save_section("profile", [Bench("floor", "pyrun run /bin/true against the interpreter floor",
-                                          "s", fl)], meta or {"when": report.now()})
+    benches = [Bench("floor", "pyrun run /bin/true against the interpreter floor", "s", fl)]
+    if copies:
+        benches.append(Bench("launcher", "pyrun-launcher's read-only exec: run and state with and without it",
+                             "s", sealing, [(f"{c}, {SEALED}", f"{c}, {UNSEALED}") for c in ("run", "state")]))
+    report.save_section("profile", benches, meta or {"when": report.now()})
     with open(os.path.join(PROFILES, "summary.md"), "w") as f:
         f.write(summary_md(rows, state_rows, profiles, traced[0] if traced else None, syscalls,
-                           {k: Summary.of(v) for k, v in fl.items()}, fl))
+                           {k: Summary.of(v) for k, v in fl.items()}, sealing if copies else {}))
 
 
 def _wait_stopped(root: str, cid: str, tries: int = 2000) -> None:
@@ -411,28 +429,30 @@ def _prof_total(text: str) -> str:
 
 
 def summary_md(rows, state_rows, profiles: dict[str, str], phases, syscalls: dict,
-               fl: dict[str, Summary], raw_floor: dict[str, list[float]]) -> str:
+               fl: dict[str, Summary], sealing: dict[str, list[float]]) -> str:
     total_self = sum(s for s, _, _ in rows)
     out = ["## Profile: where pyrun's time goes", "",
            "Files: bench/profiles/ (importtime-run.txt, importtime-state.txt, cprofile-*.txt, strace-run.txt, "
            "syscalls-*.txt).", "",
            "**Floor** (interleaved, median): the bare interpreter, with site, the interpreter with pyrun's "
-           "own #! flags importing exactly the modules `run` imports, the real `pyrun run`, and run and "
-           "state with and without pyrun-launcher; the 3rd and 4th rows' difference is the work itself:", "",
+           "own #! flags importing exactly the modules `run` imports, and the real `pyrun run`; the last two "
+           "rows' difference is the work itself:", "",
            "| command | median | min | max |", "|---|---:|---:|---:|"]
     for name, s in fl.items():
         out.append(f"| `{name}` | {s.median * 1000:.1f} ms | {s.min * 1000:.1f} ms | {s.max * 1000:.1f} ms |")
-    names = list(raw_floor)
-    pairs = [(names[3], RUN_UNSEALED, "run"), (STATE_SEALED, STATE_UNSEALED, "state")]
-    launcher = []
-    for sealed, unsealed, what in pairs:
-        if sealed in raw_floor and unsealed in raw_floor:
-            d = statistics.median(a - b for a, b in zip(raw_floor[sealed], raw_floor[unsealed]))
-            launcher.append(f"{what} {'+' if d >= 0 else '−'}{abs(d) * 1000:.1f} ms")
-    if launcher:
-        out += ["", f"**pyrun-launcher** (the interpreter exec'd from a detached read-only mount, "
-                f"CVE-2019-5736), median of the per-round differences sealed − not sealed: "
-                f"{', '.join(launcher)}."]
+    if sealing:
+        out += ["", "**pyrun-launcher** (the interpreter exec'd from a detached read-only mount, CVE-2019-5736): "
+                "`run` and `state` by the installed pyrun and by two copies of its script that differ only in "
+                "the launcher on their #! line, interleaved:", "",
+                "| command | median | min | max |", "|---|---:|---:|---:|"]
+        for name, v in sealing.items():
+            s = Summary.of(v)
+            out.append(f"| {name} | {s.median * 1000:.1f} ms | {s.min * 1000:.1f} ms | {s.max * 1000:.1f} ms |")
+        diffs = []
+        for c in ("run", "state"):
+            d = statistics.median(a - b for a, b in zip(sealing[f"{c}, {SEALED}"], sealing[f"{c}, {UNSEALED}"]))
+            diffs.append(f"{c} {'+' if d >= 0 else '−'}{abs(d) * 1000:.2f} ms")
+        out += ["", "Sealed − not sealed, median of the per-round differences: " + ", ".join(diffs) + "."]
     ours = _ours(rows)
     out += ["", f"**Imports of `run`** (`-X importtime`, per module the minimum of three runs): {len(rows)} "
             f"modules, {total_self / 1000:.1f} ms of self time in all; pyrun's own ({len(ours)} modules of "

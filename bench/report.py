@@ -40,11 +40,9 @@ TARGETS = [
     ("21", "20 concurrent `run /bin/true` ≤ 0.9× runc", "concurrent", "pyrun", "runc", 0.9, "ratio"),
     ("21", "peak RSS of `run /bin/true` ≤ 1.1× runc", "rss-run", "pyrun", "runc", 1.1, "ratio"),
     ("16", "`create` with Podman's resources ≤ 1.0× runc", "create-resources", "pyrun", "runc", 1.0, "ratio"),
-    ("15", "pyrun-launcher's read-only exec, cost on `run` (sealed − not sealed)", "floor",
-     "pyrun run /bin/true (#! flags: -IS)", "pyrun run /bin/true, #! without pyrun-launcher (not sealed)",
-     None, "diff"),
-    ("15", "pyrun-launcher's read-only exec, cost on `state`", "floor", "pyrun state (sealed, as installed)",
-     "pyrun state, #! without pyrun-launcher (not sealed)", None, "diff"),
+    *[("15", f"pyrun-launcher's read-only exec, cost on `{c}` (sealed − not sealed copy)", "launcher",
+       f"{c}, copy with pyrun-launcher (sealed)", f"{c}, copy without it (not sealed)", None, "diff")
+      for c in ("run", "state")],
     *[("18/21", f"`{caller} run --rm IMG true` vs {peer}{where}", bench, "pyrun", peer, None, "ratio")
       for caller, b in (("podman", "podman-run"), ("ctr", "ctr-run"))
       for bench, where in ((b, " (host)"), (b + NS, " (the caller in one namespace)"))

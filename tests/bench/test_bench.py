@@ -44,10 +44,10 @@ def test_targets_met_missed_unmeasured_and_reported():
     exe = Bench("exec", "exec", "s", skipped={"pyrun": "pyrun: not implemented"})
     pm = Bench("podman-run", "podman", "s", {"pyrun": [0.3, 0.3], "runc": [0.3, 0.3]},
                skipped={"crun": "fails under this caller here: hybrid"})
-    fl = Bench("floor", "floor", "s", {"pyrun state (sealed, as installed)": [0.0102, 0.0104],
-                                       "pyrun state, #! without pyrun-launcher (not sealed)": [0.0100, 0.0100]})
+    fl = Bench("launcher", "launcher", "s", {"state, copy with pyrun-launcher (sealed)": [0.0102, 0.0104],
+                                             "state, copy without it (not sealed)": [0.0100, 0.0100]})
     rows = {r["target"]: r for r in report.evaluate({"run-ns": ns, "commands": cmds, "init-rss": init,
-                                                    "exec": exe, "podman-run": pm, "floor": fl})}
+                                                    "exec": exe, "podman-run": pm, "launcher": fl})}
     assert rows["`run /bin/true` ≤ 1.0× crun, wall (one namespace)"]["verdict"].startswith("**missed** by 38%")
     assert rows["`run /bin/true` ≤ 0.85× runc, wall (one namespace)"]["verdict"].startswith("**met**")
     assert rows["`state` ≤ 1.25× the bare interpreter"]["verdict"].startswith("**met** (4% under)")
@@ -55,7 +55,7 @@ def test_targets_met_missed_unmeasured_and_reported():
     assert rows["`exec /bin/true` ≤ 0.7× runc"]["measured"] == "pyrun: pyrun: not implemented; runc not measured"
     assert rows["`podman run --rm IMG true` vs crun (host)"]["measured"] == "crun: fails under this caller here: hybrid"
     assert rows["`podman run --rm IMG true` vs runc (host)"]["verdict"] == "reported (no limit)"
-    launcher = rows["pyrun-launcher's read-only exec, cost on `state`"]
+    launcher = rows["pyrun-launcher's read-only exec, cost on `state` (sealed − not sealed copy)"]
     assert launcher["measured"].startswith("+0.3 ms") and launcher["verdict"] == "reported (no limit)"
     assert rows["no-change re-pull (Debian) ≤ 0.3 s"]["verdict"] == "not measured"
 
