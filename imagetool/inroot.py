@@ -106,9 +106,10 @@ class Root:
         # Called with the key of every directory the walk had to create.
         self._on_mkdir = on_mkdir
         if max_cached is None:
-            import resource
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            max_cached = max(16, min(1024, soft // 4))
+            # The soft RLIMIT_NOFILE, as glibc's sysconf reads it (the resource module
+            # is an import of its own); unlimited or unknown reads as plenty.
+            soft = os.sysconf("SC_OPEN_MAX")
+            max_cached = max(16, min(1024, soft // 4 if soft > 0 else 1024))
         self._max = max_cached
 
     def close(self) -> None:
