@@ -231,34 +231,30 @@ def _with(ctx, entry: dict) -> dict:
     return cfg
 
 
+# A propagation type → whether a mount's optional fields in mountinfo show it. Bind options
+# (rshared, …) and rootfsPropagation are judged alike: slave means receiving events, never
+# sending them back, so a slave is not shared.
+PROPAGATION = {
+    "shared": lambda got: any(o.startswith("shared:") for o in got),
+    "private": lambda got: not got,
+    "slave": lambda got: not any(o.startswith("shared:") for o in got),
+    "unbindable": lambda got: "unbindable" in got,
+}
+
+
+def _check_propagation(ctx, kind: str, got: list[str], where: str) -> None:
+    ctx.check(PROPAGATION[kind](got), f"{where} has {got or 'no propagation tag'}")
+
+
 def _propagation(ctx, option: str) -> list[str]:
     data = ctx.mkdir("data")
     return probe_mount(ctx, bundles.mount("/data", data, ("rbind", option)))["optional"]
 
 
-@case("mounts.option-rshared", "config.md#Linux mount options")
-def mounts_shared(ctx):
-    got = _propagation(ctx, "rshared")
-    ctx.check(any(o.startswith("shared:") for o in got), f"rshared: /data has {got or 'no propagation tag'}")
-
-
-@case("mounts.option-rprivate", "config.md#Linux mount options")
-def mounts_private(ctx):
-    got = _propagation(ctx, "rprivate")
-    ctx.check(not got, f"rprivate: /data has {got}")
-
-
-@case("mounts.option-rslave", "config.md#Linux mount options")
-def mounts_slave(ctx):
-    """rslave: the mount receives no events back from the container (it is not shared)."""
-    got = _propagation(ctx, "rslave")
-    ctx.check(not any(o.startswith("shared:") for o in got), f"rslave: /data has {got}")
-
-
-@case("mounts.option-runbindable", "config.md#Linux mount options")
-def mounts_unbindable(ctx):
-    got = _propagation(ctx, "runbindable")
-    ctx.check("unbindable" in got, f"runbindable: /data has {got or 'no propagation tag'}")
+for _kind in ("shared", "private", "slave", "unbindable"):
+    def _bind_propagation(ctx, kind=_kind):
+        _check_propagation(ctx, kind, _propagation(ctx, "r" + kind), f"r{kind}: /data")
+    case(f"mounts.option-r{_kind}", "config.md#Linux mount options")(_bind_propagation)
 
 
 @case("mounts.option-idmap-without-mappings-errors", "config.md#Linux mount options")
@@ -290,32 +286,15 @@ def _root_propagation(ctx, value: str) -> list[str]:
     return mount_of(ctx, ctx.sh("cat /proc/self/mountinfo", cfg), "/")["optional"]
 
 
-@case("rootfs-propagation.shared", "config-linux.md#Rootfs Mount Propagation")
-def rootprop_shared(ctx):
-    got = _root_propagation(ctx, "shared")
-    ctx.check(any(o.startswith("shared:") for o in got), f"/ has {got or 'no propagation tag'}")
-
-
-@case("rootfs-propagation.slave", "config-linux.md#Rootfs Mount Propagation")
-def rootprop_slave(ctx):
-    """slave: / receives the host's events (where the host's root is shared), sends none back."""
-    got = _root_propagation(ctx, "slave")
-    ctx.check(not any(o.startswith("shared:") for o in got), f"/ has {got}")
-    host_root = mountinfo(open("/proc/self/mountinfo").read()).get("/", {"optional": []})
-    if any(o.startswith("shared:") for o in host_root["optional"]):
-        ctx.check(any(o.startswith("master:") for o in got), f"/ has {got}, no master")
-
-
-@case("rootfs-propagation.private", "config-linux.md#Rootfs Mount Propagation")
-def rootprop_private(ctx):
-    got = _root_propagation(ctx, "private")
-    ctx.check(not got, f"/ has {got}")
-
-
-@case("rootfs-propagation.unbindable", "config-linux.md#Rootfs Mount Propagation")
-def rootprop_unbindable(ctx):
-    got = _root_propagation(ctx, "unbindable")
-    ctx.check("unbindable" in got, f"/ has {got or 'no propagation tag'}")
+for _kind in ("shared", "slave", "private", "unbindable"):
+    def _rootfs_propagation(ctx, kind=_kind):
+        got = _root_propagation(ctx, kind)
+        _check_propagation(ctx, kind, got, "/")
+        if kind == "slave":  # and / receives the host's events, where the host's root is shared
+            host_root = mountinfo(open("/proc/self/mountinfo").read()).get("/", {"optional": []})
+            if any(o.startswith("shared:") for o in host_root["optional"]):
+                ctx.check(any(o.startswith("master:") for o in got), f"/ has {got}, no master")
+    case(f"rootfs-propagation.{_kind}", "config-linux.md#Rootfs Mount Propagation")(_rootfs_propagation)
 
 
 @case("rootfs-propagation.invalid-errors", "config.md#Valid values")
