@@ -137,26 +137,19 @@ def _modes(out: str) -> dict[str, bool]:
     return got
 
 
-@case("seccomp.args-eq", "config-linux.md#Seccomp")
-def args_eq(ctx):
-    out = profile(ctx, allow_all_but(*_chmod_rules("SCMP_CMP_EQ", 0o777)), CHMOD_PROBE)
-    got = _modes(out)
-    ctx.check(got == {"777": False, "755": True, "702": True, "600": True}, f"chmod went through: {got}")
-
-
-@case("seccomp.args-masked-eq", "config-linux.md#Seccomp")
-def args_masked_eq(ctx):
-    """SCMP_CMP_MASKED_EQ: (arg & value) == valueTwo; here: any world-writable mode."""
-    out = profile(ctx, allow_all_but(*_chmod_rules("SCMP_CMP_MASKED_EQ", 0o002, 0o002)), CHMOD_PROBE)
-    got = _modes(out)
-    ctx.check(got == {"777": False, "755": True, "702": False, "600": True}, f"chmod went through: {got}")
-
-
-@case("seccomp.args-gt", "config-linux.md#Seccomp")
-def args_gt(ctx):
-    out = profile(ctx, allow_all_but(*_chmod_rules("SCMP_CMP_GT", 0o700)), CHMOD_PROBE)
-    got = _modes(out)
-    ctx.check(got == {"777": False, "755": False, "702": False, "600": True}, f"chmod went through: {got}")
+# case, the comparison on chmod's mode, value, valueTwo, the modes of CHMOD_PROBE it refuses.
+ARG_CASES = (
+    ("args-eq", "SCMP_CMP_EQ", 0o777, None, {"777"}),
+    # (arg & value) == valueTwo: here, any world-writable mode
+    ("args-masked-eq", "SCMP_CMP_MASKED_EQ", 0o002, 0o002, {"777", "702"}),
+    ("args-gt", "SCMP_CMP_GT", 0o700, None, {"777", "755", "702"}),
+)
+for _name, _op, _value, _two, _refused in ARG_CASES:
+    def _args_case(ctx, op=_op, value=_value, two=_two, refused=_refused):
+        got = _modes(profile(ctx, allow_all_but(*_chmod_rules(op, value, two)), CHMOD_PROBE))
+        want = {m: m not in refused for m in ("777", "755", "702", "600")}
+        ctx.check(got == want, f"chmod went through: {got}")
+    case(f"seccomp.{_name}", "config-linux.md#Seccomp")(_args_case)
 
 
 @case("seccomp.architectures", "config-linux.md#Seccomp")
