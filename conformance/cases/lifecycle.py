@@ -27,6 +27,15 @@ def nothing_listed(ctx, cid: str) -> bool:
     return ctx.call("state", cid).rc not in (0, None) and not os.path.exists(os.path.join(ctx.run.root, cid))
 
 
+def id_errors(op: str, section: str, command: str, *after_id: str) -> None:
+    """Register `<op>.no-id-errors` and `<op>.unknown-id-errors`: the command without an ID,
+    and with an ID no container has (then `after_id`, as kill's signal), errors."""
+    case(f"{op}.no-id-errors", section)(
+        lambda ctx: ctx.expect_error(ctx.call(command), f"{command} without an ID"))
+    case(f"{op}.unknown-id-errors", section)(
+        lambda ctx: ctx.expect_error(ctx.call(command, ctx.new_id(), *after_id), f"{command} of an unknown ID"))
+
+
 # --- State --------------------------------------------------------------------------------------
 
 @case("state.ociVersion", "runtime.md#State")
@@ -164,14 +173,7 @@ def errors_create_leaves_nothing(ctx):
 
 # --- Query State --------------------------------------------------------------------------------
 
-@case("query-state.no-id-errors", "runtime.md#Query State")
-def state_no_id(ctx):
-    ctx.expect_error(ctx.call("state"), "state without an ID")
-
-
-@case("query-state.unknown-id-errors", "runtime.md#Query State")
-def state_unknown_id(ctx):
-    ctx.expect_error(ctx.call("state", ctx.new_id()), "state of an unknown ID")
+id_errors("query-state", "runtime.md#Query State", "state")
 
 
 # --- Create -------------------------------------------------------------------------------------
@@ -229,14 +231,7 @@ def create_invalid_id(ctx):
 
 # --- Start --------------------------------------------------------------------------------------
 
-@case("start.no-id-errors", "runtime.md#Start")
-def start_no_id(ctx):
-    ctx.expect_error(ctx.call("start"), "start without an ID")
-
-
-@case("start.unknown-id-errors", "runtime.md#Start")
-def start_unknown(ctx):
-    ctx.expect_error(ctx.call("start", ctx.new_id()), "start of an unknown ID")
+id_errors("start", "runtime.md#Start", "start")
 
 
 @case("start.no-process-errors", "runtime.md#Start")
@@ -285,14 +280,7 @@ def start_stopped(ctx):
 
 # --- Kill ---------------------------------------------------------------------------------------
 
-@case("kill.no-id-errors", "runtime.md#Kill")
-def kill_no_id(ctx):
-    ctx.expect_error(ctx.call("kill"), "kill without an ID")
-
-
-@case("kill.unknown-id-errors", "runtime.md#Kill")
-def kill_unknown(ctx):
-    ctx.expect_error(ctx.call("kill", ctx.new_id(), "KILL"), "kill of an unknown ID")
+id_errors("kill", "runtime.md#Kill", "kill", "KILL")
 
 
 @case("kill.sends-signal", "runtime.md#Kill")
@@ -339,14 +327,7 @@ def kill_status(ctx):
 
 # --- Delete -------------------------------------------------------------------------------------
 
-@case("delete.no-id-errors", "runtime.md#Delete")
-def delete_no_id(ctx):
-    ctx.expect_error(ctx.call("delete"), "delete without an ID")
-
-
-@case("delete.unknown-id-errors", "runtime.md#Delete")
-def delete_unknown(ctx):
-    ctx.expect_error(ctx.call("delete", ctx.new_id()), "delete of an unknown ID")
+id_errors("delete", "runtime.md#Delete", "delete")
 
 
 @case("delete.running-errors-no-effect", "runtime.md#Delete")
