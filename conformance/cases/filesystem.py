@@ -404,20 +404,16 @@ for _link, _target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
 
 # --- Masked and readonly paths ------------------------------------------------------------------
 
-@case("masked-paths.file", "config-linux.md#Masked Paths")
-def masked_file(ctx):
-    cfg = ctx.config()
-    cfg["linux"]["maskedPaths"] = ["/cf-secret"]
-    out = ctx.sh("cat /cf-secret; echo end", cfg, files={"cf-secret": "SECRET\n"})
-    ctx.check(out.strip() == "end", f"the masked file reads {out!r}")
-
-
-@case("masked-paths.directory", "config-linux.md#Masked Paths")
-def masked_dir(ctx):
-    cfg = ctx.config()
-    cfg["linux"]["maskedPaths"] = ["/cf-secret-dir"]
-    out = ctx.sh("ls -A /cf-secret-dir; echo end", cfg, files={"cf-secret-dir/f": "SECRET\n"})
-    ctx.check(out.strip() == "end", f"the masked directory lists {out!r}")
+# A masked file reads as nothing and a masked directory lists nothing: the kind, the path
+# masked, what the rootfs holds there, how the container looks at it, and what that does.
+for _kind, _path, _held, _probe, _does in (("file", "/cf-secret", "cf-secret", "cat", "reads"),
+                                           ("directory", "/cf-secret-dir", "cf-secret-dir/f", "ls -A", "lists")):
+    def _masked(ctx, kind=_kind, path=_path, held=_held, probe=_probe, does=_does):
+        cfg = ctx.config()
+        cfg["linux"]["maskedPaths"] = [path]
+        out = ctx.sh(f"{probe} {path}; echo end", cfg, files={held: "SECRET\n"})
+        ctx.check(out.strip() == "end", f"the masked {kind} {does} {out!r}")
+    case(f"masked-paths.{_kind}", "config-linux.md#Masked Paths")(_masked)
 
 
 @case("masked-paths.proc", "config-linux.md#Masked Paths")
