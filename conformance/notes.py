@@ -96,6 +96,68 @@ NOTES = {
     "cgroups.unified": {"crun": CREATE_LEAK},
 }
 
+# The newer Linux fields and runc's newer flags (cases/linux_newer.py): what runc 1.1.5 and
+# crun 1.8.1 predate, and pyrun's gaps.
+RUNC_OLD = "runc 1.1.5: spec 1.0.2-dev"
+CRUN_OLD = "crun 1.8.1: spec 1.0.0"
+CRUN_NO_RIDMAP = ("crun 1.8.1 predates `ridmap`: it idmaps the bind alone, without its submount "
+                  "(/data/sub is the empty directory under it).")
+NETDEV_PYRUN_UP = ("pyrun moves the device in (one RTM_NEWLINK with IFLA_NET_NS_FD and IFLA_IFNAME) and "
+                   "never sets it up; the kernel takes a device down when it changes namespace.")
+NETDEV_PYRUN_ADDRS = ("pyrun does not save the device's addresses before the move: the kernel drops them "
+                      "when a device changes namespace, so the device arrives without them.")
+NETDEV_PYRUN_NAME = ("pyrun checks only the host's side: the kernel moves the device and then fails to "
+                     "rename it (the name exists inside); create fails, the namespace is freed and the "
+                     "veth with it. A failed create lost the host's device.")
+
+
+def flag_newer(runtime: str, flag: str, since: str) -> str:
+    return f"{runtime} predates `{flag}` ({since}): its flag parser refuses it."
+
+
+NOTES.update({
+    "mounts.idmap-mappings": {"runc": newer(RUNC_OLD) + " (idmapped mounts: runc 1.2)"},
+    "mounts.idmap-mappings-write": {"runc": newer(RUNC_OLD) + " (idmapped mounts: runc 1.2)"},
+    "mounts.option-idmap": {"runc": "runc 1.1.5 predates idmapped mounts: `idmap` goes to mount(2) as data, "
+                                    "which a bind ignores."},
+    "mounts.option-ridmap": {"runc": "As mounts.option-idmap (`ridmap`).", "crun": CRUN_NO_RIDMAP},
+    "net-devices.moved-renamed": {"runc": newer(RUNC_OLD) + " (netDevices: runc 1.3)", "crun": newer(CRUN_OLD)},
+    "net-devices.host-name-kept": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
+    "net-devices.up": {
+        "spec": "config-linux.md#Network Devices: the runtime MUST set the device up once it is in the "
+                "container's network namespace.",
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_UP},
+    "net-devices.addresses-kept": {
+        "spec": "config-linux.md#Network Devices: the runtime MUST preserve the device's permanent "
+                "global addresses across the move.",
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_ADDRS},
+    "net-devices.existing-name-errors": {
+        "spec": "config-linux.md#Network Devices: a name that already exists in the container's "
+                "namespace MUST be an error (the runtime MUST check the move is possible).",
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_NAME},
+    "net-devices.after-delete": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
+    "memory-policy.unknown-mode-errors": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
+    "memory-policy.missing-node-errors": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
+    "personality.linux32-proc": {"runc": newer(RUNC_OLD) + " (personality: runc 1.2)"},
+    "personality.linux": {"runc": newer(RUNC_OLD) + " (personality: runc 1.2)"},
+    "personality.unknown-domain-errors": {"runc": newer(RUNC_OLD)},
+    "time-offsets.monotonic": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},
+    "time-offsets.exec": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},
+    "intel-rdt.without-resctrl-errors": {
+        "crun": "crun 1.8.1 ignores linux.intelRdt where no resctrl is mounted; the spec says MUST error."},
+    "mount-label.without-selinux-errors": {
+        "crun": "crun 1.8.1 ignores linux.mountLabel on a host without SELinux: the mounts go unlabelled."},
+    "delete.bundle-moved": {
+        "crun": ("crun 1.8.1 deletes the container but runs no poststop hook once the bundle has moved "
+                 "(it looks for the hooks in the bundle's config.json at delete; hooks.poststop-at-delete "
+                 "passes).")},
+    "pidfd-socket.create": {"runc": flag_newer("runc 1.1.5", "--pidfd-socket", "runc 1.2"),
+                            "crun": "crun 1.8.1 has no `--pidfd-socket` flag: create refuses it (exit 64)."},
+})
+for _mode in ("interleave", "bind", "preferred", "static-nodes", "local"):
+    NOTES[f"memory-policy.{_mode}"] = {"runc": newer(RUNC_OLD),
+                                       "crun": newer(CRUN_OLD)}
+
 # Causes recognised by what was seen, for any case: (runtime, text in the reason) → why.
 BY_REASON = {
     ("crun", "exit -13"): ("crun 1.8.1 was killed by SIGPIPE: it writes the state to a hook's stdin and "
