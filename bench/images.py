@@ -296,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- {note}")
     for bench in benches:
         print("\n".join(report.bench_table(bench)))
+    measured = {b.name: b for b in benches}
+    print("\nTargets measured in this run:\n")
+    for row in report.evaluate(measured):
+        if row["verdict"] != "not measured":
+            print(f"- issue {row['issue']}: {row['target']}: {row['measured']}: {row['verdict']}")
     return 0
 
 

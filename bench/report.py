@@ -47,6 +47,12 @@ TARGETS = [
       for caller, b in (("podman", "podman-run"), ("ctr", "ctr-run"))
       for bench, where in ((b, " (host)"), (b + NS, " (the caller in one namespace)"))
       for peer in ("runc", "crun")],
+    ("19", "pull+unpack Debian ≤ 0.30× skopeo+umoci", "pull-unpack-debian", "imagetool:total",
+     "skopeo+umoci:total", 0.30, "ratio"),
+    ("19", "unpack alone of Debian ≤ 0.25× umoci (the same layout for both)", "unpack-debian", "imagetool",
+     "skopeo+umoci", 0.25, "ratio"),
+    ("19", "pull+unpack busybox ≤ 1.0× skopeo+umoci", "pull-unpack-busybox", "imagetool:total",
+     "skopeo+umoci:total", 1.0, "ratio"),
     ("9", "`run /bin/true` ≤ 1.0× runc", "run", "pyrun", "runc", 1.0, "ratio"),
     ("9", "`exec /bin/true` ≤ 1.0× runc", "exec", "pyrun", "runc", 1.0, "ratio"),
     ("9", "init while `created` ≤ 15 MiB RSS", "init-rss", "pyrun", None, 15 * MIB, "abs"),
