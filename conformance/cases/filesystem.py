@@ -346,22 +346,13 @@ def _linux_device(ctx, **fields) -> list[str]:
     return stat_dev(ctx, entry["path"], cfg)
 
 
-@case("devices.type-c", "config-linux.md#Devices")
-def device_c(ctx):
-    got = _linux_device(ctx, type="c", major=1, minor=7)
-    ctx.check(got[:2] == ["character special file", "1:7"], f"/dev/cf-dev: {got}")
-
-
-@case("devices.type-u", "config-linux.md#Devices")
-def device_u(ctx):
-    got = _linux_device(ctx, type="u", major=1, minor=9)
-    ctx.check(got[:2] == ["character special file", "1:9"], f"/dev/cf-dev: {got}")
-
-
-@case("devices.type-b", "config-linux.md#Devices")
-def device_b(ctx):
-    got = _linux_device(ctx, type="b", major=7, minor=0)
-    ctx.check(got[:2] == ["block special file", "7:0"], f"/dev/cf-dev: {got}")
+# linux.devices type → what stat calls the node made (u: an unbuffered character device).
+for _type, _major, _minor, _kind in (("c", 1, 7, "character special file"), ("u", 1, 9, "character special file"),
+                                     ("b", 7, 0, "block special file")):
+    def _device_type(ctx, type_=_type, major=_major, minor=_minor, kind=_kind):
+        got = _linux_device(ctx, type=type_, major=major, minor=minor)
+        ctx.check(got[:2] == [kind, f"{major:x}:{minor:x}"], f"/dev/cf-dev: {got}")
+    case(f"devices.type-{_type}", "config-linux.md#Devices")(_device_type)
 
 
 @case("devices.type-p", "config-linux.md#Devices")
