@@ -7,7 +7,7 @@ is written last, so it can set what the typed fields do not reach.
 from ..errors import PyrunError
 from .fields import FIELDS, set_fields, swap_v2
 from .files import exists, read_int, write
-from .v1_resources import cpuset, pids  # noqa: F401 - the same files on both versions
+from .v1_resources import cpuset, pids, rdma  # noqa: F401 - the same files on both versions
 
 
 def apply(d: str, r: dict, devices: bool = True, update: bool = False) -> None:
@@ -105,14 +105,6 @@ def hugetlb(d: str, limits: list) -> None:
         write(d, prefix + ".max", h["limit"], f"hugepageLimits[{i}]")
         if exists(d, prefix + ".rsvd.max"):
             write(d, prefix + ".rsvd.max", h["limit"], f"hugepageLimits[{i}]")
-
-
-def rdma(d: str, r: dict) -> None:
-    from .v1_resources import rdma_line
-    for dev, limits in r.items():
-        line = rdma_line(dev, limits)
-        if line:
-            write(d, "rdma.max", line, f"rdma.{dev}")
 
 
 def devices(d: str, rules: list) -> None:
