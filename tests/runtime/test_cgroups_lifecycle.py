@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import PYRUN
-from tests.runtime.test_cgroups_v1 import CG, Runc, _pid, _read, _wait, cg_bundle
+from tests.runtime.test_cgroups_v1 import CG, Runc, _pid, _read, _rmdirs, _wait, cg_bundle
 
 if os.path.exists(os.path.join(CG, "cgroup.controllers")):
     pytest.skip("a v1/hybrid host's hierarchies (this is a unified host: see test_cgroup2.py)",
@@ -26,15 +26,6 @@ def _dirs(name: str) -> list[str]:
 
 def _status(pyrun, cid) -> str:
     return json.loads(pyrun("state", cid, check=True).stdout)["status"]
-
-
-def _rmdirs(*names):
-    for name in names:
-        for h in os.listdir(CG):
-            try:
-                os.rmdir(os.path.join(CG, h, name))
-            except OSError:
-                pass
 
 
 # -- cgroupsPath ----------------------------------------------------------------------

@@ -60,6 +60,17 @@ def _wait(cond, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _rmdirs(*names):
+    """Remove each of `names` (a path below a hierarchy's root, children first) from every
+    hierarchy, where it is there and empty."""
+    for name in names:
+        for h in os.listdir(CG):
+            try:
+                os.rmdir(os.path.join(CG, h, name))
+            except OSError:
+                pass
+
+
 class Runc:
     """runc 1.1 on this machine, run on the same bundle: what it writes is the oracle."""
 
@@ -88,12 +99,7 @@ def runc(tmp_path, root_required):
     yield r
     for cid in r.ids:
         r.delete(cid)
-    for d in ("cg-oracle", "cg-refused/x", "cg-refused"):  # runc leaves the parents it made
-        for h in os.listdir(CG):
-            try:
-                os.rmdir(os.path.join(CG, h, d))
-            except OSError:
-                pass
+    _rmdirs("cg-oracle", "cg-refused/x", "cg-refused")  # runc leaves the parents it made
 
 
 # -- the limits reach the kernel --------------------------------------------------------
