@@ -122,14 +122,20 @@ def both(*edits):
     return edit
 
 
+def _cleared(rootfs, path) -> str:
+    """`path` in the rootfs, with whatever the image had there removed (a tree, a file, a link)."""
+    p = os.path.join(rootfs, path.lstrip("/"))
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p)
+    elif os.path.lexists(p):
+        os.unlink(p)
+    return p
+
+
 def link(path, target):
     """Replace `path` in the rootfs by a symlink to `target` ({M}: the marker)."""
     def edit(rootfs, env):
-        p = os.path.join(rootfs, path.lstrip("/"))
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p)
-        elif os.path.lexists(p):
-            os.unlink(p)
+        p = _cleared(rootfs, path)
         os.makedirs(os.path.dirname(p), exist_ok=True)
         os.symlink(env.fmt(target), p)
     return edit
@@ -137,12 +143,7 @@ def link(path, target):
 
 def regular_file(path):
     def edit(rootfs, env):
-        p = os.path.join(rootfs, path.lstrip("/"))
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p)
-        elif os.path.lexists(p):
-            os.unlink(p)
-        with open(p, "w") as f:
+        with open(_cleared(rootfs, path), "w") as f:
             f.write("not what it seems\n")
     return edit
 
