@@ -278,56 +278,6 @@ def test_remote_look_ups_fail_in_one_line(seeded):
     assert_one_line_error(run_cli("list-tags", f"{reg}/demo/busybox:latest"), "without a tag or digest")
 
 
-class _PagedTags:
-    """A registry that pages its tag list two at a time with Link headers (distribution
-    2.8 ignores `n` and sends all at once)."""
-
-    TAGS = ["a", "b", "c", "d", "e"]
-
-    def __init__(self):
-        import http.server
-        import threading
-        tags = self.TAGS
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                from urllib.parse import parse_qs, urlsplit
-                url = urlsplit(self.path)
-                last = parse_qs(url.query).get("last", [""])[0]
-                rest = [t for t in tags if t > last]
-                page, more = rest[:2], rest[2:]
-                body = json.dumps({"name": "demo/paged", "tags": page}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                if more:
-                    self.send_header("Link", f'</v2/demo/paged/tags/list?n=2&last={page[-1]}>; rel="next"')
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def test_list_tags_follows_pages():
-    server = _PagedTags()
-    try:
-        p = run_cli("list-tags", f"docker://{server.address}/demo/paged")
-    finally:
-        server.close()
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == {"Repository": f"{server.address}/demo/paged", "Tags": _PagedTags.TAGS}
-
-
 class _Recorder:
     """An HTTP server that records each request's method, path and Authorization header,
     answering what `answer(method, path, headers)` returns: (status, headers, body)."""
@@ -366,6 +316,32 @@ class _Recorder:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+PAGED_TAGS = ["a", "b", "c", "d", "e"]
+
+
+def _paged_tags(method, path, headers):
+    """A registry's tag list paged two at a time with Link headers (distribution 2.8
+    ignores `n` and sends all at once)."""
+    from urllib.parse import parse_qs, urlsplit
+    last = parse_qs(urlsplit(path).query).get("last", [""])[0]
+    rest = [t for t in PAGED_TAGS if t > last]
+    page, more = rest[:2], rest[2:]
+    reply = {"Content-Type": "application/json"}
+    if more:
+        reply["Link"] = f'</v2/demo/paged/tags/list?n=2&last={page[-1]}>; rel="next"'
+    return 200, reply, json.dumps({"name": "demo/paged", "tags": page}).encode()
+
+
+def test_list_tags_follows_pages():
+    server = _Recorder(_paged_tags)
+    try:
+        p = run_cli("list-tags", f"docker://{server.address}/demo/paged")
+    finally:
+        server.close()
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"Repository": f"{server.address}/demo/paged", "Tags": PAGED_TAGS}
 
 
 def test_upload_location_on_another_host_gets_no_credentials(tmp_path):
