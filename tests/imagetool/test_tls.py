@@ -91,16 +91,14 @@ def test_certificate_for_another_name(tls, tmp_path, host, line):
     assert line in _skopeo("--cert-dir", tls.cert_dir, f"docker://{ref}").stderr
 
 
-class _PlainOnAllInterfaces:
-    """A plain-HTTP 'registry' on 0.0.0.0, reached through a non-loopback address. With
-    status_line, it answers anything with an HTTP status line (as Go's server does);
-    without, a request line it cannot parse gets a bare body (as Python's http.server
-    answers one without a version)."""
+class _TCPServer:
+    """A TCP server on `host` (any port) whose every connection, in a thread of its own,
+    gets answer(conn) and is closed; a peer that hangs up early is no failure."""
 
-    def __init__(self, status_line: bool):
-        self.status_line = status_line
+    def __init__(self, host: str, answer):
+        self.answer = answer
         self.sock = socket.socket()
-        self.sock.bind(("0.0.0.0", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -116,20 +114,29 @@ class _PlainOnAllInterfaces:
     def _answer(self, conn):
         with conn:
             try:
-                data = conn.recv(65536)
-                if data.startswith(b"GET "):
-                    body = b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}'
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
-                                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                elif self.status_line:
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
-                else:
-                    conn.sendall(b"<!DOCTYPE HTML><html><body>Bad request</body></html>\n")
+                self.answer(conn)
             except OSError:
                 pass
 
     def close(self):
         self.sock.close()
+
+
+def _plain_http(status_line: bool):
+    """The answer of a plain-HTTP 'registry'. With status_line, it answers anything with
+    an HTTP status line (as Go's server does); without, a request line it cannot parse gets
+    a bare body (as Python's http.server answers one without a version)."""
+    def answer(conn):
+        data = conn.recv(65536)
+        if data.startswith(b"GET "):
+            body = b'{"errors":[{"code":"NAME_UNKNOWN","message":"no"}]}'
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        elif status_line:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+        else:
+            conn.sendall(b"<!DOCTYPE HTML><html><body>Bad request</body></html>\n")
+    return answer
 
 
 def _outside_address() -> str:
@@ -153,7 +160,7 @@ def _outside_address() -> str:
 ])
 def test_plain_http_server_spoken_to_with_tls(tmp_path, status_line, line):
     addr = _outside_address()
-    server = _PlainOnAllInterfaces(status_line)
+    server = _TCPServer("0.0.0.0", _plain_http(status_line))  # reached through a non-loopback address
     try:
         ref = f"{addr}:{server.port}/demo/x:latest"
         p = run_cli("pull", ref, str(tmp_path / "layout"))
@@ -181,36 +188,18 @@ def test_client_certificate_required(tls, tmp_path):
     assert p.stdout.strip() == tls.image.manifest.digest
 
 
-class _Neither:
-    """A TCP server answering every connection with bytes that are neither TLS nor HTTP."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    conn.recv(65536)
-                    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
-                except OSError:
-                    pass
+def _neither(conn):
+    """An answer that is neither TLS nor HTTP."""
+    conn.recv(65536)
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
 
 
 def test_loopback_server_that_speaks_neither(tmp_path):
-    srv = _Neither()
+    srv = _TCPServer("127.0.0.1", _neither)
     try:
         p = run_cli("pull", f"127.0.0.1:{srv.port}/demo/x:latest", str(tmp_path / "layout"))
     finally:
-        srv.sock.close()
+        srv.close()
     assert_one_line_error(p, "malformed response", "it does not speak TLS either", "SSH-2.0")
 
 
