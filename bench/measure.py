@@ -19,6 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+# Reap every exited child, as the tests' host checks do (call only while no Popen of ours is
+# in flight: it would lose its child's status).
+from tests.support.hostsnap import reap as reap_zombies  # noqa: F401
+
 
 class BenchError(Exception):
     """A command under measurement failed; one line naming it and its stderr.
@@ -239,17 +243,6 @@ def wait_exit(pid: int, timeout: float = 30.0) -> None:
             return
         time.sleep(0.0005)
     raise BenchError(f"process {pid} did not exit within {timeout} s")
-
-
-def reap_zombies() -> None:
-    """Reap every exited child (call only while no Popen of ours is in flight)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def proc_memory_kib(pid: int) -> tuple[int, int]:

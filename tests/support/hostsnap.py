@@ -119,7 +119,8 @@ class HostSnapshot:
 # -- orphans: what a killed or racing pyrun leaves running ----------------------------------
 
 def reap() -> None:
-    """Collect every dead child of this process (orphans reparented to us included)."""
+    """Collect every dead child of this process (orphans reparented to us included). Only
+    while no subprocess.Popen of ours is in flight: its child's status would be taken from it."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
