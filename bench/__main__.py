@@ -43,8 +43,23 @@ def meta(mode: str, notes: list[str]) -> dict:
             "versions": versions(), "notes": notes}
 
 
+def _in_private_namespace(benches: list, notes: list[str], logged: str, noted: str, *run) -> None:
+    """samens.run(*run): its benches and failures join the section's. A namespace that could
+    not be made is a FAILED note (`noted`) and a log line (`logged`), not the section's end."""
+    from bench import runtimes, samens
+    try:
+        found, failures = samens.run(*run)
+        benches += found
+        notes += failures
+    except samens.NamespaceError as e:
+        log(f"{logged} FAILED: {e}")
+        notes.append(f"FAILED {noted}: {str(e).splitlines()[0]}")
+    if not runtimes.host_cgroup2_still_mounted():
+        log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
+
+
 def run_runtime(work: str, quick: bool) -> None:
-    from bench import report, runtime, runtimes, samens
+    from bench import report, runtime, runtimes
     host = os.path.join(work, "runtime")
     rts, missing = runtimes.available(host)
     if "pyrun" in missing:
@@ -67,15 +82,8 @@ def run_runtime(work: str, quick: bool) -> None:
     finally:
         for rt in rts:
             rt.force_delete_all()
-    try:
-        found, failures = samens.run(_runtime_in_namespace, os.path.join(work, "runtime-ns"), quick)
-        benches += found
-        notes += failures
-    except samens.NamespaceError as e:
-        log(f"runtime: the private-namespace pairing FAILED: {e}")
-        notes.append(f"FAILED the private-namespace pairing: {str(e).splitlines()[0]}")
-    if not runtimes.host_cgroup2_still_mounted():
-        log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
+    _in_private_namespace(benches, notes, "runtime: the private-namespace pairing", "the private-namespace pairing",
+                          _runtime_in_namespace, os.path.join(work, "runtime-ns"), quick)
     report.save_section("runtime", benches, meta("quick" if quick else "full", notes))
 
 
@@ -91,21 +99,14 @@ def _runtime_in_namespace(work: str, quick: bool):
 
 
 def run_callers(work: str, quick: bool) -> None:
-    from bench import callers, report, runtimes, samens
+    from bench import callers, report
     why = callers.missing()
     if why:
         raise RuntimeError(f"callers: {why}")
     benches, notes = callers.run_all(os.path.join(work, "callers"), quick, log)
-    try:
-        found, failures = samens.run(callers.run_all, os.path.join(work, "callers-ns"), quick, log,
-                                     ", the caller started in a mount namespace without the cgroup2 mount")
-        benches += found
-        notes += failures
-    except samens.NamespaceError as e:
-        log(f"callers: the private-namespace run FAILED: {e}")
-        notes.append(f"FAILED callers in the private namespace: {str(e).splitlines()[0]}")
-    if not runtimes.host_cgroup2_still_mounted():
-        log("WARNING: /sys/fs/cgroup/unified is no longer mounted in this namespace")
+    _in_private_namespace(benches, notes, "callers: the private-namespace run", "callers in the private namespace",
+                          callers.run_all, os.path.join(work, "callers-ns"), quick, log,
+                          ", the caller started in a mount namespace without the cgroup2 mount")
     report.save_section("callers", benches, meta("quick" if quick else "full", notes))
 
 
