@@ -19,39 +19,9 @@
  */
 #define MAGIC "pyrun-exec\x01"
 
-#if defined(__x86_64__)
-#define SYS_write 1
-#define SYS_rt_sigaction 13
-#define SYS_rt_sigprocmask 14
-#define SYS_execve 59
-#define SYS_exit_group 231
-static long sys4(long n, long a, long b, long c, long d)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    __asm__ volatile ("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
-    return ret;
-}
-#elif defined(__aarch64__)
-#define SYS_write 64
-#define SYS_rt_sigaction 134
-#define SYS_rt_sigprocmask 135
-#define SYS_execve 221
-#define SYS_exit_group 94
-static long sys4(long n, long a, long b, long c, long d)
-{
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    __asm__ volatile ("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
-    return x0;
-}
-#else
-#error "pyrun-exec: unsupported architecture"
-#endif
+#include "nolibc.h"
 
+#define sys4(n, a, b, c, d) sys5(n, a, b, c, d, 0)
 #define sys3(n, a, b, c) sys4(n, a, b, c, 0)
 #define NSIG 64
 #define SIGKILL 9
@@ -71,14 +41,6 @@ static void default_signals(void)
     sys4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&empty, 0, sizeof(empty));
 }
 
-static unsigned long len(const char *s)
-{
-    unsigned long n = 0;
-    while (s[n])
-        n++;
-    return n;
-}
-
 static void say(const char *a, const char *b)
 {
     sys3(SYS_write, 2, (long)a, (long)len(a));
@@ -93,16 +55,6 @@ static int same(const char *a, const char *b)
         b++;
     }
     return *a == *b;
-}
-
-static const char *errname(long e)
-{
-    switch (-e) {
-    case 2: return ": no such file or directory";
-    case 8: return ": exec format error";
-    case 13: return ": permission denied";
-    default: return ": execve failed";
-    }
 }
 
 __attribute__((used)) void pyrun_exec_main(long *sp)
@@ -122,8 +74,4 @@ __attribute__((used)) void pyrun_exec_main(long *sp)
     sys3(SYS_exit_group, e == -2 ? 127 : 126, 0, 0);
 }
 
-#if defined(__x86_64__)
-__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call pyrun_exec_main\n hlt\n");
-#elif defined(__aarch64__)
-__asm__(".globl _start\n_start:\n mov x0, sp\n bl pyrun_exec_main\n");
-#endif
+ENTRY(pyrun_exec_main);

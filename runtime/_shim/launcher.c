@@ -27,44 +27,7 @@
  * pyrun's script names itself again (see runtime/_bin/pyrun).
  * No libc: a static binary this small costs one tiny exec (~40 us).
  */
-#if defined(__x86_64__)
-#define SYS_write 1
-#define SYS_close 3
-#define SYS_execve 59
-#define SYS_exit_group 231
-#define SYS_execveat 322
-static long sys5(long n, long a, long b, long c, long d, long e)
-{
-    long ret;
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    __asm__ volatile ("syscall" : "=a"(ret) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
-                      : "rcx", "r11", "memory");
-    return ret;
-}
-#elif defined(__aarch64__)
-#define SYS_write 64
-#define SYS_close 57
-#define SYS_execve 221
-#define SYS_exit_group 94
-#define SYS_execveat 281
-static long sys5(long n, long a, long b, long c, long d, long e)
-{
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    register long x4 __asm__("x4") = e;
-    __asm__ volatile ("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory");
-    return x0;
-}
-#else
-#error "pyrun-launcher: unsupported architecture"
-#endif
-/* The same numbers on every architecture (asm-generic). */
-#define SYS_open_tree 428
-#define SYS_mount_setattr 442
+#include "nolibc.h"
 
 #define AT_FDCWD -100
 #define AT_EMPTY_PATH 0x1000
@@ -78,30 +41,12 @@ struct mount_attr {
     unsigned long long attr_set, attr_clr, propagation, userns_fd;
 };
 
-static unsigned long len(const char *s)
-{
-    unsigned long n = 0;
-    while (s[n])
-        n++;
-    return n;
-}
-
 static void say(const char *a, const char *b)
 {
     sys5(SYS_write, 2, (long)"pyrun-launcher: ", 16, 0, 0);
     sys5(SYS_write, 2, (long)a, (long)len(a), 0, 0);
     sys5(SYS_write, 2, (long)b, (long)len(b), 0, 0);
     sys5(SYS_write, 2, (long)"\n", 1, 0, 0);
-}
-
-static const char *errname(long e)
-{
-    switch (-e) {
-    case 2: return ": no such file or directory";
-    case 8: return ": exec format error";
-    case 13: return ": permission denied";
-    default: return ": execve failed";
-    }
 }
 
 /* The interpreter on a detached, read-only mount of its own: the tree fd, or -1. */
@@ -158,8 +103,4 @@ __attribute__((used)) void pyrun_launcher_main(long *sp)
     sys5(SYS_exit_group, e == -2 ? 127 : 126, 0, 0, 0, 0);
 }
 
-#if defined(__x86_64__)
-__asm__(".globl _start\n_start:\n mov %rsp, %rdi\n and $-16, %rsp\n call pyrun_launcher_main\n hlt\n");
-#elif defined(__aarch64__)
-__asm__(".globl _start\n_start:\n mov x0, sp\n bl pyrun_launcher_main\n");
-#endif
+ENTRY(pyrun_launcher_main);
