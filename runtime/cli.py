@@ -179,15 +179,16 @@ def _flag_lines(flags) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from . import log
     try:
         g, rest = parse_flags(argv, GLOBAL_FLAGS)
     except UsageError as e:
         sys.stderr.write(f"{e}\n")
         return 1
-    log.path, log.fmt, log.debug_on = g["log"] or None, g["log_format"], g["debug"]
-    if log.path:
-        log.open_log()  # runc makes the file at start, whatever is written to it later
+    if g["log"] or g["debug"] or g["log_format"] != "text":
+        from . import log  # otherwise imported only to say an error: its defaults are these
+        log.path, log.fmt, log.debug_on = g["log"] or None, g["log_format"], g["debug"]
+        if log.path:
+            log.open_log()  # runc makes the file at start, whatever is written to it later
     if g["version"]:
         sys.stdout.write(f"pyrun version {VERSION}\nspec: {SPEC_VERSION}\n")
         return 0
@@ -196,6 +197,7 @@ def main(argv: list[str]) -> int:
         return 0
     cmd, args = rest[0], rest[1:]
     if cmd not in COMMANDS:
+        from . import log
         log.error(f"No help topic for '{cmd}'")
         return 1
     try:
@@ -203,14 +205,20 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(usage(cmd))
             return 0
         opts, pos = parse_flags(args, COMMANDS[cmd][2])
-        log.debug(f"{cmd} {' '.join(args)}")
-        from . import rootless
-        g["rootless"] = rootless.parse_flag(g["rootless"])
-        if cmd not in _NO_STATE:
-            g["root"] = rootless.state_root(g["root"])
+        if g["debug"]:
+            from . import log
+            log.debug(f"{cmd} {' '.join(args)}")
+        if g["rootless"] == "auto" and (g["root"] or cmd in _NO_STATE):
+            g["rootless"] = None  # the default, as rootless.parse_flag reads it, without its import
+        else:
+            from . import rootless
+            g["rootless"] = rootless.parse_flag(g["rootless"])
+            if cmd not in _NO_STATE:
+                g["root"] = rootless.state_root(g["root"])
         from . import commands
         return getattr(commands, cmd.replace("-", "_"))(g, opts, pos) or 0
     except PyrunError as e:
+        from . import log
         log.error(str(e) if not isinstance(e, UsageError) else f"{cmd}: {e}")
         # runc's exec says 255 when it could not start the process (the process's own
         # statuses are 0-255 as well, but a caller tells them apart by the error line)
@@ -218,6 +226,7 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as e:  # a failure nobody anticipated still gets one line
+        from . import log
         from .errors import describe_oserror
         log.error(describe_oserror(e, cmd))
         if g["debug"]:

@@ -9,8 +9,11 @@ Usable without the CLI:
 Status is derived from facts each time (state.py): whether the recorded pid is
 alive *and* the same process (its start time), whether exec.fifo still exists,
 whether the cgroup is frozen.
+
+`posix`, not `os`, for state.py's reason: `state`, `kill`, `start` and `list` go
+through here and never need os's import (~15% of the bare interpreter's start).
 """
-import os
+import posix
 
 from specs import SPEC_VERSION
 
@@ -50,15 +53,31 @@ class Container:
     []
     """
 
-    def __init__(self, cid: str, root: str, cdir: str, record: dict | None):
-        self.id, self.root, self.dir, self.record = cid, root, cdir, record
+    def __init__(self, cid: str, root: str, cdir: str, record: dict | None,
+                 unparsed_config: tuple[str, int] | None = None):
+        self.id, self.root, self.dir = cid, root, cdir
+        # state.read_record's: the record without its config, parsed when `record` or
+        # `config` is first asked for. The facts below read only _record.
+        self._record, self._unparsed_config = record, unparsed_config
+
+    @property
+    def record(self) -> dict | None:
+        """What create recorded (state.json), config included; None while creating."""
+        if self._unparsed_config is not None:
+            from specs import fastjson
+            self._record["config"] = fastjson.loads_tail(*self._unparsed_config)
+            self._unparsed_config = None
+        return self._record
+
+    @record.setter
+    def record(self, record: dict | None) -> None:
+        self._record, self._unparsed_config = record, None
 
     # -- loading -------------------------------------------------------------------------
 
     @classmethod
     def load(cls, cid: str, root: str = st.DEFAULT_ROOT) -> "Container":
-        cdir, record = st.read_state(root, cid)
-        return cls(cid, root, cdir, record)
+        return cls(cid, root, *st.read_record(root, cid))
 
     @classmethod
     def list(cls, root: str = st.DEFAULT_ROOT) -> list["Container"]:
@@ -68,35 +87,43 @@ class Container:
                 c = cls.load(cid, root)
             except (ContainerNotFound, PyrunError):
                 continue
-            if c.record is not None:  # a directory without a record is no container (runc)
+            if c._record is not None:  # a directory without a record is no container (runc)
                 out.append(c)
         return out
 
     # -- facts -----------------------------------------------------------------------------
 
     @property
+    def config(self) -> dict:
+        """The config create recorded."""
+        return (self.record or {}).get("config") or {}
+
+    @property
     def pid(self) -> int:
-        return self.record["pid"] if self.record else 0
+        return self._record["pid"] if self._record else 0
 
     def alive(self) -> bool:
-        return bool(self.record) and st.proc_start_time(self.pid) == self.record["pid_start"]
+        return bool(self._record) and st.proc_start_time(self.pid) == self._record["pid_start"]
 
     def status(self) -> str:
-        if not self.record or not self.record.get("pid"):
+        if not self._record or not self._record.get("pid"):
             return "creating"  # create has not finished (or died half way)
         if not self.alive():
             return "stopped"
-        if os.path.exists(os.path.join(self.dir, st.EXEC_FIFO)):
+        try:
+            posix.stat(f"{self.dir}/{st.EXEC_FIFO}")
             return "created"
-        if self.cgroup() is not None and self.cgroup().frozen():
+        except FileNotFoundError:
+            pass
+        if _frozen(self._record.get("cgroup")):
             return "paused"
         return "running"
 
     def cgroup(self):
-        if not self.record or not self.record.get("cgroup"):
+        if not self._record or not self._record.get("cgroup"):
             return None
         from . import cgroups
-        cg = self.record["cgroup"]
+        cg = self._record["cgroup"]
         return cgroups.manager(cg["path"], cg["dirs"], cg.get("made"))
 
     def state(self) -> dict:
@@ -104,10 +131,10 @@ class Container:
 
         A directory without a record was never made by create (its claim appears with
         the first record): like runc, it is no container, though delete --force removes it."""
-        if self.record is None:
+        if self._record is None:
             raise ContainerNotFound("container does not exist")
         status = self.status()
-        r = self.record or {}
+        r = self._record
         return {
             "ociVersion": r.get("ociVersion", SPEC_VERSION), "id": self.id,
             "pid": self.pid if status not in ("stopped", "creating") else 0,
@@ -150,16 +177,15 @@ class Container:
         lock = st.lock(self.dir)
         try:
             self._require("start")
-            fifo = os.path.join(self.dir, st.EXEC_FIFO)
+            fifo = f"{self.dir}/{st.EXEC_FIFO}"
             _release_init(fifo, self.pid)
             try:
-                os.unlink(fifo)
+                posix.unlink(fifo)
             except FileNotFoundError:
                 pass
         finally:
-            os.close(lock)
-        config = self.record.get("config") or {}
-        poststart = (config.get("hooks") or {}).get("poststart")
+            posix.close(lock)
+        poststart = (self.config.get("hooks") or {}).get("poststart")
         if poststart:
             from . import hooks
             hooks.run_logged(poststart, self.state(), "poststart", _warn)
@@ -178,10 +204,10 @@ class Container:
                 except ProcessLookupError:
                     pass
                 finally:
-                    os.close(pidfd)
+                    posix.close(pidfd)
             return
         status = self._require("kill")
-        _signal_pid(self.pid, self.record["pid_start"], sig)
+        _signal_pid(self.pid, self._record["pid_start"], sig)
         if status == "paused" and sig == 9:
             # a task in a frozen v1 cgroup dies only once thawed (runc thaws too)
             self.cgroup().freeze(False)
@@ -202,16 +228,14 @@ class Container:
             return cg.pids()
         members = self._pid_namespace_members()
         for _, pidfd in members:
-            os.close(pidfd)
+            posix.close(pidfd)
         return [pid for pid, _ in members]
 
     def _pid_namespace_members(self) -> "list[tuple[int, int]]":
         """(pid, pidfd) of each process in the container's own pid namespace (none once its
         init is gone: the kernel ends them all). The pidfd is taken before the namespace is
         read, so a reused pid is only skipped or signalled in vain, never signalled wrongly."""
-        ns = [n for n in ((self.record or {}).get("config") or {}).get("linux", {}).get("namespaces") or ()
-              if n.get("type") == "pid"]
-        if not ns or ns[0].get("path"):
+        if not self._own_pid_namespace():
             raise PyrunError(f"container {self.id} has neither a cgroup nor a pid namespace of its own: "
                              "its processes cannot be told apart from the host's")
         try:
@@ -219,25 +243,31 @@ class Container:
         except StateError:
             return []
         try:
-            target = os.readlink(f"/proc/{self.pid}/ns/pid")
+            target = posix.readlink(f"/proc/{self.pid}/ns/pid")
         finally:
-            os.close(pidfd)
+            posix.close(pidfd)
         out = []
-        for name in os.listdir("/proc"):
+        for name in posix.listdir("/proc"):
             if not name.isdigit():
                 continue
             try:
-                fd = os.pidfd_open(int(name))
+                fd = posix.pidfd_open(int(name))
             except OSError:
                 continue
             try:
-                if os.readlink(f"/proc/{name}/ns/pid") == target:
+                if posix.readlink(f"/proc/{name}/ns/pid") == target:
                     out.append((int(name), fd))
                     continue
             except OSError:
                 pass
-            os.close(fd)
+            posix.close(fd)
         return out
+
+    def _own_pid_namespace(self) -> bool:
+        """A new pid namespace (not one joined by path): the kernel ends all of its
+        processes with the init (runc's IsPrivate(NEWPID))."""
+        ns = [n for n in self.config.get("linux", {}).get("namespaces") or () if n.get("type") == "pid"]
+        return bool(ns) and not ns[0].get("path")
 
     def _cgroup_or_fail(self):
         cg = self.cgroup()
@@ -255,12 +285,12 @@ class Container:
             from .cgroups import fields
             fields.check(resources, cgroups.host_controllers())
             self._cgroup_or_fail().update(resources)
-            config = self.record.setdefault("config", {})
+            config = self.record["config"] = self.config
             linux = config.setdefault("linux", {})
             linux["resources"] = _merged(linux.get("resources") or {}, resources)
             st.write_state(self.dir, self.record)
         finally:
-            os.close(lock)
+            posix.close(lock)
 
     def stats(self) -> dict:
         self._require("events")
@@ -277,21 +307,23 @@ class Container:
             # Read again under the lock: a create that held it has finished (or died) since.
             self.record = st.read_state(self.root, self.id)[1]
             status = self._require("delete-force" if force else "delete")
-            devices = ((self.record or {}).get("config") or {}).get("linux", {}).get("netDevices")
+            devices = self.config.get("linux", {}).get("netDevices")
             if devices and self.alive():  # while their namespace still exists: back to the host
                 from . import netdev
                 netdev.move_out(devices, self.pid)
-            if status in ("creating", "created", "running", "paused"):
-                self._kill_everything()
             cg = self.cgroup()
-            if cg is not None:
-                # An init that shared the host's pid namespace can exit and leave its
-                # children running in the cgroup: they go with the container.
+            if status in ("creating", "created", "running", "paused"):
+                self._kill_everything(cg)
+            elif cg is not None and not self._own_pid_namespace():
+                # An init that shared a pid namespace can exit and leave its children
+                # running in the cgroup: they go with the container. In a namespace of
+                # its own they went with the init (runc's destroy skips this too).
                 _kill_cgroup(cg)
+            if cg is not None:
                 from . import cgroups
                 cgroups.destroy(cg)
             if self.record is not None:
-                poststop = ((self.record.get("config") or {}).get("hooks") or {}).get("poststop")
+                poststop = (self.config.get("hooks") or {}).get("poststop")
                 if poststop:
                     from . import hooks
                     s = self.state()
@@ -299,9 +331,9 @@ class Container:
                     hooks.run_logged(poststop, s, "poststop", _warn)
             st.remove_dir(self.dir)
         finally:
-            os.close(lock)
+            posix.close(lock)
 
-    def _kill_everything(self) -> None:
+    def _kill_everything(self, cg) -> None:
         """SIGKILL to the init and to the cgroup's processes; also for a create that died
         half way, whose record names the cgroup but no pid yet."""
         if self.pid:
@@ -309,11 +341,35 @@ class Container:
                 _signal_pid(self.pid, self.record["pid_start"], 9)
             except PyrunError:
                 pass
-        cg = self.cgroup()
         if cg is not None:
             _kill_cgroup(cg)
         if self.pid:
             _wait_gone(self.pid, self.record["pid_start"])
+
+
+def _frozen(cg: dict | None) -> bool:
+    """Whether the recorded cgroup is frozen, as its Manager's frozen() says (cgroup.freeze
+    "1" on v2; on v1 freezer.state other than THAWED, FREEZING too), read here from the
+    file the record names: importing the cgroups package would be most of what `state`
+    or `kill` of a running container costs."""
+    dirs = (cg or {}).get("dirs") or {}
+    if len(dirs) == 1 and "" in dirs:  # v2: its one directory (cgroups.manager's test)
+        path = dirs[""] + "/cgroup.freeze"
+    else:
+        path = next((d + "/freezer.state" for name, d in dirs.items() if "freezer" in name.split(",")), None)
+        if path is None:
+            return False
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        state = posix.read(fd, 64).strip()
+    except OSError:
+        return False
+    finally:
+        posix.close(fd)
+    return state == b"1" if path.endswith("/cgroup.freeze") else state != b"THAWED"
 
 
 def _warn(msg: str) -> None:
@@ -325,11 +381,11 @@ def _open_pidfd(pid: int, start_time: int) -> int:
     """A pidfd for `pid`, once it is known to be the process we started (its start time):
     from then on the pidfd cannot be confused with a reused pid."""
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = posix.pidfd_open(pid)
     except ProcessLookupError:
         raise StateError("container not running") from None
     if st.proc_start_time(pid) != start_time:
-        os.close(pidfd)
+        posix.close(pidfd)
         raise StateError("container not running")
     return pidfd
 
@@ -342,13 +398,13 @@ def _signal_pid(pid: int, start_time: int, sig: int) -> None:
     except ProcessLookupError:
         raise StateError("container not running") from None
     finally:
-        os.close(pidfd)
+        posix.close(pidfd)
 
 
 def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
     import select
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = posix.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
@@ -358,7 +414,7 @@ def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
         p.register(pidfd, select.POLLIN)
         p.poll(int(timeout * 1000))
     finally:
-        os.close(pidfd)
+        posix.close(pidfd)
 
 
 def _release_init(fifo: str, pid: int) -> None:
@@ -368,13 +424,13 @@ def _release_init(fifo: str, pid: int) -> None:
     reaped (by a shim) before this process looks again."""
     import select
     try:
-        pidfd = os.pidfd_open(pid)
+        pidfd = posix.pidfd_open(pid)
     except ProcessLookupError:
         raise StateError("cannot start a container that has stopped") from None
     try:
-        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(fifo, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except FileNotFoundError:
-        os.close(pidfd)
+        posix.close(pidfd)
         raise StateError("cannot start an already running container") from None
     try:
         p = select.poll()
@@ -382,13 +438,13 @@ def _release_init(fifo: str, pid: int) -> None:
         p.register(pidfd, select.POLLIN)
         while True:
             events = dict(p.poll())
-            if events.get(fd, 0) & select.POLLIN and os.read(fd, 1):
+            if events.get(fd, 0) & select.POLLIN and posix.read(fd, 1):
                 return
             if pidfd in events or events.get(fd, 0) & select.POLLHUP:
                 raise PyrunError("container init exited before it could start")
     finally:
-        os.close(fd)
-        os.close(pidfd)
+        posix.close(fd)
+        posix.close(pidfd)
 
 
 def _signal_all(cg, sig: int) -> None:
@@ -401,7 +457,7 @@ def _signal_all(cg, sig: int) -> None:
     try:
         for pid in cg.pids():
             try:
-                os.kill(pid, sig)
+                posix.kill(pid, sig)
             except ProcessLookupError:
                 pass
     finally:
@@ -420,7 +476,7 @@ def _kill_cgroup(cg, timeout: float = 10.0) -> None:
             return
         for pid in pids:
             try:
-                os.kill(pid, 9)
+                posix.kill(pid, 9)
             except ProcessLookupError:
                 pass
         if cg.frozen():

@@ -132,7 +132,7 @@ def _spawn(container, proc, init_pidfd, console_socket, preserve_fds, detach, cg
     import _prctl
     import _socket
     from . import process
-    process.preload(proc, (container.record.get("config") or {}).get("linux") or {})
+    process.preload(proc, container.config.get("linux") or {})
     join = namespaces_to_join(container.pid)
     from .rootless import setgroups_denied, unprivileged
     setgroups = not setgroups_denied(container.pid)
@@ -223,7 +223,7 @@ def _child(container, proc, init_pidfd, join, sock, console_socket, preserve_fds
         console_fd = console_socket.fileno() if console_socket is not None and not isinstance(
             console_socket, str) else -1
         process.close_fds_except(preserve_fds, (sock.fileno(), helper_fd, init_pidfd, console_fd))
-        config = container.record.get("config") or {}
+        config = container.config
         linux = config.get("linux") or {}
         seccomp = process.compile_seccomp(linux, container.root.rstrip("/") + "-cache/seccomp")
         console_sock = None

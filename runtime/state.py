@@ -6,9 +6,14 @@
 
 A directory without state.json is a `create` that has not finished (or crashed):
 status "creating", removable with `delete --force`.
+
+`posix`, not `os`: this module is on every command's path, and `import os` costs
+~15% of the bare interpreter's start (os.environ is a MutableMapping: it imports
+_collections_abc, then posixpath and stat), more than the rest of `pyrun state`.
+posix is the C module os re-exports; what only create needs (makedirs) imports os.
 """
-import os
-import stat
+import posix
+from _stat import S_ISDIR, S_ISREG
 
 from specs import fastjson
 from .errors import ContainerNotFound, PyrunError
@@ -28,7 +33,19 @@ def validate_id(cid: str) -> None:
 
 def container_dir(root: str, cid: str) -> str:
     validate_id(cid)
-    return os.path.join(root, cid)
+    return join(root, cid)
+
+
+def join(d: str, name: str) -> str:
+    """os.path.join for a name without a slash."""
+    return d + name if not d or d.endswith("/") else f"{d}/{name}"
+
+
+def isdir(path: str) -> bool:
+    try:
+        return S_ISDIR(posix.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def claim(root: str, cid: str, first_record: dict) -> tuple[str, int]:
@@ -40,23 +57,24 @@ def claim(root: str, cid: str, first_record: dict) -> tuple[str, int]:
     instead of removing the directory of a create that is still at work.
     Returns (dir, lock fd); the lock goes with the fd."""
     import fcntl
+    import os
     from . import _shim
     path = container_dir(root, cid)
     os.makedirs(root, mode=0o711, exist_ok=True)
     sweep_claims(root)
-    tmp = os.path.join(root, _CLAIMING + os.urandom(6).hex())
+    tmp = join(root, _CLAIMING + posix.urandom(6).hex())
     guard = _claims_lock(root, fcntl.LOCK_SH)  # a sweep waits until the claim is locked
     try:
-        os.mkdir(tmp, 0o711)
+        posix.mkdir(tmp, 0o711)
         fd = lock(tmp)
     finally:
-        os.close(guard)
+        posix.close(guard)
     try:
         write_state(tmp, first_record)
         _shim.rename_noreplace(tmp, path)
     except BaseException as e:
         remove_dir(tmp)
-        os.close(fd)
+        posix.close(fd)
         if isinstance(e, FileExistsError) or getattr(e, "errno", None) in (17, 39):
             raise PyrunError(f"container with id exists: {cid}") from None
         raise
@@ -69,7 +87,7 @@ _CLAIMING = "#claim-"  # '#' is no ID character: list_ids never shows these
 def _claims_lock(root: str, how: int) -> int:
     """The state root itself, flocked: shared by claims being made, exclusive for a sweep."""
     import fcntl
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(root, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     fcntl.flock(fd, how)
     return fd
 
@@ -79,7 +97,7 @@ def sweep_claims(root: str) -> None:
     no create holds (called by create and by delete --force)."""
     import fcntl
     try:
-        names = [n for n in os.listdir(root) if n.startswith(_CLAIMING)]
+        names = [n for n in posix.listdir(root) if n.startswith(_CLAIMING)]
     except FileNotFoundError:
         return
     if not names:
@@ -87,9 +105,9 @@ def sweep_claims(root: str) -> None:
     guard = _claims_lock(root, fcntl.LOCK_EX)
     try:
         for name in names:
-            d = os.path.join(root, name)
+            d = join(root, name)
             try:
-                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = posix.open(d, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
             except OSError:
                 continue
             try:
@@ -98,9 +116,9 @@ def sweep_claims(root: str) -> None:
             except OSError:
                 pass  # a create at work holds it
             finally:
-                os.close(fd)
+                posix.close(fd)
     finally:
-        os.close(guard)
+        posix.close(guard)
 
 
 def lock_current(path: str) -> int:
@@ -111,12 +129,12 @@ def lock_current(path: str) -> int:
     except FileNotFoundError:
         raise ContainerNotFound("container does not exist") from None
     try:
-        here = os.stat(path, follow_symlinks=False)
+        here = posix.stat(path, follow_symlinks=False)
     except FileNotFoundError:
         here = None
-    mine = os.fstat(fd)
+    mine = posix.fstat(fd)
     if here is None or (here.st_dev, here.st_ino) != (mine.st_dev, mine.st_ino):
-        os.close(fd)
+        posix.close(fd)
         raise ContainerNotFound("container does not exist")
     return fd
 
@@ -124,7 +142,7 @@ def lock_current(path: str) -> int:
 def lock(path: str) -> int:
     """Serialise commands on one container; the lock dies with the fd."""
     import fcntl
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 
@@ -133,11 +151,12 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write `path` whole or not at all. The temporary name is unpredictable and made
     with O_EXCL|O_NOFOLLOW: a symlink planted in the directory is never followed, and
     rename replaces a link at `path` itself rather than writing through it."""
-    d, name = os.path.split(path)
+    head, sep, name = path.rpartition("/")
     for _ in range(100):
-        tmp = os.path.join(d, f".{name}.{os.urandom(6).hex()}.tmp")
+        tmp = f"{head}{sep}.{name}.{posix.urandom(6).hex()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+            fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW | posix.O_CLOEXEC,
+                            mode)
             break
         except FileExistsError:
             continue
@@ -145,14 +164,14 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         raise PyrunError(f"write {path}: no free temporary name")
     try:
         try:
-            os.write(fd, data)
-            os.fchmod(fd, mode)  # past the umask
+            posix.write(fd, data)
+            posix.fchmod(fd, mode)  # past the umask
         finally:
-            os.close(fd)
-        os.rename(tmp, path)
+            posix.close(fd)
+        posix.rename(tmp, path)
     except BaseException:
         try:
-            os.unlink(tmp)
+            posix.unlink(tmp)
         except OSError:
             pass
         raise
@@ -164,57 +183,94 @@ MAX_DOCUMENT = 16 << 20  # config.json, process.json, state.json: far beyond any
 def read_document(path: str, what: str) -> bytes:
     """A JSON document's bytes: a regular file, at most MAX_DOCUMENT long. A FIFO, a
     device (a link to /dev/zero) or a huge file is refused, never read without end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        st = posix.fstat(fd)
+        if not S_ISREG(st.st_mode):
             raise PyrunError(f"{what}: not a regular file")
         if st.st_size > MAX_DOCUMENT:
             raise PyrunError(f"{what}: {st.st_size} bytes is more than the {MAX_DOCUMENT} allowed")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
+        # One read of the size fstat gave, and one byte more: a regular file's short read
+        # is its end, so the usual document takes a single read(2). One that grew since
+        # is read on, still bounded.
+        chunks = [posix.read(fd, st.st_size + 1)]
+        total = len(chunks[0])
+        while total > st.st_size:
+            chunk = posix.read(fd, 1 << 20)
             if not chunk:
-                return b"".join(chunks)
+                break
             total += len(chunk)
             if total > MAX_DOCUMENT:
                 raise PyrunError(f"{what}: more than the {MAX_DOCUMENT} bytes allowed")
             chunks.append(chunk)
+        return b"".join(chunks) if len(chunks) > 1 else chunks[0]
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def write_state(cdir: str, record: dict) -> None:
-    write_atomic(os.path.join(cdir, STATE_FILE), fastjson.dumps(record).encode())
+    # The config goes last: readers that do not need it stop before it (read_state).
+    if "config" in record:
+        record = {**{k: v for k, v in record.items() if k != "config"}, "config": record["config"]}
+    write_atomic(f"{cdir}/{STATE_FILE}", fastjson.dumps(record).encode())
 
 
 def read_state(root: str, cid: str) -> tuple[str, dict | None]:
-    """(dir, record); record is None while create has not finished."""
+    """(dir, record), the record whole; None while create has not finished."""
+    cdir, record, config = read_record(root, cid)
+    if config is not None:
+        record["config"] = fastjson.loads_tail(*config)
+    return cdir, record
+
+
+def read_record(root: str, cid: str) -> tuple[str, dict | None, tuple[str, int] | None]:
+    """read_state, but the record's config (its last member, a whole config.json, most
+    of the file) left unparsed: the third item is what fastjson.loads_tail takes to
+    parse it, None if the record has none. `list` reads every record, `state` and
+    `kill` one, and none of them needs the config."""
     cdir = container_dir(root, cid)
     try:
-        with open(os.path.join(cdir, STATE_FILE), "rb") as f:
-            return cdir, fastjson.loads(f.read())
+        fd = posix.open(f"{cdir}/{STATE_FILE}", posix.O_RDONLY | posix.O_CLOEXEC)
     except FileNotFoundError:
-        if os.path.isdir(cdir):
-            return cdir, None
+        if isdir(cdir):
+            return cdir, None, None
         raise ContainerNotFound("container does not exist") from None
+    try:
+        data = _read_all(fd)
+    finally:
+        posix.close(fd)
+    record, text, at = fastjson.loads_head(data, "config")
+    return cdir, record, ((text, at) if at >= 0 else None)
+
+
+def _read_all(fd: int) -> bytes:
+    # A file of ours (the state root is root's, 0711): read(2) until a short one, which
+    # for a regular file is its end; one read for any record.
+    chunks = []
+    while True:
+        chunk = posix.read(fd, 1 << 16)
+        chunks.append(chunk)
+        if len(chunk) < 1 << 16:
+            return b"".join(chunks) if len(chunks) > 1 else chunk
 
 
 def list_ids(root: str) -> list[str]:
+    """The IDs in the state root: its directories (by d_type, no stat each), claims left out."""
     try:
-        names = os.listdir(root)
+        with posix.scandir(root) as it:
+            names = [e.name for e in it if not e.name.startswith(_CLAIMING) and e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if not n.startswith(_CLAIMING) and os.path.isdir(os.path.join(root, n)))
+    return sorted(names)
 
 
 def remove_dir(cdir: str) -> None:
-    for name in os.listdir(cdir):
+    for name in posix.listdir(cdir):
         try:
-            os.unlink(os.path.join(cdir, name))
+            posix.unlink(join(cdir, name))
         except FileNotFoundError:
             pass
-    os.rmdir(cdir)
+    posix.rmdir(cdir)
 
 
 def now_rfc3339() -> str:
@@ -226,10 +282,15 @@ def now_rfc3339() -> str:
 def proc_start_time(pid: int) -> int | None:
     """Field 22 of /proc/PID/stat, or None if the pid is gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = posix.open(f"/proc/{pid}/stat", posix.O_RDONLY | posix.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        data = posix.read(fd, 4096)  # procfs gives the whole line in one read (~300 bytes)
+    except ProcessLookupError:  # it went between the open and the read
+        return None
+    finally:
+        posix.close(fd)
     fields = data[data.rfind(b")") + 2:].split()
     if fields[0] in (b"Z", b"X"):
         return None

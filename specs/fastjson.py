@@ -57,6 +57,61 @@ def loads(s) -> object:
     return obj
 
 
+def loads_head(s, last: str) -> tuple[dict, str, int]:
+    """The members of the JSON object `s` that come before its member `last`, without
+    parsing `last`'s value: (members, s as str, where that value begins, or -1 if the
+    object has no such member). pyrun's state record keeps the whole config as its
+    last member; `list` and `state` need everything but that, and loads_tail parses
+    it only when asked. Anything unusual (not an object, a fault) goes to loads."""
+    if isinstance(s, (bytes, bytearray)):
+        s = s.decode("utf-8")
+    out: dict = {}
+    try:  # an index past the end is a fault like any other
+        i = _skip_ws(s, 0)
+        if s[i] != "{":
+            raise ValueError
+        i = _skip_ws(s, i + 1)
+        while s[i] != "}":
+            if s[i] != '"':
+                raise ValueError
+            key, i = _scan(s, i)
+            i = _skip_ws(s, i)
+            if s[i] != ":":
+                raise ValueError
+            i = _skip_ws(s, i + 1)
+            if key == last:
+                return out, s, i
+            out[key], i = _scan(s, i)
+            i = _skip_ws(s, i)
+            if s[i] == ",":
+                i = _skip_ws(s, i + 1)
+                if s[i] != '"':  # no trailing comma
+                    raise ValueError
+            elif s[i] != "}":
+                raise ValueError
+    except Exception:  # noqa: BLE001 - the whole parse says what is wrong, or that nothing is
+        obj = loads(s)
+        if not isinstance(obj, dict):
+            raise JSONError("not a JSON object") from None
+        return obj, s, -1
+    if _skip_ws(s, i + 1) != len(s):
+        raise JSONError(f"extra data after the document at {_where(s, _skip_ws(s, i + 1))}")
+    return out, s, -1
+
+
+def loads_tail(s: str, at: int) -> object:
+    """The value loads_head stopped at, which must be the object's last member."""
+    try:
+        obj, end = _scan(s, at)
+    except Exception:  # noqa: BLE001 - see _reason
+        raise JSONError(_reason(s)) from None
+    end = _skip_ws(s, end)
+    if s[end:end + 1] != "}" or _skip_ws(s, end + 1) != len(s):
+        loads(s)  # names the fault, if the document has one
+        raise JSONError(f"the member at {_where(s, at)} is not the object's last")
+    return obj
+
+
 def _reason(s: str) -> str:
     """Why `s` is not JSON. The C scanner raises its precise errors through
     json.decoder, and only when that module is already imported (otherwise a
