@@ -149,8 +149,7 @@ NOTES.update({
         "crun": "crun 1.8.1 ignores linux.mountLabel on a host without SELinux: the mounts go unlabelled."},
     "delete.bundle-moved": {
         "crun": ("crun 1.8.1 deletes the container but runs no poststop hook once the bundle has moved "
-                 "(it looks for the hooks in the bundle's config.json at delete; hooks.poststop-at-delete "
-                 "passes).")},
+                 "(it reads them, it seems, from the bundle's config.json at delete).")},
     "pidfd-socket.create": {"runc": flag_newer("runc 1.1.5", "--pidfd-socket", "runc 1.2"),
                             "crun": "crun 1.8.1 has no `--pidfd-socket` flag: create refuses it (exit 64)."},
 })
@@ -162,6 +161,9 @@ for _mode in ("interleave", "bind", "preferred", "static-nodes", "local"):
 BY_REASON = {
     ("crun", "exit -13"): ("crun 1.8.1 was killed by SIGPIPE: it writes the state to a hook's stdin and "
                            "dies when the hook exits without reading it (runc and pyrun do not)."),
+    ("crun", "writing to pipe: Broken pipe"): ("crun 1.8.1 fails the operation when a hook exits before it has "
+                                                "read the state crun writes to its stdin (EPIPE; at other times "
+                                                "SIGPIPE kills crun): runc and pyrun do not."),
 }
 
 
