@@ -34,7 +34,7 @@ $(VENV)/bin/python: | $(VENV)/.apt
 	$(PYTHON) -m venv $(VENV)
 
 # The shim is compiled by setuptools' cffi_modules during this install.
-$(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_bin/pyrun runtime/_shim/build_shim.py runtime/_shim/exec_helper.c runtime/_shim/launcher.c $(wildcard runtime/_shim/src/*.py)
+$(VENV)/.installed: $(VENV)/.apt $(VENV)/bin/python pyproject.toml setup.py runtime/_bin/pyrun runtime/_shim/build_shim.py runtime/_shim/exec_helper.c runtime/_shim/launcher.c runtime/_shim/nolibc.h $(wildcard runtime/_shim/src/*.py)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'
 	@# Byte-compile now: where PYTHONDONTWRITEBYTECODE is set, every pyrun call
