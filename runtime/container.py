@@ -113,7 +113,7 @@ class Container:
         try:
             posix.stat(f"{self.dir}/{st.EXEC_FIFO}")
             return "created"
-        except FileNotFoundError:
+        except (OSError, ValueError):  # as os.path.exists: any failure is "not there"
             pass
         if _frozen(self._record.get("cgroup")):
             return "paused"
