@@ -28,7 +28,12 @@ import tempfile
 
 CACHE = "/var/cache/pyrun-cgroup2-vm"
 GUEST_ENV = "PYRUN_IN_CGROUP2_VM"  # set inside the guest: the harness never recurses
-MODULES = ["virtio_ring", "virtio", "virtio_mmio", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "overlay"]
+MODULES = ["virtio_ring", "virtio", "virtio_mmio", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "overlay",
+           # what `criu check` needs (checkpoint/restore tests): sock_diag for every socket
+           # kind it dumps, nf_tables for its network lock, tun and veth for its kernel probes
+           "crc32c_generic", "libcrc32c", "nfnetlink", "nf_tables", "x_tables", "nft_compat", "xt_mark",
+           "unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "af_packet_diag",
+           "veth", "tun"]
 QEMU = "qemu-system-x86_64"
 
 # PID 1 of the initramfs: mount the host's / (9p, read-only) under a tmpfs overlay
@@ -81,7 +86,12 @@ def unavailable() -> str | None:
 def image() -> tuple[str, str]:
     """(vmlinux, initrd.gz), built into CACHE on first use (~20 s: one kernel download)."""
     vmlinux, initrd = os.path.join(CACHE, "vmlinux"), os.path.join(CACHE, "initrd.gz")
-    if not (os.path.exists(vmlinux) and os.path.exists(initrd)):
+    try:
+        with open(os.path.join(CACHE, "modules")) as f:
+            same = f.read() == " ".join(MODULES)
+    except FileNotFoundError:
+        same = False  # a cache from before MODULES was recorded, or none
+    if not (same and os.path.exists(vmlinux) and os.path.exists(initrd)):
         _build()
     return vmlinux, initrd
 
@@ -117,6 +127,8 @@ def _build() -> None:
         os.makedirs(CACHE + ".new", exist_ok=True)
         _write_vmlinux(os.path.join(tree, "boot", f"vmlinuz-{kver}"), os.path.join(CACHE + ".new", "vmlinux"))
         _write_initrd(os.path.join(tree, "lib", "modules", kver), os.path.join(CACHE + ".new", "initrd.gz"))
+        with open(os.path.join(CACHE + ".new", "modules"), "w") as f:
+            f.write(" ".join(MODULES))
         shutil.rmtree(CACHE, ignore_errors=True)
         os.rename(CACHE + ".new", CACHE)
     finally:
