@@ -9,12 +9,12 @@ PY := $(VENV)/bin/python
 # System packages: build deps of the shim and python-prctl, the test rootfs,
 # a real registry, the peers (oracles in tests and bench), a real caller, the
 # official OCI schemas the tests cross-check ours against, debootstrap for the
-# bench's Debian image, and qemu for the tests' cgroup v2 guest (its kernel is
-# downloaded, not installed: tests/support/cgroup2vm.py).
+# bench's Debian image, qemu for the tests' cgroup v2 guest (its kernel is
+# downloaded, not installed: tests/support/cgroup2vm.py), and criu for checkpoint/restore.
 APT_PACKAGES := gcc make pkg-config python3-dev python3-venv libseccomp-dev libcap-dev \
 	busybox-static docker-registry skopeo umoci runc crun podman conmon containerd strace uidmap \
 	golang-github-opencontainers-specs-dev golang-github-opencontainers-image-spec-dev \
-	debootstrap qemu-system-x86
+	debootstrap qemu-system-x86 criu
 
 .PHONY: all setup apt venv demo test test-fast bench fuzz conformance clean
 

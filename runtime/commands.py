@@ -272,3 +272,36 @@ def features(g, o, pos):
     from specs import fastjson
     from .features import features as feats
     sys.stdout.write(fastjson.dumps(feats(), indent="    ") + "\n")
+
+
+def checkpoint(g, o, pos):
+    from . import checkpoint as ck
+    opt = ck.options_from_cli(o, "checkpoint")  # flags first: a bad one is refused before any look-up
+    ck.checkpoint(Container.load(_one_id(pos, "checkpoint"), g["root"]), opt, g["criu"])
+
+
+def restore(g, o, pos):
+    import os
+    from . import checkpoint as ck
+    from . import foreground
+    cid = _one_id(pos, "restore")
+    if o["no_pivot"]:
+        raise UsageError("--no-pivot is not supported on restore: criu makes the mount namespace and its root itself")
+    if g["systemd_cgroup"]:
+        raise PyrunError("--systemd-cgroup: pyrun has no systemd cgroup manager; "
+                         "use cgroupfs (a cgroupsPath that is a path)")
+    opt = ck.options_from_cli(o, "restore")
+    if not o["detach"] and not o["no_subreaper"]:
+        import _prctl  # as run: what the restored tree orphans comes to us while we wait
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
+    c = ck.restore(Container, cid, o["bundle"] or os.getcwd(), g["root"], opt, criu_path=g["criu"],
+                   pid_file=o["pid_file"] or None, console_socket=o["console_socket"] or None,
+                   rootless=g["rootless"], lsm_profile=o["lsm_profile"], lsm_mount_context=o["lsm_mount_context"])
+    if o["detach"]:
+        return 0
+    foreground.forward_signals(c.pid)
+    try:
+        code = foreground.wait_foreground(c.pid)
+    finally:
+        c.delete(force=True)  # runc's restore without -d ends as run does: the container goes
+    return code
