@@ -11,7 +11,7 @@ from . import _shim as k
 from . import process, rootfs
 from .cgroups import join_self
 from .errors import PyrunError, describe_oserror
-from .namespaces import JOIN_ORDER, NS_FLAGS
+from .namespaces import JOIN_ORDER, join, write_time_offsets
 from .procfs import ProcFS
 
 
@@ -64,6 +64,9 @@ def _init(ctx) -> None:
     # --console-socket is a host path: reach it with the host's credentials, before the
     # user namespace's root (or a joined user or mount namespace) stands in the way
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
+    setgroups = not ctx.id_maps.deny_setgroups
+    if ctx.after_userns is not None:
+        setgroups = _enter_joined_user_namespace(ctx)
     go = ctx.sock.recv(64)  # uid/gid maps and oom_score_adj are written
     if not go.startswith(b"go "):
         os._exit(1)
@@ -74,7 +77,8 @@ def _init(ctx) -> None:
     if ctx.userns:
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
-    _join_namespaces(ctx)
+    if ctx.after_userns is None:
+        _join_namespaces(ctx)
     ownproc = ProcFS.fresh()  # before any container path: the runtime's own /proc
     if ctx.unshare_cgroupns:
         k.unshare(k.CLONE_NEWCGROUP)  # its root: the cgroup we have just joined
@@ -124,7 +128,7 @@ def _init(ctx) -> None:
     process.enter_cwd(proc.get("cwd") or "/")
     path = process.find_executable(proc["args"][0], env)
     send_listener = listener and _listener_sender(ctx, listener)
-    process.become_process(proc, seccomp, send_listener, setgroups=not ctx.id_maps.deny_setgroups)
+    process.become_process(proc, seccomp, send_listener, setgroups=setgroups)
 
     ctx.sock.send(b"ready")
     ctx.sock.close()
@@ -159,18 +163,61 @@ def _console_socket(ctx):
 def _join_namespaces(ctx) -> None:
     for ns in JOIN_ORDER:
         path = ctx.join_paths.get(ns)
-        if not path:
-            continue
+        if path:
+            join(ns, path)
+
+
+def _enter_joined_user_namespace(ctx) -> bool:
+    """A user namespace joined at a path, in runc's order: join it, become its root, join
+    the others at their paths (mount last), and only then make the new namespaces, which
+    it so owns. A new pid namespace takes only children: the init forks once more, this
+    process sends the parent the child's pidfd ("init") and exits, and the child, pid 1
+    of its namespace (and `create`'s, its subreaper's), goes on as the init.
+    Before "go": the parent moves netDevices and writes oomScoreAdj into the real init.
+    Returns whether the container may call setgroups."""
+    joins, new = ctx.join_paths, ctx.after_userns
+    join("user", joins["user"])
+    with open("/proc/self/setgroups", "rb") as f:  # still the host's /proc: only user is joined
+        setgroups = f.read().strip() != b"deny"
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"become root in user namespace {joins['user']}")
+                         + " (its uid_map and gid_map must map 0)") from None
+    ctx.userns = True  # this copy of ctx: the init is in a user namespace (devices are bound, not made)
+    for ns in JOIN_ORDER:
+        if ns not in ("user", "mount") and joins.get(ns):
+            join(ns, joins[ns])
+    if new:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            k.unshare(new)
         except OSError as e:
-            raise PyrunError(describe_oserror(e, f"open {ns} namespace")) from None
+            raise PyrunError(describe_oserror(e, f"make namespaces in user namespace {joins['user']}")) from None
+    if new & k.CLONE_NEWTIME:
+        # unshare made it ours-for-children: its offsets, then the init enters it itself
+        # (setns is allowed until a process is in it; no fork is needed for time)
+        offsets = (ctx.config.get("linux") or {}).get("timeOffsets")
         try:
-            k.setns(fd, NS_FLAGS[ns])
+            if offsets:
+                write_time_offsets(offsets)
         except OSError as e:
-            raise PyrunError(describe_oserror(e, f"join {ns} namespace {path}")) from None
-        finally:
-            os.close(fd)
+            raise PyrunError(describe_oserror(e, "set time namespace offsets")) from None
+        join("time", "/proc/self/ns/time_for_children")
+    if joins.get("mount"):
+        join("mount", joins["mount"])
+    if new & k.CLONE_NEWPID:
+        try:
+            pid, pidfd = k.clone3(0)
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, "fork the init into its new pid namespace")) from None
+        if pid:
+            import _socket
+            import sys
+            ctx.sock.sendmsg([b"init"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                          pidfd.to_bytes(4, sys.byteorder))])
+            os._exit(0)
+    return setgroups
 
 
 def _new_session_keyring(cid: str) -> None:

@@ -2,7 +2,7 @@
 import os
 
 from . import _shim as k
-from .errors import PyrunError
+from .errors import PyrunError, describe_oserror
 
 NS_FLAGS = {
     "pid": k.CLONE_NEWPID, "network": k.CLONE_NEWNET, "mount": k.CLONE_NEWNS,
@@ -32,6 +32,38 @@ def clone_flags(namespaces: list[dict]) -> tuple[int, dict]:
         else:
             flags |= NS_FLAGS[kind]
     return flags, joins
+
+
+def made_after_user_join(flags: int, joins: dict) -> int | None:
+    """With a user namespace joined at a path, the namespaces the config asks to be new are
+    made only once the init is in it, so that it owns them and its root has capabilities
+    over them (what sethostname, mounts and a procfs need; runc's nsexec joins first and
+    unshares after). Those flags (maybe 0), or None without a joined user namespace:
+    then clone3 makes them all at once."""
+    if "user" not in joins:
+        return None
+    return flags & ~k.CLONE_NEWUSER
+
+
+def join(kind: str, path: str) -> None:
+    """setns into the `kind` namespace at `path`; one line naming it if that fails."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"open {kind} namespace")) from None
+    try:
+        k.setns(fd, NS_FLAGS[kind])
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"join {kind} namespace {path}")) from None
+    finally:
+        os.close(fd)
+
+
+def write_time_offsets(offsets: dict) -> None:
+    """Into this process's time_for_children namespace, before any process is in it."""
+    lines = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n" for clock, o in offsets.items())
+    with open("/proc/self/timens_offsets", "w") as f:
+        f.write(lines)
 
 
 def namespaces_to_join(pid: int) -> int:

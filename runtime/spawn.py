@@ -12,6 +12,10 @@ so it already holds the parsed config; only events cross the socket:
   init → parent   "ready"        set-up is done; the init now blocks on exec.fifo
   init → parent   "error <msg>"  a step failed; <msg> is the one line the user sees,
                                  the init exits
+  init → parent   "init" + fd    only with a user namespace joined at a path and a new
+                                 pid namespace, before "go": the first child made the
+                                 namespaces and forked the real init; the fd (SCM_RIGHTS)
+                                 is its pidfd, and the first child exits
 An EOF before "ready" means the init died; its exit status is reported.
 """
 import _socket
@@ -19,6 +23,7 @@ import os
 
 from . import _shim as k
 from .errors import PyrunError, describe_oserror
+from .namespaces import made_after_user_join, write_time_offsets
 
 
 class InitContext:
@@ -28,6 +33,7 @@ class InitContext:
         self.__dict__.update(kw)
         self.sock = None
         self.host_pid = 0
+        self.after_userns = None  # spawn's: the namespaces made after joining a user namespace
 
     def state_for_hooks(self, status: str, pid: int | None = None) -> dict:
         """The state a hook reads on stdin; `pid` as the hook's namespace sees the init
@@ -43,6 +49,12 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     process.preload(ctx.config["process"], ctx.config.get("linux") or {}, ctx.hooks)
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX,
                                                  _socket.SOCK_SEQPACKET | _socket.SOCK_CLOEXEC)
+    # A user namespace joined at a path must own the new namespaces: the init makes
+    # them itself once it has joined it (init._enter_joined_user_namespace), and clone3
+    # makes none. (Its cgroup namespace then too is unshared from inside its cgroup.)
+    ctx.after_userns = made_after_user_join(flags, ctx.join_paths)
+    if ctx.after_userns is not None:
+        flags = 0
     # The cgroup namespace's root is the cgroup its creator is in. On v1 hierarchies
     # the init reaches its cgroup only after clone3, so it unshares the cgroup
     # namespace itself once it has joined.
@@ -56,6 +68,13 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
     import _prctl
     by_user = ctx.userns and ctx.id_maps.by_user
     _prctl.prctl(_prctl.PR_SET_DUMPABLE, 1 if by_user else 0)
+    # The init that a first child forks into a new pid namespace (see _adopt_init) must
+    # be ours, to wait for: the shim's clone3 cannot take CLONE_PARENT (it always sets an
+    # exit signal), so we are its subreaper until the first child has exited.
+    forks = bool(ctx.after_userns and ctx.after_userns & k.CLONE_NEWPID)
+    if forks:
+        was_subreaper = _prctl.prctl(_prctl.PR_GET_CHILD_SUBREAPER)
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
     try:
         restore = _enter_for_children(ctx.join_paths)
         if flags & k.CLONE_NEWTIME and (ctx.config.get("linux") or {}).get("timeOffsets"):
@@ -67,6 +86,8 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
                                                                 "clone3 into new namespaces")
     except BaseException:
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
+        if forks:
+            _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, was_subreaper)
         parent_sock.close()
         child_sock.close()
         raise
@@ -80,8 +101,52 @@ def spawn(ctx: InitContext, flags: int, cgroup) -> tuple[int, int]:
         _prctl.prctl(_prctl.PR_SET_DUMPABLE, 0)
     restore()  # only here: in the init, setns(time) would move the init itself back
     child_sock.close()
+    if forks:
+        try:
+            pid, pidfd = _adopt_init(pid, pidfd, parent_sock)
+        finally:
+            _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, was_subreaper)
     supervise(pid, pidfd, parent_sock, lambda sock: _see_through(ctx, sock, pid))
     return pid, pidfd
+
+
+def _adopt_init(first: int, first_pidfd: int, sock) -> tuple[int, int]:
+    """A new pid namespace made inside a joined user namespace takes only the children of
+    whoever made it: that first child forks the init, sends its pidfd and exits, and the
+    init, orphaned, comes to us (the subreaper). Returns the init's (pid, pidfd) once the
+    first child is reaped. On failure both are gone (the init, if any, sees EOF before "go")."""
+    import sys
+    fds = []
+    try:
+        msg, anc, _, _ = sock.recvmsg(65536, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
+        for level, kind, data in anc:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds += [int.from_bytes(data[i:i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)]
+        if msg.startswith(b"error "):
+            raise PyrunError(msg[6:].decode(errors="replace"))
+        if msg != b"init" or len(fds) != 1:
+            _, status = os.waitpid(first, 0)
+            raise PyrunError(f"container init exited before it was ready ({_describe_status(status)})")
+        pid = _pidfd_pid(fds[0])
+    except BaseException:
+        _close_fds(fds)
+        _kill_and_reap(first, first_pidfd)
+        sock.close()
+        raise
+    os.waitpid(first, 0)  # it exits right after sending
+    os.close(first_pidfd)
+    return pid, fds[0]
+
+
+def _pidfd_pid(pidfd: int) -> int:
+    """The pid a pidfd stands for, as our /proc counts (the init is ours to wait for)."""
+    with open(f"/proc/self/fdinfo/{pidfd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"Pid:"):
+                pid = int(line[4:])
+                if pid > 0:
+                    return pid
+    raise PyrunError("container init exited before it was ready")
 
 
 def clone_child(flags: int, cgroup, restore, what: str) -> tuple[int, int, list[int], int]:
@@ -225,9 +290,7 @@ def _new_time_ns_for_children(offsets: dict, restore_before):
     own = os.open("/proc/self/ns/time", os.O_RDONLY | os.O_CLOEXEC)
     try:
         k.unshare(k.CLONE_NEWTIME)
-        lines = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n" for clock, o in offsets.items())
-        with open("/proc/self/timens_offsets", "w") as f:
-            f.write(lines)
+        write_time_offsets(offsets)
     except OSError as e:
         k.setns(own, k.CLONE_NEWTIME)
         os.close(own)
