@@ -102,13 +102,6 @@ RUNC_OLD = "runc 1.1.5: spec 1.0.2-dev"
 CRUN_OLD = "crun 1.8.1: spec 1.0.0"
 CRUN_NO_RIDMAP = ("crun 1.8.1 predates `ridmap`: it idmaps the bind alone, without its submount "
                   "(/data/sub is the empty directory under it).")
-NETDEV_PYRUN_UP = ("pyrun moves the device in (one RTM_NEWLINK with IFLA_NET_NS_FD and IFLA_IFNAME) and "
-                   "never sets it up; the kernel takes a device down when it changes namespace.")
-NETDEV_PYRUN_ADDRS = ("pyrun does not save the device's addresses before the move: the kernel drops them "
-                      "when a device changes namespace, so the device arrives without them.")
-NETDEV_PYRUN_NAME = ("pyrun checks only the host's side: the kernel moves the device and then fails to "
-                     "rename it (the name exists inside); create fails, the namespace is freed and the "
-                     "veth with it. A failed create lost the host's device.")
 
 
 def flag_newer(runtime: str, flag: str, since: str) -> str:
@@ -126,15 +119,15 @@ NOTES.update({
     "net-devices.up": {
         "spec": "config-linux.md#Network Devices: the runtime MUST set the device up once it is in the "
                 "container's network namespace.",
-        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_UP},
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
     "net-devices.addresses-kept": {
         "spec": "config-linux.md#Network Devices: the runtime MUST preserve the device's permanent "
                 "global addresses across the move.",
-        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_ADDRS},
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
     "net-devices.existing-name-errors": {
         "spec": "config-linux.md#Network Devices: a name that already exists in the container's "
                 "namespace MUST be an error (the runtime MUST check the move is possible).",
-        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD), "pyrun": NETDEV_PYRUN_NAME},
+        "runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
     "net-devices.after-delete": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
     "memory-policy.unknown-mode-errors": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},
     "memory-policy.missing-node-errors": {"runc": newer(RUNC_OLD), "crun": newer(CRUN_OLD)},

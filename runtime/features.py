@@ -7,7 +7,7 @@ def features() -> dict:
     from .hooks import KINDS
     from .namespaces import NS_FLAGS
     from .process import CAPABILITIES
-    from .process import lsm_enabled
+    from .process import MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES, lsm_enabled
     from .rootfs import EXTRA_OPTIONS, MOUNT_ATTRS, MOUNT_FLAGS, PROPAGATION_FLAGS, RECURSIVE_ATTRS
     from . import cgroups, seccomp
     mount_options = sorted(set(MOUNT_FLAGS) | set(MOUNT_ATTRS) | set(RECURSIVE_ATTRS)
@@ -20,6 +20,9 @@ def features() -> dict:
         "selinux": {"enabled": lsm_enabled("selinux")},
         "intelRdt": {"enabled": False},
         "mountExtensions": {"idmap": {"enabled": "idmap" in EXTRA_OPTIONS}},
+        "memoryPolicy": {"modes": sorted(MEMORY_POLICY_MODES, key=MEMORY_POLICY_MODES.get),
+                         "flags": sorted(MEMORY_POLICY_FLAGS, key=MEMORY_POLICY_FLAGS.get)},
+        "netDevices": {"enabled": True},  # runtime/netdev.py
     }
     linux["seccomp"] = seccomp.features()
     return {

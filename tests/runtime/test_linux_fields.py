@@ -72,6 +72,31 @@ def test_net_device_moves_in_and_back_out_after_delete(pyrun, bundle, dummy):
     assert os.path.exists(f"/sys/class/net/{dummy}")  # back, under its host name
 
 
+def test_net_device_is_up_inside_with_its_addresses(pyrun, bundle, dummy):
+    """config-linux.md: set up in the container, its permanent global addresses kept (the
+    kernel drops them on the move)."""
+    subprocess.run(["ip", "addr", "add", "10.211.7.1/24", "dev", dummy], check=True)
+    subprocess.run(["ip", "addr", "add", "fd00:211::7/64", "dev", dummy, "nodad"], check=True)
+    b = _edit(bundle(["sleep", "100"]), lambda c: c["linux"].__setitem__("netDevices", {dummy: {"name": "eth9"}}))
+    pyrun("run", "-d", "-b", b, "nd", check=True)
+    try:
+        flags = pyrun("exec", "nd", "cat", "/sys/class/net/eth9/flags", check=True).stdout
+        assert int(flags, 16) & 0x1, flags  # IFF_UP
+        addrs = pyrun("exec", "nd", "busybox", "ip", "-o", "addr", "show", "dev", "eth9", check=True).stdout
+        assert "inet 10.211.7.1/24" in addrs and "inet6 fd00:211::7/64" in addrs, addrs
+    finally:
+        pyrun("delete", "-f", "nd", check=True)
+
+
+def test_a_name_taken_inside_is_refused_and_the_device_stays(pyrun, bundle, dummy):
+    """lo exists in every network namespace: the move would succeed and the rename fail, so
+    the name is checked first and the device never leaves the host."""
+    b = _edit(bundle(["true"]), lambda c: c["linux"].__setitem__("netDevices", {dummy: {"name": "lo"}}))
+    p = pyrun("create", "-b", b, "nd-lo")
+    assert p.returncode != 0 and len(p.stderr.splitlines()) == 1 and "already has a device named lo" in p.stderr
+    assert pyrun.ids() == [] and os.path.exists(f"/sys/class/net/{dummy}")
+
+
 @pytest.mark.parametrize("change,needle", [
     (lambda c, d: c["linux"].__setitem__("netDevices", {"nosuchdev0": {}}), "no network device"),
     (lambda c, d: c["linux"].__setitem__("netDevices", {d: {"name": "a/b"}}), "not an interface name"),
