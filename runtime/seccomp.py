@@ -413,7 +413,9 @@ def _build(plan: _Plan) -> bytes:
             try:
                 ctx.add_arch(token)
             except OSError as e:
-                raise SeccompError(f"{_WHERE}.architectures: adding {token:#x}: {e.strerror}") from None
+                name = next((k for k, v in ARCHITECTURES.items() if scmp.arch_token(v) == token), f"{token:#x}")
+                why = "not of this host's byte order" if e.errno == 33 else os.strerror(e.errno)  # EDOM
+                raise SeccompError(f"{_WHERE}.architectures: {name} cannot join this host's filter ({why})") from None
         if len(plan.rules) > _TREE_THRESHOLD:
             try:
                 ctx.set_attr(_SCMP_FLTATR_CTL_OPTIMIZE, 2)

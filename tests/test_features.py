@@ -226,8 +226,6 @@ def test_every_seccomp_operator_arch_and_flag_listed_is_accepted(features, creat
     assert set(sc["supportedFlags"]) <= set(sc["knownFlags"]), sc
 
 
-@pytest.mark.xfail(strict=True, reason="pyrun bug: an architecture libseccomp cannot add to this host's filter "
-                   "is refused as 'adding 0x8: seccomp_arch_add 0x8: ...', its audit token, not its name")
 def test_seccomp_arch_refused_here_is_named(features, creator):
     """The archs of the other byte order are listed (recognised) but cannot join a native filter:
     each is then refused by name."""
@@ -290,8 +288,6 @@ def test_seccomp_action_not_listed_is_refused(features, creator):
     assert "SCMP_ACT_CF_BOGUS" in one_line_error(p)
 
 
-@pytest.mark.xfail(strict=True, reason="pyrun gap: features has no linux.netDevices nor linux.memoryPolicy "
-                   "entry (features-linux.md defines both), though create applies both fields")
 def test_fields_pyrun_applies_are_listed(features):
     linux = features["linux"]
     assert linux.get("netDevices", {}).get("enabled") is True
