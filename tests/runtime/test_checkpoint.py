@@ -379,12 +379,59 @@ def test_restore_refuses_an_id_in_use(criu, tmp_path):
     assert _detached(pyrun, "run", "-d", "-b", b, "c1").returncode == 0
     try:
         _wait_count(b, 1)
+        pyrun("pause", "c1", check=True)  # runc checkpoints a paused container too; it stays paused
         p = pyrun("checkpoint", "--leave-running", "--image-path", img, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr
+        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+        assert _status(pyrun, "c1") == "paused"
+        pyrun("resume", "c1", check=True)
         one_line_error(_detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "c1"), "c1")
         assert _status(pyrun, "c1") == "running"
     finally:
         pyrun("delete", "-f", "c1")
+
+
+def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
+    """process.terminal: criu restores the pty and hands its new master over (orphan-pts-master),
+    which restore sends to --console-socket as create does."""
+    from tests.support.checks import fd_listener, receive_fd
+    pyrun = criu
+    b = _counter(tmp_path)
+    config = read_config(b)
+    config["process"]["terminal"] = True  # a session of its own comes with the terminal
+    config["process"]["args"] = ["sh", "-c", "i=0; while :; do echo $i > /tmp/n; echo tick$i; i=$((i+1)); sleep 0.1; done"]
+    write_config(b, config)
+    img = str(tmp_path / "img")
+    srv1 = fd_listener(str(tmp_path / "c1.sock"))
+    srv1.settimeout(300)
+    assert _detached(pyrun, "run", "-d", "--console-socket", str(tmp_path / "c1.sock"), "-b", b, "c1").returncode == 0
+    _, master1 = receive_fd(srv1)
+    try:
+        _wait_count(b, 2)
+        p = pyrun("checkpoint", "--image-path", img, "c1", timeout=300)
+        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+    finally:
+        pyrun("delete", "-f", "c1")
+        os.close(master1)
+    at_dump = _count(b)
+    srv2 = fd_listener(str(tmp_path / "c2.sock"))
+    srv2.settimeout(300)
+    from tests.conftest import PYRUN
+    restore = subprocess.Popen([PYRUN, "--root", pyrun.root, "restore", "-d", "--console-socket", str(tmp_path / "c2.sock"),
+                                "-b", b, "--image-path", img, "c2"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        msg, master2 = receive_fd(srv2)
+        _, err = restore.communicate(timeout=300)
+        assert restore.returncode == 0, err.decode() + _log(os.path.join(img, "restore.log"))
+        seen = b""
+        deadline = time.monotonic() + 60
+        while b"tick%d" % (at_dump + 2) not in seen and time.monotonic() < deadline:
+            seen += os.read(master2, 4096)
+        assert b"tick%d" % (at_dump + 2) in seen, seen[-200:]  # the restored shell, on the new pty
+        os.close(master2)
+    finally:
+        restore.kill()
+        pyrun("delete", "-f", "c2")
 
 
 def _log(path) -> str:
