@@ -68,9 +68,6 @@ NOTES = {
                   "mounts them in the runtime's namespace (the host's, but here a throwaway one of the "
                   "suite's) and leaves them there after delete. pyrun never changes the caller's mount "
                   "namespace.")},
-    "namespaces.user-path": {
-        "pyrun": ("pyrun makes the new namespaces before it joins the user namespace at the path, so they "
-                  "belong to the host's user namespace and sethostname fails (EPERM).")},
     "namespaces.time-new": {"runc": "runc 1.1.5 does not know the time namespace; it refuses it.",
                             "crun": "crun 1.8.1 fails to make a time namespace (`write to sync socket`)."},
     "namespaces.time-path": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},
