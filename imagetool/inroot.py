@@ -99,12 +99,14 @@ def clean(name: str) -> list[str]:
 class Root:
     """A root directory and the cache of directory fds under it."""
 
-    def __init__(self, path: str, *, on_mkdir=None, max_cached: int | None = None):
+    def __init__(self, path: str, *, on_missing=None, max_cached: int | None = None):
         self.path = path
         self.fd = os.open(path, _O_DIR)
         self._dirs: dict[str, int] = {"": self.fd}
-        # Called with the key of every directory the walk had to create.
-        self._on_mkdir = on_mkdir
+        # Called as on_missing(key, rest, create) for a directory the walk does not find,
+        # before it makes one (create) or says FileNotFoundError; rest is what the walk
+        # still has to go through below it, last first. It may raise instead.
+        self._on_missing = on_missing
         if max_cached is None:
             # The soft RLIMIT_NOFILE, as glibc's sysconf reads it (the resource module
             # is an import of its own); unlimited or unknown reads as plenty.
@@ -185,11 +187,11 @@ class Root:
                         try:
                             nfd = os.open(c, _O_DIR, dir_fd=fd)
                         except FileNotFoundError:
+                            if self._on_missing is not None:
+                                self._on_missing(nkey, todo, create)
                             if not create:
                                 raise
                             os.mkdir(c, 0o700, dir_fd=fd)
-                            if self._on_mkdir is not None:
-                                self._on_mkdir(nkey)
                             nfd = os.open(c, _O_DIR, dir_fd=fd)
                         except OSError as e:
                             if e.errno not in (errno.ENOTDIR, errno.ELOOP):

@@ -12,6 +12,11 @@ whiteout never hides what its own layer wrote (umoci's rule for badly
 ordered layers). Directory metadata (owner, mode, mtime, xattrs) is applied
 last, deepest first, so writing into a directory neither changes its mtime
 nor needs permissions its final mode would deny.
+
+What a later layer removes is not written in the first place (_LaterRemovals: the
+upper layers' headers are read in a thread beside the first layer's unpack); where
+that could show (a hardlink to it, a path through it), the unpack starts again
+writing everything.
 """
 from __future__ import annotations
 
@@ -111,6 +116,7 @@ def _apply_all(layout, layers, image, rootfs, rootless, uid_map, gid_map, skip: 
         for index, (desc, diff_id) in enumerate(layers):
             with _open_blob(layout, desc) as f:
                 applier.apply_layer(f, desc, diff_id, index)
+        applier.applying = False
         from imagetool import bundle
         config = bundle.runtime_config(image, applier.root, rootless=rootless,
                                        uid_map=uid_map, gid_map=gid_map)
@@ -478,6 +484,20 @@ class _Stopped(Exception):
     pass
 
 
+class _DeadPath(Exception):
+    """The entry being applied lies below `key`, a directory not made that a later layer
+    removes: the entry is skipped too."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _Virtual(FileNotFoundError):
+    """A path through a directory not made (a later layer removes it): not found, to a
+    whiteout; a hardlink into it restarts the unpack."""
+
+
 class _LaterRemovals:
     """What the layers above each layer remove, read from their tar headers in a thread
     beside the first layer's unpack, so that a file a later layer deletes (the docs, man
@@ -608,24 +628,66 @@ class _Applier:
         # key → (mode, uid, gid, mtime_ns or None, xattrs); applied by finish().
         # The rootfs itself is 0755 root:root unless a layer has a "./" entry.
         self.dir_meta: dict[str, tuple] = {"": (0o755, 0, 0, None, None)}
-        self.root = inroot.Root(rootfs, on_mkdir=self._implicit_dir)
+        self.root = inroot.Root(rootfs, on_missing=self._missing)
         self.upper: set[str] = set()
         self.identity = uid_map is None and gid_map is None
         self.me = (os.geteuid(), os.getegid())
-        self.scan: _LaterRemovals | None = None  # what later layers remove, once known
+        # Entries a later layer removes are not written (_LaterRemovals): what they would
+        # have been is kept here, for what could see them before they go.
+        self.scan: _LaterRemovals | None = None
         self.layer = 0
-        self.doomed: tuple | None = None  # this layer's share of scan.result
-        self.dead_dirs: dict[str, bool] = {}  # parent key → a later layer removes all below
-        self.skipped: set[str] = set()  # keys of files not written (a later layer removes them)
+        self.applying = True  # False once every layer is applied: what was skipped is gone
+        self.doomed: tuple | None = None  # scan.result, once there
+        self.removal_above: dict[str, int] = {}  # parent key → last layer removing all below it
+        self.skipped: dict[str, str] = {}  # key → "f" (file, node) or "l" (symlink) not written
+        self.skipped_dirs: dict[str, int] = {}  # key of a directory not made → last layer removing it
+        self.linking = False  # the entry being applied is a hardlink (never skipped)
+        self.dead_parent: tuple[str, str] | None = None  # (cleaned, resolved) of the last _DeadPath
 
     def close(self) -> None:
         self.root.close()
 
-    def _implicit_dir(self, key: str) -> None:
-        if key in self.skipped:
-            raise _Restart  # a path through a file not written: it would have been an error
-        # A parent the layer never named: 0755 root:root, as umoci and Docker make them.
-        self.dir_meta[key] = (0o755, 0, 0, None, None)
+    def _missing(self, key: str, rest: list[str], create: bool) -> None:
+        """Root.walk did not find the directory `key`: say what the plain unpack (every
+        entry written) would have found there. It raises _DeadPath for an entry below a
+        directory a later layer removes, _Restart where only the plain unpack can tell."""
+        if self.applying and (self.skipped or self.skipped_dirs or self.doomed is not None):
+            kind = self.skipped.get(key)
+            if kind is not None:
+                if kind == "l" or create:
+                    raise _Restart  # through a symlink, or through a file (an error)
+                return  # through a file: not found (callers take "not a directory" alike)
+            last = self.skipped_dirs.get(key)
+            if last is not None and self.layer <= last:
+                if not create:
+                    raise _Virtual(errno.ENOENT, "not written", key)
+                if self.layer == last or self.linking:
+                    raise _Restart  # its own layer may write into it before removing it
+                self._dead_path(key, rest)
+            if last is not None:
+                del self.skipped_dirs[key]  # removed by now in the plain unpack too
+            elif create and not self.linking:
+                pkey = key[:max(key.rfind("/"), 0)]
+                if self._removal(pkey, key, True) > self.layer:
+                    self._dead_path(key, rest)
+        if create:
+            # A parent the layer never named: 0755 root:root, as umoci and Docker make them.
+            self.dir_meta[key] = (0o755, 0, 0, None, None)
+
+    def _dead_path(self, key: str, rest: list[str]) -> None:
+        """The entry being applied lies below `key`, a directory a later layer removes: it
+        is skipped (_DeadPath), unless its path goes on through something not written."""
+        path = key
+        for c in reversed(rest):
+            if c == "" or c == ".":
+                continue
+            if c == "..":
+                raise _Restart
+            path = path + "/" + c
+            inroot.check_depth(path)
+            if path in self.skipped:
+                raise _Restart
+        raise _DeadPath(path)
 
     # -- owners -------------------------------------------------------------------
 
@@ -665,7 +727,7 @@ class _Applier:
 
     def apply_layer(self, f, desc: dict, diff_id: str, index: int = 0) -> None:
         self.upper = set()
-        self.layer, self.doomed, self.dead_dirs = index, None, {}
+        self.layer, self.removal_above, self.dead_parent = index, {}, None
         source = blob_source(f, desc)
         # Threads pay off for big layers only: importing threading/queue alone costs
         # ~6 ms, more than inflating a small layer takes.
@@ -711,6 +773,7 @@ class _Applier:
 
     def entry(self, h, reader) -> None:
         name = h.name
+        dead_parent, self.dead_parent = self.dead_parent, None  # valid for the next entry only
         parts = inroot.clean(name)
         if not parts:
             if h.type != tarstream.DIR:
@@ -723,10 +786,24 @@ class _Applier:
             reader.skip_data(name)
             self._whiteout(parts, name)
             return
+        t = h.type
+        self.linking = t == tarstream.HARDLINK
         try:
+            if dead_parent is not None and t == tarstream.REG and len(parts) > 1 \
+                    and "/".join(parts[:-1]) == dead_parent[0]:
+                # the files of a directory not made come one after another: the walk
+                # would end as it did for the last one (nothing but files made since)
+                raise _DeadPath(dead_parent[1])
             pfd, pkey = self.root.parent(parts, True)
         except NotADirectoryError as e:
             raise UnpackError(f"{inroot.shown(name)}: parent {e.filename} is not a directory") from None
+        except _DeadPath as dead:
+            key = dead.key + "/" + base
+            inroot.check_depth(key)
+            self._skip(h, reader, -1, base, key, self._removal(dead.key, key, t == tarstream.DIR))
+            if t == tarstream.REG:
+                self.dead_parent = ("/".join(parts[:-1]), dead.key)
+            return
         key = pkey + "/" + base if pkey else base
         inroot.check_depth(key)
         upper = self.upper
@@ -736,14 +813,16 @@ class _Applier:
             k = k.rpartition("/")[0]
             if not k:
                 break
-        t = h.type
-        if t == tarstream.REG:
-            if self.scan is not None and self._doomed(pkey, key):
-                if not self.identity:
-                    self._owner(h)  # an owner outside the maps is refused all the same
-                reader.skip_data(name)
-                self.skipped.add(key)
+        if self.scan is not None and t != tarstream.HARDLINK:
+            last = self._removal(pkey, key, t == tarstream.DIR)
+            if last > self.layer:
+                self._skip(h, reader, pfd, base, key, last)
                 return
+            if self.skipped:
+                self.skipped.pop(key, None)
+            if self.skipped_dirs:
+                self.skipped_dirs.pop(key, None)
+        if t == tarstream.REG:
             self._file(h, reader, pfd, base, key)
         elif t == tarstream.DIR:
             reader.skip_data(name)
@@ -755,28 +834,67 @@ class _Applier:
         else:
             self._node(h, pfd, base, key)
 
-    def _doomed(self, pkey: str, key: str) -> bool:
-        """A later layer removes what this layer writes at key (a file): a whiteout of it
-        or of a directory above it, an opaque directory above it, or an entry that
-        replaces it or a directory above it (see _LaterRemovals for why that is sure)."""
+    def _removal(self, pkey: str, key: str, as_dir: bool) -> int:
+        """The last layer that removes what is at key (in pkey), -1 if none is known: a
+        whiteout of it or of a directory above it, an opaque directory above it, an entry
+        that replaces it or a directory above it, for a non-directory a directory entry
+        at key (see _LaterRemovals for why that is sure)."""
         doomed = self.doomed
         if doomed is None:
-            doomed = self.doomed = self.scan.result
+            doomed = self.doomed = self.scan.result if self.scan is not None else None
             if doomed is None:
-                return False  # not known yet: written, as without the scan
+                return -1  # not known yet: written, as without the scan
         gone, below, dirs = doomed
-        layer = self.layer
-        if gone.get(key, -1) > layer or dirs.get(key, -1) > layer:
-            return True
-        dead = self.dead_dirs.get(pkey)
-        if dead is None:
-            dead = below.get("", -1) > layer
+        last = self.removal_above.get(pkey)
+        if last is None:
+            last = below.get("", -1)
             k = pkey
-            while k and not dead:
-                dead = gone.get(k, -1) > layer or below.get(k, -1) > layer
+            while k:
+                g, b = gone.get(k, -1), below.get(k, -1)
+                last = g if g > last else last
+                last = b if b > last else last
                 k = k[:max(k.rfind("/"), 0)]
-            self.dead_dirs[pkey] = dead
-        return dead
+            self.removal_above[pkey] = last
+        g = gone.get(key, -1)
+        last = g if g > last else last
+        if not as_dir:
+            d = dirs.get(key, -1)
+            last = d if d > last else last
+        return last
+
+    def _skip(self, h, reader, pfd: int, base: str, key: str, last: int) -> None:
+        """Not written: the entry at key, which layer `last` removes. What the plain unpack
+        would have replaced there goes all the same (pfd -1: nothing is there, its parent
+        is not made either), and the entry's own checks that need no syscall are made."""
+        reader.skip_data(h.name)
+        if not self.identity:
+            self._owner(h)  # an owner outside the maps is refused all the same
+        t = h.type
+        if t == tarstream.SYMLINK:
+            inroot.check_name(h.linkname, "symlink target")
+        if t == tarstream.DIR:
+            if pfd >= 0:
+                try:
+                    st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+                except FileNotFoundError:
+                    st = None
+                if st is not None:
+                    if stat.S_ISDIR(st.st_mode):
+                        self.dir_meta[key] = self._dir_record(h)  # merged, as always
+                        return
+                    self._clear(pfd, base, key)
+            self.skipped.pop(key, None)
+            self.skipped_dirs[key] = last
+            return
+        if pfd >= 0:
+            try:
+                os.unlink(base, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                self._rmtree(pfd, base, key)
+        self.skipped_dirs.pop(key, None)
+        self.skipped[key] = "l" if t == tarstream.SYMLINK else "f"
 
     def _file(self, h, reader, pfd: int, base: str, key: str) -> None:
         mode = h.mode
@@ -834,6 +952,8 @@ class _Applier:
             raise UnpackError(f"{h.name}: hardlink to the root directory")
         try:
             lfd, lpkey = self.root.parent(lparts, False)
+        except _Virtual:
+            raise _Restart from None  # into a directory not made: its content is needed
         except (FileNotFoundError, NotADirectoryError):
             raise UnpackError(f"{h.name}: hardlink target {h.linkname} does not exist") from None
         lbase = lparts[-1]
@@ -849,8 +969,8 @@ class _Applier:
                     raise
                 self._clear(pfd, base, key)
             except FileNotFoundError:
-                if lkey in self.skipped:
-                    raise _Restart from None  # a link to a file not written: it is needed
+                if lkey in self.skipped or lkey in self.skipped_dirs:
+                    raise _Restart from None  # a link to what was not written: it is needed
                 raise UnpackError(f"{h.name}: hardlink target {h.linkname} does not exist") from None
             except PermissionError:
                 raise UnpackError(f"{h.name}: cannot hardlink to {h.linkname} "

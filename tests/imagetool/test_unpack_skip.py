@@ -19,16 +19,16 @@ def scan(monkeypatch):
     layer is applied (in use it runs beside it); the files skipped and the restarts are
     counted."""
     seen = {"skipped": 0, "restarts": 0}
-    real_init, real_close = unpacker._LaterRemovals.__init__, unpacker._Applier.close
+    real_init, real_skip = unpacker._LaterRemovals.__init__, unpacker._Applier._skip
     real_apply = unpacker._apply_all
 
     def init(self, layout, layer_list):
         real_init(self, layout, layer_list)
         self.thread.join()
 
-    def close(self):
-        seen["skipped"] += len(self.skipped)
-        real_close(self)
+    def skip(self, *args):
+        seen["skipped"] += 1
+        real_skip(self, *args)
 
     def apply_all(*args):
         if not args[-1]:
@@ -37,7 +37,7 @@ def scan(monkeypatch):
 
     monkeypatch.setattr(unpacker, "_THREAD_ABOVE", -1)
     monkeypatch.setattr(unpacker._LaterRemovals, "__init__", init)
-    monkeypatch.setattr(unpacker._Applier, "close", close)
+    monkeypatch.setattr(unpacker._Applier, "_skip", skip)
     monkeypatch.setattr(unpacker, "_apply_all", apply_all)
     return seen
 
@@ -48,20 +48,28 @@ def _layout(tmp_path, tars):
     return lay
 
 
-def _same_as_umoci(tmp_path, lay, implicit=frozenset()):
+def _same_as_umoci(tmp_path, lay, implicit=frozenset(), umoci=True):
+    """The rootfs with the scan is the one without it, and umoci's (directories made
+    implicitly have the time of the unpack for their mtime)."""
     unpack(lay, "latest", str(tmp_path / "ours"))
-    layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"))
     ours = layers.snapshot(str(tmp_path / "ours" / "rootfs"))
-    theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
-    assert layers.diff(ours, theirs, implicit) == []
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(unpacker, "_THREAD_ABOVE", 1 << 62)
+        unpack(lay, "latest", str(tmp_path / "plain"))
+    assert layers.diff(ours, layers.snapshot(str(tmp_path / "plain" / "rootfs")), implicit) == []
+    if umoci:
+        layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"))
+        theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
+        assert layers.diff(ours, theirs, implicit) == []
 
 
 @needs_root
 @needs_umoci
 def test_feature_layers_same_as_umoci_with_the_scan(tmp_path, scan):
     _same_as_umoci(tmp_path, _layout(tmp_path, layers.feature_layers()), layers.FEATURE_IMPLICIT)
-    # gone/a, opaque/old, opaque/sub/older, replace-me, dir-to-file/x, ro-dir/inside
-    assert scan == {"skipped": 6, "restarts": 0}
+    # gone/ and gone/a, opaque/old, opaque/sub/ and its older, replace-me, dir-to-file/ and
+    # its x, ro-dir/inside, bin/sym (whited out and made again above)
+    assert scan == {"skipped": 10, "restarts": 0}
 
 
 def _removals() -> list[bytes]:
@@ -85,8 +93,9 @@ def _removals() -> list[bytes]:
 @needs_umoci
 def test_whiteouts_opaque_and_replacements_skipped_same_as_umoci(tmp_path, scan):
     _same_as_umoci(tmp_path, _layout(tmp_path, _removals()))
-    # ls.1, cp.1, drop, etc/conf, var/cache/x, file-then-dir; via-link is written (a symlink on the way)
-    assert scan == {"skipped": 6, "restarts": 0}
+    # man/ and its ls.1, man1/ and cp.1, drop, etc/conf, var/cache/x, file-then-dir; via-link
+    # is written (a symlink on the way)
+    assert scan == {"skipped": 8, "restarts": 0}
 
 
 @needs_root
@@ -109,6 +118,47 @@ def test_path_through_a_skipped_file_is_refused_as_without_the_scan(tmp_path, sc
     tars = [raw_tar([Raw("f", data=b"f\n")]), raw_tar([Raw("f/x", data=b"x\n")]), raw_tar([Raw(".wh.f")])]
     _assert_refused(tmp_path, _layout(tmp_path, tars), "f/x: parent f is not a directory")
     assert scan["restarts"] == 1
+
+
+@needs_root
+@needs_umoci
+def test_path_through_a_skipped_symlink_restarts(tmp_path, scan):
+    """d/s is a symlink out of d, which a later layer removes: what is written through it
+    lands outside d and stays."""
+    base = [Raw("alive/", "5", mode=0o755), Raw("d/", "5", mode=0o755),
+            Raw("d/s", "2", linkname="../alive"), Raw("d/s/f", data=b"stays\n")]
+    _same_as_umoci(tmp_path, _layout(tmp_path, [raw_tar(base), raw_tar([Raw(".wh.d")])]))
+    assert (tmp_path / "ours" / "rootfs" / "alive" / "f").read_bytes() == b"stays\n"
+    assert scan["restarts"] == 1
+
+
+@needs_root
+@needs_umoci
+def test_directory_its_own_layer_writes_into_before_removing_restarts(tmp_path, scan):
+    """A whiteout hides only what lower layers wrote: a keeps its lower mode and a/y (and,
+    unlike umoci's, its lower mtime)."""
+    base = [Raw("a/", "5", mode=0o750, uid=1000, mtime=1_600_000_000), Raw("a/x", data=b"x\n")]
+    upper = [Raw("a/y", data=b"y\n"), Raw(".wh.a")]
+    lay = _layout(tmp_path, [raw_tar(base), raw_tar(upper)])
+    _same_as_umoci(tmp_path, lay, umoci=False)
+    assert scan["restarts"] == 1
+    layers.umoci_unpack(lay, "latest", str(tmp_path / "umoci"))
+    theirs = layers.snapshot(str(tmp_path / "umoci" / "rootfs"))
+    assert layers.diff(layers.snapshot(str(tmp_path / "ours" / "rootfs")), theirs, {"/a"}) == []
+
+
+@needs_root
+@needs_umoci
+def test_directories_removed_then_made_again_and_whiteouts_inside_them(tmp_path, scan):
+    base = [Raw("a/", "5", mode=0o700), Raw("a/b/", "5", mode=0o700), Raw("a/b/f", data=b"f\n"),
+            Raw("d/", "5", mode=0o755), Raw("d/e/", "5", mode=0o755), Raw("d/e/f", data=b"f\n"),
+            Raw("d/e/s", "2", linkname="f")]
+    middle = [Raw(".wh.a"), Raw("d/e/.wh.f"), Raw("d/e/.wh..wh..opq")]
+    top = [Raw("a/b/g", data=b"g\n"), Raw(".wh.d")]
+    _same_as_umoci(tmp_path, _layout(tmp_path, [raw_tar(base), raw_tar(middle), raw_tar(top)]),
+                   {"/a", "/a/b"})
+    assert scan == {"skipped": 7, "restarts": 0}
+    assert (tmp_path / "ours" / "rootfs" / "a" / "b" / "g").read_bytes() == b"g\n"
 
 
 def test_no_skip_when_a_later_layer_is_corrupt(tmp_path, scan):
