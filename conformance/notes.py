@@ -33,7 +33,7 @@ NOTES = {
     "devices.existing-mismatch-errors": {
         "spec": "config-linux.md: a file at a device's path that is not that device MUST be an error.",
         "runc": "runc 1.1.5 takes mknod's EEXIST as success and leaves the file.",
-        "crun": "crun 1.8.1: as runc.", "pyrun": "pyrun: as runc."},
+        "crun": "crun 1.8.1: as runc."},
     "hooks.poststart-after-process": {"runc": RUNC_POSTSTART},
     "hooks.state-on-stdin-poststart": {"runc": RUNC_POSTSTART},
     "hooks.poststart-fails-others-run": {"runc": RUNC_POSTSTART},
@@ -58,8 +58,7 @@ NOTES = {
     "rootfs-propagation.shared": {
         "runc": "runc 1.1.5 makes the root shared before pivot_root; after it the container's / is private."},
     "rootfs-propagation.unbindable": {
-        "runc": "runc 1.1.5 makes / unbindable and then cannot bind the rootfs onto itself (EINVAL).",
-        "pyrun": "pyrun: as runc (`container init: mount: Invalid argument` on the rootfs)."},
+        "runc": "runc 1.1.5 makes / unbindable and then cannot bind the rootfs onto itself (EINVAL)."},
     "rootfs-propagation.invalid-errors": {"crun": "crun 1.8.1 accepts an unknown rootfsPropagation value."},
     "namespaces.duplicate-type-errors": {
         "crun": "crun 1.8.1 accepts two entries of one namespace type."},
@@ -79,8 +78,7 @@ NOTES = {
     "process.cwd-relative-errors": {
         "crun": "crun 1.8.1 accepts a relative process.cwd."},
     "seccomp.errnoRet-unsupported-action-errors": {
-        "runc": "runc 1.1.5 accepts errnoRet on an action that takes none (SCMP_ACT_KILL).",
-        "pyrun": "pyrun: as runc."},
+        "runc": "runc 1.1.5 accepts errnoRet on an action that takes none (SCMP_ACT_KILL)."},
     "extensibility.unknown-property-ignored": {
         "spec": "config.md#Extensibility: runtimes MUST NOT error on an unknown property, they MUST ignore it.",
         "pyrun": "pyrun refuses every unknown field (its enforce-or-refuse rule), which the spec forbids."},

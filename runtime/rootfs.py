@@ -155,8 +155,12 @@ def _fdpath(fd: int) -> str:
 # -- before pivot_root ---------------------------------------------------------------
 
 def prepare_root(rootfs: str, propagation: str | None) -> None:
-    """Cut propagation back to the host, then make the rootfs a mount of its own."""
+    """Cut propagation back to the host, then make the rootfs a mount of its own. An
+    unbindable root is private until pivot made the rootfs "/" (an unbindable "/" could not
+    be the source of the rootfs's bind, runc's EINVAL); pivot() then makes it unbindable."""
     flags = PROPAGATION_FLAGS.get(propagation or "", k.MS_SLAVE | k.MS_REC)
+    if flags & k.MS_UNBINDABLE:
+        flags = (flags & ~k.MS_UNBINDABLE) | k.MS_PRIVATE
     k.mount(None, "/", None, flags)
     _make_parent_private(rootfs)
     k.mount(rootfs, rootfs, "bind", k.MS_BIND | k.MS_REC)
@@ -437,11 +441,13 @@ def create_devices(rootfs: str, devices: list[dict], ctx) -> None:
         wanted = {} if ctx.dev_is_bind else {
             p: {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
             for p, ma, mi in DEFAULT_DEVICES}
+        listed = set()
         for d in devices:
             wanted[d["path"]] = d
+            listed.add(d["path"])
         for d in wanted.values():
             try:
-                _make_device(root_fd, d, ctx)
+                _make_device(root_fd, d, ctx, listed=d["path"] in listed)
             except OSError as e:
                 raise PyrunError(describe_oserror(e, f"create device {d['path']}")) from None
         if not ctx.dev_is_bind:
@@ -462,15 +468,27 @@ def _in_parent(root_fd: int, path: str) -> tuple[int, str]:
     return paths.mkdir_all(root_fd, parent), name
 
 
-def _make_device(root_fd: int, d: dict, ctx) -> None:
+def _make_device(root_fd: int, d: dict, ctx, listed: bool) -> None:
+    """A device node at d["path"]. What is there already: the same device is kept (it may
+    be the host's, through a bind-mounted /dev); anything else is an error for a device
+    the config lists (config-linux.md: MUST), and replaced for a default one (never trust
+    the image's /dev/null)."""
     kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d["type"]]
     mode = d.get("fileMode", 0o666) & 0o7777
+    rdev = os.makedev(d.get("major", 0), d.get("minor", 0))
     pfd, name = _in_parent(root_fd, d["path"])
     try:
         try:
-            os.unlink(name, dir_fd=pfd)
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         except FileNotFoundError:
-            pass
+            st = None
+        if st is not None and stat.S_IFMT(st.st_mode) == kind and (kind == stat.S_IFIFO or st.st_rdev == rdev):
+            return
+        if st is not None:
+            if listed:
+                raise PyrunError(f"linux.devices: {d['path']} exists and is not the device "
+                                 f"{d['type']} {d.get('major', 0)}:{d.get('minor', 0)}")
+            os.unlink(name, dir_fd=pfd)
         if ctx.userns:
             # mknod is refused in a user namespace: bind the host's node onto an empty file.
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -481,7 +499,7 @@ def _make_device(root_fd: int, d: dict, ctx) -> None:
             finally:
                 os.close(tfd)
             return
-        os.mknod(name, kind | mode, os.makedev(d.get("major", 0), d.get("minor", 0)), dir_fd=pfd)
+        os.mknod(name, kind | mode, rdev, dir_fd=pfd)
         os.chmod(name, mode, dir_fd=pfd)  # mknod is subject to umask
         os.chown(name, d.get("uid", 0), d.get("gid", 0), dir_fd=pfd, follow_symlinks=False)
     finally:

@@ -314,7 +314,9 @@ def _action(where: str, name, errno_ret, errno_where: str) -> int:
     if not isinstance(name, str) or name not in ACTIONS:
         raise SeccompError(f"{where}: unknown action {name!r}")
     if name not in _ACTIONS_WITH_ERRNO:
-        return ACTIONS[name]  # runc ignores errnoRet on the other actions
+        if errno_ret is not None:  # config-linux.md: MUST fail (crun does; runc ignores it)
+            raise SeccompError(f"{errno_where}: {name} returns no errno")
+        return ACTIONS[name]
     errno = _EPERM if errno_ret is None else _uint(errno_where, errno_ret, _ERRNO_MAX)
     return ACTIONS[name] | errno
 

@@ -196,3 +196,28 @@ def test_runtime_and_imagetool_never_import_each_other():
                         [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
                     for m in mods:
                         assert m.split(".")[0] != other, f"{pkg}/{name} imports {m}"
+
+
+def test_a_listed_device_over_another_file_is_refused(pyrun, bundle):
+    """config-linux.md: a file at the path that is not the device MUST be an error; the
+    image's file is left as it was (it used to be unlinked and replaced)."""
+    b = bundle(["true"], private_rootfs=True)
+    cfg = read_config(b)
+    cfg["linux"]["devices"] = [{"path": "/etc/hostname-probe", "type": "c", "major": 1, "minor": 3}]
+    write_config(b, cfg)
+    probe = os.path.join(b, "rootfs", "etc", "hostname-probe")
+    with open(probe, "w") as f:
+        f.write("image's file\n")
+    p = pyrun("run", "-b", b, "dev-mismatch")
+    assert p.returncode != 0 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert "/etc/hostname-probe exists and is not the device c 1:3" in p.stderr, p.stderr
+    assert open(probe).read() == "image's file\n" and pyrun.ids() == []
+
+
+def test_unbindable_rootfs_propagation_holds_on_root(pyrun, bundle):
+    """Made unbindable after pivot_root: before it, "/" could not be the rootfs bind's source."""
+    b = bundle(["sh", "-c", "grep -E '^[0-9]+ [0-9]+ [^ ]+ [^ ]+ / ' /proc/self/mountinfo"])
+    cfg = read_config(b)
+    cfg["linux"]["rootfsPropagation"] = "unbindable"
+    write_config(b, cfg)
+    assert "unbindable" in pyrun.run_ok(b)

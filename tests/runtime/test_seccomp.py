@@ -604,3 +604,15 @@ def test_malformed_syscall_name_is_refused(name):
     with pytest.raises(seccomp.SeccompError, match="is not a syscall name"):
         seccomp.compile({"defaultAction": "SCMP_ACT_ALLOW",
                          "syscalls": [{"names": [name], "action": "SCMP_ACT_ERRNO"}]})
+
+
+@pytest.mark.parametrize("where,profile", [
+    ("syscalls[0].errnoRet", {"defaultAction": "SCMP_ACT_ALLOW",
+                              "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_KILL", "errnoRet": 13}]}),
+    ("defaultErrnoRet", {"defaultAction": "SCMP_ACT_KILL", "defaultErrnoRet": 13}),
+])
+def test_errno_ret_on_an_action_without_one_is_refused(where, profile):
+    """config-linux.md: when the action does not support an errno, the runtime MUST fail."""
+    with pytest.raises(seccomp.SeccompError) as e:
+        seccomp.compile(profile)
+    assert where in str(e.value) and "returns no errno" in str(e.value), str(e.value)
