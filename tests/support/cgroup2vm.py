@@ -29,9 +29,11 @@ import tempfile
 CACHE = "/var/cache/pyrun-cgroup2-vm"
 GUEST_ENV = "PYRUN_IN_CGROUP2_VM"  # set inside the guest: the harness never recurses
 MODULES = ["virtio_ring", "virtio", "virtio_mmio", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "overlay",
-           # what `criu check` needs (checkpoint/restore tests): sock_diag for every socket
-           # kind it dumps, nf_tables for its network lock, tun and veth for its kernel probes
+           # what criu needs (checkpoint/restore tests): sock_diag for every socket kind it
+           # dumps, nf_tables for its network lock, conntrack's netlink for a netns's dump,
+           # tun and veth for its kernel probes
            "crc32c_generic", "libcrc32c", "nfnetlink", "nf_tables", "x_tables", "nft_compat", "xt_mark",
+           "nf_defrag_ipv4", "nf_defrag_ipv6", "nf_conntrack", "nf_conntrack_netlink",
            "unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "af_packet_diag",
            "veth", "tun"]
 QEMU = "qemu-system-x86_64"
