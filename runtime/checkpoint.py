@@ -25,6 +25,7 @@ import os
 from . import criu
 from . import state as st
 from .errors import ConfigError, PyrunError, StateError, UsageError, describe_oserror
+from .namespaces import NS_FILES, NS_FLAGS
 
 DESCRIPTORS = "descriptors.json"  # runc's file: the init's fds 0-2 as they were dumped
 # pyrun's own: criu's keys of the init's stdio files from outside the container (a /dev/null
@@ -34,10 +35,9 @@ CRIU_CONFIG_ANNOTATION = "org.criu.config"
 CRIU_CONFIG_DEFAULT = "/etc/criu/runc.conf"  # runc's: criu skips a file that does not exist
 CRIU_LOG_LEVEL = 4
 
-# runc's namespaceMapping, for --empty-ns
-EMPTY_NS = {"pid": 0x20000000, "network": 0x40000000, "mount": 0x00020000, "user": 0x10000000,
-            "ipc": 0x08000000, "uts": 0x04000000, "cgroup": 0x02000000}
-CLONE_NEWNET = 0x40000000
+# runc's namespaceMapping, for --empty-ns (time is not among them)
+EMPTY_NS = {kind: NS_FLAGS[kind] for kind in ("pid", "network", "mount", "user", "ipc", "uts", "cgroup")}
+CLONE_NEWNET = NS_FLAGS["network"]
 EXTERNAL_KEYS = {"network": "extRootNetNS", "pid": "extRootPidNS"}  # runc's keys, criu's "net[ino]:key"
 
 
@@ -52,7 +52,7 @@ class Options:
             setattr(self, name, kw.get(name))
 
 
-def options_from_cli(o: dict, cmd: str) -> Options:
+def options_from_cli(o: dict) -> Options:
     """The parsed flags of `checkpoint` or `restore`; what pyrun cannot do is refused by name."""
     if o.get("lazy_pages"):
         raise UsageError("--lazy-pages is not supported: pyrun neither runs criu's lazy-pages daemon "
@@ -423,7 +423,6 @@ def _criu_restore(cid, plan, cdir, cgroup, opt: Options, stdio, lsm, criu_path, 
                 extra_fds.append(fd)
                 inherit.append({"key": EXTERNAL_KEYS[kind], "fd": fd})
             else:
-                from .namespaces import NS_FILES
                 join.append({"ns": NS_FILES[kind], "ns_file": path})
         if inherit:
             opts["inherit_fd"] = inherit

@@ -276,7 +276,7 @@ def features(g, o, pos):
 
 def checkpoint(g, o, pos):
     from . import checkpoint as ck
-    opt = ck.options_from_cli(o, "checkpoint")  # flags first: a bad one is refused before any look-up
+    opt = ck.options_from_cli(o)  # flags first: a bad one is refused before any look-up
     ck.checkpoint(Container.load(_one_id(pos, "checkpoint"), g["root"]), opt, g["criu"])
 
 
@@ -290,7 +290,7 @@ def restore(g, o, pos):
     if g["systemd_cgroup"]:
         raise PyrunError("--systemd-cgroup: pyrun has no systemd cgroup manager; "
                          "use cgroupfs (a cgroupsPath that is a path)")
-    opt = ck.options_from_cli(o, "restore")
+    opt = ck.options_from_cli(o)
     if not o["detach"] and not o["no_subreaper"]:
         import _prctl  # as run: what the restored tree orphans comes to us while we wait
         _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
