@@ -93,7 +93,7 @@ def render(docs: dict, names: list[str]) -> tuple[str, list[str]]:
         ahead = [c for c, _ in order if passes("pyrun", c) and fails("runc", c)]
         out += ["## pyrun against runc", ""]
         if regress:
-            out.append(f"**{len(regress)} case(s) runc passes and pyrun does not** (pyrun bugs):")
+            out.append(f"**{len(regress)} case(s) runc passes and pyrun does not** (pyrun bugs, unless the note says it is deliberate; tests/test_conformance.py lists those):")
             out.append("")
             for c in regress:
                 r = docs["pyrun"]["by_name"][c]
