@@ -427,6 +427,43 @@ def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
         pyrun("delete", "-f", "c2")
 
 
+def test_podman_checkpoint_and_restore_through_pyrun(criu, tmp_path):
+    """Podman's own calls (checkpoint --image-path --work-path; restore through conmon): the
+    container goes on counting in `podman logs`. --network none: the guest has no bridge."""
+    from tests.conftest import PYRUN
+    from tests.orchestrators import podman as ph
+    why = ph.missing()
+    if why:
+        pytest.skip(why)
+    import tempfile
+    top = tempfile.mkdtemp(prefix="pmck-", dir="/tmp")  # Podman wants a runroot under 50 characters
+    pm = ph.Podman(top, PYRUN)
+
+    def numbers() -> list[int]:
+        return [int(x) for x in pm("logs", "cp", timeout=120).stdout.split() if x.isdigit()]
+
+    def wait_numbers(at_least: int) -> list[int]:
+        deadline = time.monotonic() + 120
+        while len(numbers()) < at_least and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return numbers()
+    try:
+        pm.import_busybox()
+        pm("run", "-d", "--network", "none", "--name", "cp", "--ulimit", "nofile=1024:1024",
+           "--ulimit", "nproc=1024:1024", ph.IMAGE, *COUNTER, timeout=300)
+        assert len(wait_numbers(3)) >= 3
+        pm("container", "checkpoint", "cp", timeout=300)
+        assert pm.inspect("cp", "{{.State.Status}}") == "exited"
+        before = numbers()
+        pm("container", "restore", "cp", timeout=300)
+        assert pm.inspect("cp", "{{.State.Status}}") == "running"
+        after = wait_numbers(len(before) + 3)
+        assert after[:len(before)] == before and after[len(before)] == before[-1] + 1, (before, after)
+    finally:
+        pm.teardown()
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def _log(path) -> str:
     """What criu logged before its first error: enough to see why, in the assertion."""
     try:
