@@ -274,7 +274,7 @@ def write(profile_md: str | None = None) -> str:
         for note in m.get("notes", []):
             out.append(f"  - {note}")
     out += ["", "## Targets", "",
-            "Issue 21's targets, the speed items of issues 15, 16 and 18, and issue 9's earlier ones. "
+            "Issue 21's targets, the speed items of issues 15, 16, 18 and 19, and issue 9's earlier ones. "
             "*One namespace*: pyrun, crun and runc measured in the same private mount namespace without "
             "the cgroup2 mount (bench/samens.py); *host*: as orchestrators run them here.", "",
             "| issue | target | measured | verdict |", "|---|---|---|---|"]
