@@ -217,10 +217,9 @@ def checkpoint(c, opt: Options, criu_path: str = "criu") -> None:
                       log_path=os.path.join(log_dir, log_file))
         except criu.CriuError as e:
             if "session leader" in str(e):
-                # pyrun's init keeps its caller's session (runc's calls setsid), which
-                # criu cannot dump from inside a pid namespace, --shell-job or not
-                raise criu.CriuError(f"{e}; the container's init is not a session leader: its process "
-                                     "must call setsid (e.g. busybox setsid)") from None
+                # the init is one (setsid, as runc's), unless its program moved on: criu
+                # cannot dump a session led from outside the pid namespace, --shell-job or not
+                raise criu.CriuError(f"{e}; the container's session leader is outside it") from None
             raise
     finally:
         for fd in (image_fd, work_fd):

@@ -114,7 +114,14 @@ def _init(ctx) -> None:
         os.chdir("/")
     if console_sock is not None:
         from . import console
-        console.setup(console_sock, proc.get("consoleSize"), bind_console=True)
+        console.setup(console_sock, proc.get("consoleSize"), bind_console=True)  # a new session
+    else:
+        # A session of its own, as runc's init: the caller's terminal signals reach the
+        # program through `run`'s proxy only, and criu can dump a session led inside.
+        try:
+            os.setsid()
+        except OSError as e:
+            raise PyrunError(describe_oserror(e, "setsid")) from None
     rootfs.finalize(config, linux, ctx.mounts, ownproc)
 
     # Settle what can fail before reporting ready, so `create` fails instead of `start`:

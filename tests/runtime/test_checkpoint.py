@@ -15,9 +15,9 @@ import pytest
 from tests.support.bundle import make_bundle, read_config, write_config
 from tests.support.checks import one_line_error
 
-# In a session of its own, as runc's init always is: criu cannot dump a pid namespace whose
-# session leader is outside it, and pyrun's init (unlike runc's) keeps its caller's session.
-COUNTER = ["/bin/busybox", "setsid", "sh", "-c", "i=0; while :; do echo $i > /tmp/n; echo $i; i=$((i+1)); sleep 0.1; done"]
+# The init is a session of its own (as runc's): criu cannot dump a pid namespace whose session
+# leader is outside it. No setsid here, so that a round trip fails if the init stops being one.
+COUNTER = ["/bin/sh", "-c", "i=0; while :; do echo $i > /tmp/n; echo $i; i=$((i+1)); sleep 0.1; done"]
 
 _criu_check: list = []
 

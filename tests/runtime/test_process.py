@@ -353,3 +353,10 @@ def test_start_container_hook_runs_inside_after_start(pyrun, bundle, tmp_path):
         time.sleep(0.02)
     assert json.loads((out / "state.json").read_text())["id"] == "sc1"
     assert (out / "host").read_text().strip() == cfg["hostname"]
+
+
+def test_the_init_is_a_session_of_its_own(pyrun, bundle):
+    """As runc's init (setsid), also without a terminal: the caller's terminal signals reach
+    the program only through `run`'s proxy, and criu can dump the container."""
+    b = bundle(["sh", "-c", "cut -d' ' -f6 /proc/1/stat"])
+    assert pyrun.run_ok(b).strip() == "1"
