@@ -159,16 +159,22 @@ def _request(s: socket.socket, kind: int, flags: int, body: bytes) -> None:
 def _replies(s: socket.socket):
     """(type, payload) of each message until an error/ack or the end of a dump."""
     while True:
-        data = s.recv(65536)
-        offset = 0
-        while offset + 16 <= len(data):
-            length, kind = struct.unpack_from("=IH", data, offset)
-            if length < 16:
-                return
-            yield kind, data[offset + 16:offset + length]
+        for kind, payload in _records(s.recv(65536), "=IH", 16):
+            yield kind, payload
             if kind in (NLMSG_ERROR, NLMSG_DONE):
                 return
-            offset += (length + 3) & ~3
+
+
+def _records(data: bytes, header: str, size: int):
+    """(type, payload) of each length-type record: netlink messages (16-byte headers) and
+    their attributes (4-byte ones) are laid out alike, each aligned to 4 bytes."""
+    offset = 0
+    while offset + size <= len(data):
+        length, kind = struct.unpack_from(header, data, offset)
+        if length < size:
+            return
+        yield kind, data[offset + size:offset + length]
+        offset += (length + 3) & ~3
 
 
 def _index(s: socket.socket, name: str) -> int | None:
@@ -200,7 +206,7 @@ def _permanent_addresses(s: socket.socket, index: int) -> list[tuple[int, int, i
         if kind != RTM_NEWADDR:
             continue
         family, prefixlen, flags, scope, ifindex = struct.unpack_from("=BBBBI", payload)
-        attrs = dict(_attrs(payload[8:]))
+        attrs = dict(_records(payload[8:], "=HH", 4))
         if IFA_FLAGS in attrs:
             flags = struct.unpack_from("=I", attrs[IFA_FLAGS])[0]
         if ifindex != index or scope != RT_SCOPE_UNIVERSE or not flags & IFA_F_PERMANENT:
@@ -208,16 +214,6 @@ def _permanent_addresses(s: socket.socket, index: int) -> list[tuple[int, int, i
         keep = b"".join(_attr(t, attrs[t]) for t in (IFA_LOCAL, IFA_ADDRESS, IFA_BROADCAST) if t in attrs)
         out.append((family, prefixlen, scope, keep))
     return out
-
-
-def _attrs(data: bytes):
-    offset = 0
-    while offset + 4 <= len(data):
-        length, kind = struct.unpack_from("=HH", data, offset)
-        if length < 4:
-            return
-        yield kind, data[offset + 4:offset + length]
-        offset += (length + 3) & ~3
 
 
 def _attr(kind: int, data: bytes) -> bytes:

@@ -25,7 +25,7 @@ crun does: orchestrators send the same profile for every container.
 import os
 
 from runtime._shim import seccomp as scmp
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, PyrunError
 from specs import SPEC_VERSION
 
 # Kernel action values (<linux/seccomp.h>); ERRNO and TRACE carry 16 bits of data.
@@ -571,14 +571,9 @@ def _cache_read(path: str) -> bytes | None:
 
 def _cache_write(path: str, program: bytes) -> None:
     # A cache is an optimisation: failing to write one must not fail the container.
-    tmp = f"{path}.{os.getpid()}.tmp"
+    from .state import write_atomic
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(program)
-        os.rename(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        write_atomic(path, program)
+    except (OSError, PyrunError):
+        pass
