@@ -476,32 +476,24 @@ def _refused(ctx, cfg, what):
     ctx.expect_error(p, f"run with {what} on a host without it")
 
 
-@case("process.apparmorProfile-without-apparmor-errors", "config.md#Linux Process")
-def apparmor_absent(ctx):
-    """A profile that cannot be applied (no AppArmor here) is an error, not an unconfined process."""
-    if _apparmor():
-        ctx.skip("the host has AppArmor")
-    cfg = ctx.config()
-    cfg["process"]["apparmorProfile"] = "cf-profile"
-    _refused(ctx, cfg, "AppArmor profile")
+# A label that cannot be applied (no such LSM here) is an error, not an unconfined process.
+LSM_ABSENT = [  # (case, section, LSM present?, its name, (section, key), value, what it is)
+    ("process.apparmorProfile-without-apparmor-errors", "config.md#Linux Process", _apparmor, "AppArmor",
+     ("process", "apparmorProfile"), "cf-profile", "AppArmor profile"),
+    ("process.selinuxLabel-without-selinux-errors", "config.md#Linux Process", _selinux, "SELinux",
+     ("process", "selinuxLabel"), "system_u:system_r:container_t:s0:c1,c2", "SELinux label"),
+    ("mount-label.without-selinux-errors", "config-linux.md#Mount Label", _selinux, "SELinux",
+     ("linux", "mountLabel"), "system_u:object_r:container_file_t:s0:c1,c2", "SELinux mount label"),
+]
 
-
-@case("process.selinuxLabel-without-selinux-errors", "config.md#Linux Process")
-def selinux_absent(ctx):
-    if _selinux():
-        ctx.skip("the host has SELinux")
-    cfg = ctx.config()
-    cfg["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0:c1,c2"
-    _refused(ctx, cfg, "SELinux label")
-
-
-@case("mount-label.without-selinux-errors", "config-linux.md#Mount Label")
-def mount_label_absent(ctx):
-    if _selinux():
-        ctx.skip("the host has SELinux")
-    cfg = ctx.config()
-    cfg["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
-    _refused(ctx, cfg, "SELinux mount label")
+for _name, _section, _present, _lsm, _field, _value, _what in LSM_ABSENT:
+    def _lsm_absent(ctx, present=_present, lsm=_lsm, field=_field, value=_value, what=_what):
+        if present():
+            ctx.skip(f"the host has {lsm}")
+        cfg = ctx.config()
+        cfg[field[0]][field[1]] = value
+        _refused(ctx, cfg, what)
+    case(_name, _section)(_lsm_absent)
 
 
 # --- runc's CLI: --pidfd-socket, exec --cgroup; delete after the bundle moved ---------------------
