@@ -80,16 +80,23 @@ def owners(out: str) -> list[str]:
 
 # --- idmapped mounts (config.md#POSIX-platform Mounts, #Linux mount options) ---------------------
 
+def _idmapped_bind(ctx, option: str, submount: bool) -> tuple[str, dict]:
+    """(the source tree, the base config with it bound at /data with `option` and the mount's
+    own uid/gid mappings)."""
+    src = source_tree(ctx, submount=submount)
+    cfg = ctx.config()
+    m = bundles.mount("/data", src, ("rbind", option))
+    m.update(uidMappings=MOUNT_UIDS, gidMappings=MOUNT_GIDS)
+    cfg["mounts"].append(m)
+    return src, cfg
+
+
 @case("mounts.idmap-mappings", "config.md#POSIX-platform Mounts")
 def idmap_mappings(ctx):
     """A bind with uidMappings/gidMappings (and `idmap`) is an idmapped mount: on-disk 0:0 and
     3:4 show inside as the mapping's hostIDs, 1000:2000 and 1003:2004, in a container without
     a user namespace; the files on disk keep their owners."""
-    src = source_tree(ctx, submount=False)
-    cfg = ctx.config()
-    m = bundles.mount("/data", src, ("rbind", "idmap"))
-    m.update(uidMappings=MOUNT_UIDS, gidMappings=MOUNT_GIDS)
-    cfg["mounts"].append(m)
+    src, cfg = _idmapped_bind(ctx, "idmap", submount=False)
     got = owners(ctx.sh("stat -c %u:%g /data/f /data/g", cfg))
     ctx.check(got == ["1000:2000", "1003:2004"], f"inside, f and g are owned by {got}")
     disk = [f"{st.st_uid}:{st.st_gid}" for st in (os.stat(os.path.join(src, n)) for n in "fg")]
@@ -100,11 +107,7 @@ def idmap_mappings(ctx):
 def idmap_write(ctx):
     """A file made through an idmapped mount by uid 1000 is written to disk as 0 (the mapping
     taken back), so the mapped owner may write where the on-disk owner could."""
-    src = source_tree(ctx, submount=False)
-    cfg = ctx.config()
-    m = bundles.mount("/data", src, ("rbind", "idmap"))
-    m.update(uidMappings=MOUNT_UIDS, gidMappings=MOUNT_GIDS)
-    cfg["mounts"].append(m)
+    src, cfg = _idmapped_bind(ctx, "idmap", submount=False)
     os.chmod(src, 0o755)  # only its owner (0 on disk, 1000 through the mapping) may write
     cfg["process"]["user"] = {"uid": 1000, "gid": 2000}
     out = ctx.sh("touch /data/new 2>&1; stat -c %u:%g /data/new", cfg, check=False)
@@ -141,11 +144,7 @@ def option_idmap(ctx):
 @case("mounts.option-ridmap", "config.md#Linux mount options")
 def option_ridmap(ctx):
     """`ridmap` idmaps the bind and every mount below it: the submount's files too."""
-    src = source_tree(ctx, submount=True)
-    cfg = ctx.config()
-    m = bundles.mount("/data", src, ("rbind", "ridmap"))
-    m.update(uidMappings=MOUNT_UIDS, gidMappings=MOUNT_GIDS)
-    cfg["mounts"].append(m)
+    src, cfg = _idmapped_bind(ctx, "ridmap", submount=True)
     got = owners(ctx.sh("stat -c %u:%g /data/f /data/sub/f /data/sub/g", cfg))
     ctx.check(got == ["1000:2000", "1000:2000", "1003:2004"],
               f"inside, f, sub/f and sub/g are owned by {got}")
