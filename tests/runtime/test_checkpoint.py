@@ -17,7 +17,9 @@ from tests.support.checks import one_line_error
 
 # The init is a session of its own (as runc's): criu cannot dump a pid namespace whose session
 # leader is outside it. No setsid here, so that a round trip fails if the init stops being one.
-COUNTER = ["/bin/sh", "-c", "i=0; while :; do echo $i > /tmp/n; echo $i; i=$((i+1)); sleep 0.1; done"]
+# The file is written from a subshell: a redirected builtin would dup2 the shell's own fd 1 for a
+# moment, and a dump in that moment records /tmp/n, not the pipe, as the init's stdout.
+COUNTER = ["/bin/sh", "-c", "i=0; while :; do (echo $i > /tmp/n); echo $i; i=$((i+1)); sleep 0.1; done"]
 
 _criu_check: list = []
 
@@ -391,7 +393,7 @@ def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
     b = _counter(tmp_path)
     config = read_config(b)
     config["process"]["terminal"] = True  # a session of its own comes with the terminal
-    config["process"]["args"] = ["sh", "-c", "i=0; while :; do echo $i > /tmp/n; echo tick$i; i=$((i+1)); sleep 0.1; done"]
+    config["process"]["args"] = ["sh", "-c", "i=0; while :; do (echo $i > /tmp/n); echo tick$i; i=$((i+1)); sleep 0.1; done"]
     write_config(b, config)
     img = str(tmp_path / "img")
     srv1 = fd_listener(str(tmp_path / "c1.sock"))
