@@ -1,6 +1,8 @@
 """The host's cgroup hierarchies: where they are mounted, which mode, and the directory
 operations every Manager shares (listing, removal, the guard against a hierarchy's root)."""
 import os
+import posix
+import posixpath
 
 MOUNTINFO = "/proc/self/mountinfo"
 ROOT = "/sys/fs/cgroup"
@@ -65,14 +67,31 @@ def host_controllers() -> tuple[int, set[str]]:
     return 1, ctrls
 
 
+# Directories above every hierarchy that are not mount points themselves.
+_ABOVE = ("/", "/sys", "/sys/fs", ROOT)
+
+
 def not_a_root(d: str) -> str:
     """A container's cgroup is never a hierarchy's root: acting on one would limit,
     freeze or kill every process on the host. cgroup_path refuses such a path; this
-    guards every command that reads a directory back from a record."""
-    if os.path.ismount(d) or os.path.realpath(d) in ("/", "/sys", "/sys/fs", ROOT):
+    guards every command that reads a directory back from a record (delete calls it
+    for each hierarchy, so it costs two stats, not a realpath).
+
+    A path with `.` or `..` in it is refused as written (a record never holds one); a
+    mount point is one whose parent is on another device or is itself (`/`), both seen
+    through symlinks, so a link to a hierarchy's root is one too."""
+    if not d.startswith("/") or posixpath.normpath(d) != d or d in _ABOVE or _is_mountpoint(d):
         from ..errors import PyrunError
         raise PyrunError(f"refusing to use {d} as a container's cgroup: it is the root of a hierarchy")
     return d
+
+
+def _is_mountpoint(d: str) -> bool:
+    try:
+        st, up = posix.stat(d), posix.stat(d + "/..")
+    except FileNotFoundError:
+        return False  # nothing there to act on
+    return st.st_dev != up.st_dev or st.st_ino == up.st_ino
 
 
 def rmdir_tree(top: str) -> None:

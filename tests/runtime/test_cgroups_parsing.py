@@ -58,3 +58,27 @@ def test_v2_conversions_are_runc_1_1s():
             swap_v2(limit, swap)
     assert [cpu_weight(s) for s in (2, 512, 1024, 262144)] == [1, 20, 39, 10000]
     assert [io_weight(w) for w in (10, 500, 1000)] == [1, 4950, 10000]
+
+
+def _hierarchy_roots() -> list[str]:
+    from runtime.cgroups.hierarchy import mounts
+    return [mp for mp, _, _ in mounts()]
+
+
+def test_a_recorded_cgroup_dir_that_is_a_hierarchy_root_is_refused(tmp_path):
+    """The guard delete, kill --all and update rely on when they read a directory back
+    from a record: every hierarchy root of this host, the directories above them, a path
+    that climbs with `..`, and a symlink to a root are each refused; the container's own
+    kind of directory passes (whether it exists yet or not)."""
+    from runtime.cgroups.hierarchy import not_a_root
+    roots = _hierarchy_roots()
+    if not roots:
+        pytest.skip("no cgroup filesystem is mounted here")
+    link = tmp_path / "link"
+    link.symlink_to(roots[0])
+    for d in [*roots, "/", "/sys", "/sys/fs", "/sys/fs/cgroup", roots[0] + "/x/..", roots[0] + "/..",
+              roots[0] + "/./x", "relative/x", str(link)]:
+        with pytest.raises(PyrunError, match="root of a hierarchy"):
+            not_a_root(d)
+    for d in (roots[0] + "/pyrun-guard-never-made", roots[0] + "/a/b"):
+        assert not_a_root(d) == d
