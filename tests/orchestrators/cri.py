@@ -6,6 +6,9 @@ Each message below lists its fields as the published api.proto numbers them (onl
 the tests use; a decoder skips the rest). Proto3: a field left out is its zero value."""
 from __future__ import annotations
 
+# criu's RPC is protobuf too: one varint encoder serves both (negatives: ten bytes, two's complement)
+from runtime.criu import _varint
+
 # field name → (number, kind, repeated). kind: a scalar ("string", "bytes", "bool",
 # "int64", "int32", "uint32", "enum") or the name of a message; "map" is map<string,string>.
 MESSAGES: dict[str, dict[str, tuple[int, str, bool]]] = {
@@ -94,20 +97,6 @@ _VARINT_KINDS = {"bool", "int64", "int32", "uint32", "enum"}
 
 
 # -- encoding ---------------------------------------------------------------------
-
-def _varint(n: int) -> bytes:
-    if n < 0:  # int32/int64 negatives: two's complement in 64 bits (ten bytes)
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
 
 def _key(number: int, wire: int) -> bytes:
     return _varint(number << 3 | wire)
