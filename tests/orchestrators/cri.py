@@ -6,77 +6,72 @@ Each message below lists its fields as the published api.proto numbers them (onl
 the tests use; a decoder skips the rest). Proto3: a field left out is its zero value."""
 from __future__ import annotations
 
+import re
+
 # criu's RPC is protobuf too: one varint encoder serves both (negatives: ten bytes, two's complement)
 from runtime.criu import _varint
 
-# field name → (number, kind, repeated). kind: a scalar ("string", "bytes", "bool",
-# "int64", "int32", "uint32", "enum") or the name of a message; "map" is map<string,string>.
-MESSAGES: dict[str, dict[str, tuple[int, str, bool]]] = {
-    "VersionRequest": {"version": (1, "string", False)},
-    "VersionResponse": {"version": (1, "string", False), "runtime_name": (2, "string", False),
-                        "runtime_version": (3, "string", False),
-                        "runtime_api_version": (4, "string", False)},
-    "PodSandboxMetadata": {"name": (1, "string", False), "uid": (2, "string", False),
-                           "namespace": (3, "string", False), "attempt": (4, "uint32", False)},
-    "NamespaceOption": {"network": (1, "enum", False), "pid": (2, "enum", False),
-                        "ipc": (3, "enum", False), "target_id": (4, "string", False)},
-    "LinuxSandboxSecurityContext": {"namespace_options": (1, "NamespaceOption", False),
-                                    "privileged": (6, "bool", False)},
-    "LinuxPodSandboxConfig": {"cgroup_parent": (1, "string", False),
-                              "security_context": (2, "LinuxSandboxSecurityContext", False)},
-    "PodSandboxConfig": {"metadata": (1, "PodSandboxMetadata", False), "hostname": (2, "string", False),
-                         "log_directory": (3, "string", False), "labels": (6, "map", False),
-                         "annotations": (7, "map", False), "linux": (8, "LinuxPodSandboxConfig", False)},
-    "RunPodSandboxRequest": {"config": (1, "PodSandboxConfig", False),
-                             "runtime_handler": (2, "string", False)},
-    "RunPodSandboxResponse": {"pod_sandbox_id": (1, "string", False)},
-    "StopPodSandboxRequest": {"pod_sandbox_id": (1, "string", False)},
-    "StopPodSandboxResponse": {},
-    "RemovePodSandboxRequest": {"pod_sandbox_id": (1, "string", False)},
-    "RemovePodSandboxResponse": {},
-    "PodSandboxStatusRequest": {"pod_sandbox_id": (1, "string", False), "verbose": (2, "bool", False)},
-    "PodSandboxStatus": {"id": (1, "string", False), "metadata": (2, "PodSandboxMetadata", False),
-                         "state": (3, "enum", False), "created_at": (4, "int64", False),
-                         "runtime_handler": (9, "string", False)},
-    "PodSandboxStatusResponse": {"status": (1, "PodSandboxStatus", False), "info": (2, "map", False)},
-    "ContainerMetadata": {"name": (1, "string", False), "attempt": (2, "uint32", False)},
-    "ImageSpec": {"image": (1, "string", False)},
-    "KeyValue": {"key": (1, "string", False), "value": (2, "string", False)},
-    "LinuxContainerResources": {"cpu_period": (1, "int64", False), "cpu_quota": (2, "int64", False),
-                                "cpu_shares": (3, "int64", False),
-                                "memory_limit_in_bytes": (4, "int64", False),
-                                "oom_score_adj": (5, "int64", False)},
-    "LinuxContainerSecurityContext": {"privileged": (2, "bool", False),
-                                      "namespace_options": (3, "NamespaceOption", False)},
-    "LinuxContainerConfig": {"resources": (1, "LinuxContainerResources", False),
-                             "security_context": (2, "LinuxContainerSecurityContext", False)},
-    "ContainerConfig": {"metadata": (1, "ContainerMetadata", False), "image": (2, "ImageSpec", False),
-                        "command": (3, "string", True), "args": (4, "string", True),
-                        "working_dir": (5, "string", False), "envs": (6, "KeyValue", True),
-                        "labels": (9, "map", False), "annotations": (10, "map", False),
-                        "log_path": (11, "string", False), "linux": (15, "LinuxContainerConfig", False)},
-    "CreateContainerRequest": {"pod_sandbox_id": (1, "string", False),
-                               "config": (2, "ContainerConfig", False),
-                               "sandbox_config": (3, "PodSandboxConfig", False)},
-    "CreateContainerResponse": {"container_id": (1, "string", False)},
-    "StartContainerRequest": {"container_id": (1, "string", False)},
-    "StartContainerResponse": {},
-    "StopContainerRequest": {"container_id": (1, "string", False), "timeout": (2, "int64", False)},
-    "StopContainerResponse": {},
-    "RemoveContainerRequest": {"container_id": (1, "string", False)},
-    "RemoveContainerResponse": {},
-    "ContainerStatusRequest": {"container_id": (1, "string", False), "verbose": (2, "bool", False)},
-    "ContainerStatus": {"id": (1, "string", False), "metadata": (2, "ContainerMetadata", False),
-                        "state": (3, "enum", False), "created_at": (4, "int64", False),
-                        "started_at": (5, "int64", False), "finished_at": (6, "int64", False),
-                        "exit_code": (7, "int32", False), "reason": (10, "string", False),
-                        "message": (11, "string", False), "log_path": (15, "string", False)},
-    "ContainerStatusResponse": {"status": (1, "ContainerStatus", False), "info": (2, "map", False)},
-    "ExecSyncRequest": {"container_id": (1, "string", False), "cmd": (2, "string", True),
-                        "timeout": (3, "int64", False)},
-    "ExecSyncResponse": {"stdout": (1, "bytes", False), "stderr": (2, "bytes", False),
-                         "exit_code": (3, "int32", False)},
-}
+# The messages in api.proto's own words (its field numbers; only the fields the tests use).
+PROTO = """
+message VersionRequest { string version = 1; }
+message VersionResponse { string version = 1; string runtime_name = 2; string runtime_version = 3;
+    string runtime_api_version = 4; }
+message PodSandboxMetadata { string name = 1; string uid = 2; string namespace = 3; uint32 attempt = 4; }
+message NamespaceOption { enum network = 1; enum pid = 2; enum ipc = 3; string target_id = 4; }
+message LinuxSandboxSecurityContext { NamespaceOption namespace_options = 1; bool privileged = 6; }
+message LinuxPodSandboxConfig { string cgroup_parent = 1; LinuxSandboxSecurityContext security_context = 2; }
+message PodSandboxConfig { PodSandboxMetadata metadata = 1; string hostname = 2; string log_directory = 3;
+    map<string,string> labels = 6; map<string,string> annotations = 7; LinuxPodSandboxConfig linux = 8; }
+message RunPodSandboxRequest { PodSandboxConfig config = 1; string runtime_handler = 2; }
+message RunPodSandboxResponse { string pod_sandbox_id = 1; }
+message StopPodSandboxRequest { string pod_sandbox_id = 1; }
+message StopPodSandboxResponse {}
+message RemovePodSandboxRequest { string pod_sandbox_id = 1; }
+message RemovePodSandboxResponse {}
+message PodSandboxStatusRequest { string pod_sandbox_id = 1; bool verbose = 2; }
+message PodSandboxStatus { string id = 1; PodSandboxMetadata metadata = 2; enum state = 3; int64 created_at = 4;
+    string runtime_handler = 9; }
+message PodSandboxStatusResponse { PodSandboxStatus status = 1; map<string,string> info = 2; }
+message ContainerMetadata { string name = 1; uint32 attempt = 2; }
+message ImageSpec { string image = 1; }
+message KeyValue { string key = 1; string value = 2; }
+message LinuxContainerResources { int64 cpu_period = 1; int64 cpu_quota = 2; int64 cpu_shares = 3;
+    int64 memory_limit_in_bytes = 4; int64 oom_score_adj = 5; }
+message LinuxContainerSecurityContext { bool privileged = 2; NamespaceOption namespace_options = 3; }
+message LinuxContainerConfig { LinuxContainerResources resources = 1;
+    LinuxContainerSecurityContext security_context = 2; }
+message ContainerConfig { ContainerMetadata metadata = 1; ImageSpec image = 2; repeated string command = 3;
+    repeated string args = 4; string working_dir = 5; repeated KeyValue envs = 6; map<string,string> labels = 9;
+    map<string,string> annotations = 10; string log_path = 11; LinuxContainerConfig linux = 15; }
+message CreateContainerRequest { string pod_sandbox_id = 1; ContainerConfig config = 2;
+    PodSandboxConfig sandbox_config = 3; }
+message CreateContainerResponse { string container_id = 1; }
+message StartContainerRequest { string container_id = 1; }
+message StartContainerResponse {}
+message StopContainerRequest { string container_id = 1; int64 timeout = 2; }
+message StopContainerResponse {}
+message RemoveContainerRequest { string container_id = 1; }
+message RemoveContainerResponse {}
+message ContainerStatusRequest { string container_id = 1; bool verbose = 2; }
+message ContainerStatus { string id = 1; ContainerMetadata metadata = 2; enum state = 3; int64 created_at = 4;
+    int64 started_at = 5; int64 finished_at = 6; int32 exit_code = 7; string reason = 10; string message = 11;
+    string log_path = 15; }
+message ContainerStatusResponse { ContainerStatus status = 1; map<string,string> info = 2; }
+message ExecSyncRequest { string container_id = 1; repeated string cmd = 2; int64 timeout = 3; }
+message ExecSyncResponse { bytes stdout = 1; bytes stderr = 2; int32 exit_code = 3; }
+"""
+
+
+def _messages(proto: str) -> dict[str, dict[str, tuple[int, str, bool]]]:
+    """message name → {field name: (number, kind, repeated)}. kind: a scalar ("string",
+    "bytes", "bool", "int64", "int32", "uint32", "enum": api.proto names the enum's type
+    there) or the name of a message; "map" is map<string,string>."""
+    return {name: {field: (int(number), "map" if kind.startswith("map<") else kind, bool(repeated))
+                   for repeated, kind, field, number in re.findall(r"(repeated )?(\S+) (\w+) = (\d+);", body)}
+            for name, body in re.findall(r"message (\w+) \{([^}]*)\}", proto)}
+
+
+MESSAGES = _messages(PROTO)
 
 # enum NamespaceMode
 POD, CONTAINER, NODE, TARGET = 0, 1, 2, 3
