@@ -144,19 +144,17 @@ def blkio(d: str, b: dict) -> None:
                   f"blockIO.{field}[{i}]")
 
 
-def hugetlb(d: str, limits: list) -> None:
-    rsvd = True
+def hugetlb(d: str, limits: list, limit_file: str = "limit_in_bytes") -> None:
+    """hugetlb.<size>.<limit_file> (v2 names it "max"), and the reservation limit
+    hugetlb.<size>.rsvd.<limit_file> too where the kernel has it (as runc does)."""
     for i, h in enumerate(limits):
         prefix = f"hugetlb.{h['pageSize']}"
-        if not exists(d, prefix + ".limit_in_bytes"):
+        if not exists(d, f"{prefix}.{limit_file}"):
             raise PyrunError(f"linux.resources.hugepageLimits[{i}]: page size {h['pageSize']} is not "
                              "supported by this host")
-        write(d, prefix + ".limit_in_bytes", h["limit"], f"hugepageLimits[{i}]")
-        # the reservation limit too, where the kernel has it (as runc does)
-        if rsvd and exists(d, prefix + ".rsvd.limit_in_bytes"):
-            write(d, prefix + ".rsvd.limit_in_bytes", h["limit"], f"hugepageLimits[{i}]")
-        else:
-            rsvd = False
+        write(d, f"{prefix}.{limit_file}", h["limit"], f"hugepageLimits[{i}]")
+        if exists(d, f"{prefix}.rsvd.{limit_file}"):
+            write(d, f"{prefix}.rsvd.{limit_file}", h["limit"], f"hugepageLimits[{i}]")
 
 
 def net_cls(d: str, n: dict) -> None:

@@ -7,6 +7,7 @@ is written last, so it can set what the typed fields do not reach.
 from ..errors import PyrunError
 from .fields import FIELDS, set_fields, swap_v2
 from .files import exists, read_int, write
+from . import v1_resources
 from .v1_resources import cpuset, pids, rdma  # noqa: F401 - the same files on both versions
 
 
@@ -97,14 +98,7 @@ def io(d: str, b: dict) -> None:
 
 
 def hugetlb(d: str, limits: list) -> None:
-    for i, h in enumerate(limits):
-        prefix = f"hugetlb.{h['pageSize']}"
-        if not exists(d, prefix + ".max"):
-            raise PyrunError(f"linux.resources.hugepageLimits[{i}]: page size {h['pageSize']} is not "
-                             "supported by this host")
-        write(d, prefix + ".max", h["limit"], f"hugepageLimits[{i}]")
-        if exists(d, prefix + ".rsvd.max"):
-            write(d, prefix + ".rsvd.max", h["limit"], f"hugepageLimits[{i}]")
+    v1_resources.hugetlb(d, limits, "max")  # the same files as v1, named hugetlb.<size>.max
 
 
 def devices(d: str, rules: list) -> None:
