@@ -9,43 +9,30 @@ kernel's value" (swappiness 0 and cpu.idle 0 are values; swappiness -1 is unset)
 """
 from ..errors import ConfigError
 
-# OCI field (under linux.resources) → (v1 controller, v2 controller). None: that
+# OCI field (under linux.resources) → (v1 controller, v2 controller). "-" (None): that
 # version has no such limit, and the field is refused there (as runc refuses it, or
-# where runc would silently drop it).
-FIELDS = {
-    "memory.limit": ("memory", "memory"),
-    "memory.reservation": ("memory", "memory"),
-    "memory.swap": ("memory", "memory"),
-    "memory.kernel": ("memory", None),
-    "memory.kernelTCP": ("memory", None),
-    "memory.swappiness": ("memory", None),
-    "memory.disableOOMKiller": ("memory", None),
-    "memory.useHierarchy": ("memory", "memory"),
-    "memory.checkBeforeUpdate": ("memory", "memory"),
-    "cpu.shares": ("cpu", "cpu"),
-    "cpu.quota": ("cpu", "cpu"),
-    "cpu.period": ("cpu", "cpu"),
-    "cpu.burst": ("cpu", "cpu"),
-    "cpu.idle": ("cpu", "cpu"),
-    "cpu.realtimeRuntime": ("cpu", None),
-    "cpu.realtimePeriod": ("cpu", None),
-    "cpu.cpus": ("cpuset", "cpuset"),
-    "cpu.mems": ("cpuset", "cpuset"),
-    "pids.limit": ("pids", "pids"),
-    "blockIO.weight": ("blkio", "io"),
-    "blockIO.leafWeight": ("blkio", None),
-    "blockIO.weightDevice": ("blkio", "io"),
-    "blockIO.throttleReadBpsDevice": ("blkio", "io"),
-    "blockIO.throttleWriteBpsDevice": ("blkio", "io"),
-    "blockIO.throttleReadIOPSDevice": ("blkio", "io"),
-    "blockIO.throttleWriteIOPSDevice": ("blkio", "io"),
-    "hugepageLimits": ("hugetlb", "hugetlb"),
-    "network.classID": ("net_cls", None),
-    "network.priorities": ("net_prio", None),
-    "rdma": ("rdma", "rdma"),
-    "devices": ("devices", "devices"),
-    "unified": (None, "*"),
-}
+# where runc would silently drop it). A row: the two controllers, then their fields.
+_TABLE = """
+memory   memory   memory.limit memory.reservation memory.swap
+memory   -        memory.kernel memory.kernelTCP memory.swappiness memory.disableOOMKiller
+memory   memory   memory.useHierarchy memory.checkBeforeUpdate
+cpu      cpu      cpu.shares cpu.quota cpu.period cpu.burst cpu.idle
+cpu      -        cpu.realtimeRuntime cpu.realtimePeriod
+cpuset   cpuset   cpu.cpus cpu.mems
+pids     pids     pids.limit
+blkio    io       blockIO.weight
+blkio    -        blockIO.leafWeight
+blkio    io       blockIO.weightDevice blockIO.throttleReadBpsDevice blockIO.throttleWriteBpsDevice
+blkio    io       blockIO.throttleReadIOPSDevice blockIO.throttleWriteIOPSDevice
+hugetlb  hugetlb  hugepageLimits
+net_cls  -        network.classID
+net_prio -        network.priorities
+rdma     rdma     rdma
+devices  devices  devices
+-        *        unified
+"""
+FIELDS = {field: (None if v1 == "-" else v1, None if v2 == "-" else v2)
+          for v1, v2, *fields in map(str.split, _TABLE.strip().splitlines()) for field in fields}
 
 # Why a field has no v2 counterpart: the one line create prints.
 _NOT_ON_V2 = {
