@@ -147,13 +147,22 @@ def _socket_in(netns_fd: int) -> socket.socket:
 
 def _request(s: socket.socket, kind: int, flags: int, body: bytes) -> None:
     """One request and its acknowledgement; the kernel's error as OSError."""
-    s.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_ACK | flags, 1, 0) + body)
+    _send(s, kind, NLM_F_ACK | flags, 1, body)
     for msg_kind, payload in _replies(s):
         if msg_kind == NLMSG_ERROR:
-            (err,) = struct.unpack_from("=i", payload)
-            if err:
-                raise OSError(-err, os.strerror(-err))
+            _raise_if_error(payload)
             return
+
+
+def _send(s: socket.socket, kind: int, flags: int, seq: int, body: bytes) -> None:
+    s.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | flags, seq, 0) + body)
+
+
+def _raise_if_error(error: bytes) -> None:
+    """An NLMSG_ERROR's payload: the kernel's error as OSError (0 is an acknowledgement)."""
+    (err,) = struct.unpack_from("=i", error)
+    if err:
+        raise OSError(-err, os.strerror(-err))
 
 
 def _replies(s: socket.socket):
@@ -180,7 +189,7 @@ def _records(data: bytes, header: str, size: int):
 def _index(s: socket.socket, name: str) -> int | None:
     """The index of the link called `name` in the socket's namespace, None if there is none."""
     body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(IFLA_IFNAME, name.encode() + b"\0")
-    s.send(struct.pack("=IHHII", 16 + len(body), RTM_GETLINK, NLM_F_REQUEST, 2, 0) + body)
+    _send(s, RTM_GETLINK, 0, 2, body)
     reply = s.recv(65536)  # one message: the link, or an error
     _, kind = struct.unpack_from("=IH", reply)
     if kind == RTM_NEWLINK:
@@ -195,13 +204,11 @@ def _permanent_addresses(s: socket.socket, index: int) -> list[tuple[int, int, i
     """(family, prefixlen, scope, attributes to add it again) of each permanent address of
     global scope on link `index`: what a user set, not what the kernel or DHCP made."""
     body = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
-    s.send(struct.pack("=IHHII", 16 + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 3, 0) + body)
+    _send(s, RTM_GETADDR, NLM_F_DUMP, 3, body)
     out = []
     for kind, payload in _replies(s):
         if kind == NLMSG_ERROR:
-            (err,) = struct.unpack_from("=i", payload)
-            if err:
-                raise OSError(-err, os.strerror(-err))
+            _raise_if_error(payload)
             break
         if kind != RTM_NEWADDR:
             continue
