@@ -293,20 +293,11 @@ class Root:
             rfd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC)
         finally:
             os.close(pfd)
-        try:
-            chunks = []
-            total = 0
-            while True:
-                chunk = os.read(rfd, 1 << 16)
-                if not chunk:
-                    break
-                total += len(chunk)
-                if total > limit:
-                    raise InRootError(f"/{name}: larger than {limit} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(rfd)
+        with open(rfd, "rb") as f:
+            data = f.read(limit + 1)  # one byte more than allowed tells a larger file
+        if len(data) > limit:
+            raise InRootError(f"/{name}: larger than {limit} bytes")
+        return data
 
 
 # -- whole trees, one directory fd at a time ---------------------------------------------
