@@ -31,6 +31,7 @@ MAX_MINOR = (1 << 20) - 1
 REG, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _REGULAR_TYPES = {"0": REG, "\0": REG, "7": REG}
 _PLAIN_TYPES = {"1", "2", "3", "4", "5", "6"}
+_META_TYPES = {"x", "g", "L", "K"}  # records about the next entry
 _NAMES = {"S": "GNU sparse file", "M": "GNU multi-volume continuation", "V": "volume label"}
 
 
@@ -65,6 +66,17 @@ def _cstr(field: bytes) -> str:
 
 
 def _number(field: bytes, what: str, name: str) -> int:
+    # The common field, octal digits up to a NUL: int() of that is the strict reading's
+    # answer (int strips the spaces it would); anything else (base-256, blank, junk) is
+    # refused by int and read by _number_strict.
+    end = field.find(0)
+    try:
+        return int(field[:end] if end >= 0 else field, 8)
+    except ValueError:
+        return _number_strict(field, what, name)
+
+
+def _number_strict(field: bytes, what: str, name: str) -> int:
     if field and field[0] & 0x80:
         # GNU base-256: big-endian two's complement, first byte 0x80 or 0xff.
         value = int.from_bytes(field[1:], "big")
@@ -109,6 +121,34 @@ def _pax_time_ns(value: str, name: str) -> int:
 
 
 def _pax_records(data: bytes, name: str) -> dict[str, bytes]:
+    """The records of a PAX header. The common one is read by lines: when every line's
+    length field counts exactly that line (and what follows the last is nothing or NUL
+    padding), the records are the lines; otherwise (a value holding a newline, anything
+    malformed) _pax_records_strict walks it by the lengths, and says what is wrong."""
+    lines = data.split(b"\n")
+    tail = lines.pop()
+    if not tail or tail[0] == 0:
+        records: dict[str, bytes] = {}
+        for line in lines:
+            space = line.find(b" ")
+            if space <= 0:
+                break
+            try:
+                length = int(line[:space])
+            except ValueError:
+                break
+            if length != len(line) + 1:
+                break
+            key, eq, value = line[space + 1:].partition(b"=")
+            if not eq:
+                break
+            records[key.decode("utf-8", "surrogateescape")] = value
+        else:
+            return records
+    return _pax_records_strict(data, name)
+
+
+def _pax_records_strict(data: bytes, name: str) -> dict[str, bytes]:
     records: dict[str, bytes] = {}
     pos = 0
     while pos < len(data):
@@ -147,35 +187,44 @@ class TarReader:
     # -- buffer primitives -----------------------------------------------------
 
     def _fill(self) -> bool:
+        """The next chunk becomes the buffer; the caller has taken all of the old one.
+        (Joining the rest to each new chunk copied every byte of the layer once more.)"""
         for chunk in self._chunks:
             if chunk:
-                self.offset += self._pos
-                rest = self._buf[self._pos:]
-                self._buf = rest + chunk if rest else chunk
+                self.offset += len(self._buf)
+                self._buf = chunk
                 self._pos = 0
                 return True
         return False
 
     def _read(self, n: int) -> bytes:
-        while len(self._buf) - self._pos < n:
+        buf, pos = self._buf, self._pos
+        end = pos + n
+        if end <= len(buf):
+            self._pos = end
+            return buf[pos:end]
+        parts = [buf[pos:]]
+        need = end - len(buf)
+        self._pos = len(buf)
+        while need:
             if not self._fill():
-                got = self._buf[self._pos:]
-                self._pos = len(self._buf)
-                return got
-        start = self._pos
-        self._pos = start + n
-        return self._buf[start:start + n]
+                break  # short: the caller says what was truncated
+            buf = self._buf
+            take = need if need < len(buf) else len(buf)
+            parts.append(buf[:take])
+            self._pos = take
+            need -= take
+        return b"".join(parts)
 
     def _skip(self, n: int, name: str) -> None:
-        while n:
-            avail = len(self._buf) - self._pos
-            if avail == 0:
-                if not self._fill():
-                    raise TarError(f"{name}: archive truncated")
-                continue
-            step = avail if avail < n else n
-            self._pos += step
-            n -= step
+        avail = len(self._buf) - self._pos
+        while n > avail:
+            n -= avail
+            self._pos = len(self._buf)
+            if not self._fill():
+                raise TarError(f"{name}: archive truncated")
+            avail = len(self._buf)
+        self._pos += n
 
     # -- entry data --------------------------------------------------------------
 
@@ -183,19 +232,23 @@ class TarReader:
         """Write the current entry's data to fd."""
         n = self._data_left
         write = os.write
+        buf, pos = self._buf, self._pos
         while n:
-            avail = len(self._buf) - self._pos
+            avail = len(buf) - pos
             if avail == 0:
+                self._pos = pos
                 if not self._fill():
                     raise TarError(f"{name}: archive truncated inside file data")
+                buf, pos = self._buf, 0
                 continue
             step = avail if avail < n else n
-            view = memoryview(self._buf)[self._pos:self._pos + step]
+            view = memoryview(buf)[pos:pos + step]
             while view:
                 done = write(fd, view)
                 view = view[done:]
-            self._pos += step
+            pos += step
             n -= step
+        self._pos = pos
         self._data_left = 0
         self._finish_entry(name)
 
@@ -249,12 +302,18 @@ class TarReader:
         long_name = long_link = None
         last = "?"
         while True:
-            block = self._read(BLOCK)
-            if len(block) < BLOCK:
-                if not block and not pax and long_name is None and long_link is None:
-                    # A stream without end-of-archive blocks: Go's reader accepts it too.
-                    return None
-                raise TarError(f"{last}: archive truncated in a header")
+            buf, pos = self._buf, self._pos
+            end = pos + BLOCK
+            if end <= len(buf):
+                block = buf[pos:end]
+                self._pos = end
+            else:
+                block = self._read(BLOCK)
+                if len(block) < BLOCK:
+                    if not block and not pax and long_name is None and long_link is None:
+                        # A stream without end-of-archive blocks: Go's reader accepts it too.
+                        return None
+                    raise TarError(f"{last}: archive truncated in a header")
             if block == _ZERO_BLOCK:
                 nxt = self._read(BLOCK)
                 if nxt and nxt.count(0) != len(nxt):
@@ -269,7 +328,7 @@ class TarReader:
             size = _number(block[124:136], "size", raw_name)
             if size < 0:
                 raise TarError(f"{raw_name or '?'}: negative size {size} in tar header")
-            if typeflag in ("x", "g", "L", "K"):
+            if typeflag in _META_TYPES:
                 if size > MAX_META:
                     raise TarError(f"{raw_name or '?'}: {size}-byte metadata record is too large")
                 data = self._read(size)
@@ -288,13 +347,16 @@ class TarReader:
 
     def _header(self, block, typeflag, size, raw_name, pax, long_name, long_link) -> Header:
         name = raw_name
-        if block[257:263] == b"ustar\0":
+        if block[345] and block[257:263] == b"ustar\0":  # a prefix, not empty
             prefix = _cstr(block[345:500])
             if prefix:
                 name = prefix + "/" + name
         if long_name is not None:
             name = long_name
-        linkname = long_link if long_link is not None else _cstr(block[157:257])
+        if long_link is not None:
+            linkname = long_link
+        else:
+            linkname = _cstr(block[157:257]) if block[157] else ""
         mode = _number(block[100:108], "mode", name)
         uid = _number(block[108:116], "uid", name)
         gid = _number(block[116:124], "gid", name)

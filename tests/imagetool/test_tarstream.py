@@ -57,3 +57,72 @@ def test_signed_checksum_of_old_writers_is_accepted():
         h[148:156] = b" " * 8
         return sum(b - 256 if b > 127 else b for b in h)
     assert _read(_header(b"", signed, high=True)).type == tarstream.REG
+
+
+# -- the fast readings agree with the strict ones --------------------------------------
+
+@pytest.mark.parametrize("field", [
+    b"0000644\0", b"644     ", b" 644 \0\0\0", b"0644\0\0\0\0", b"\0" * 8, b" " * 8,
+    b"00000644", b"012345\0 ", b"0000\x0012\0", b"\x80\0\0\0\0\0\x01\x02",
+    b"\xff\xff\xff\xff\xff\xff\xff\xfe", b"\x81\0\0\0\0\0\0\0", b"0009\0\0\0\0", b"12 34\0\0\0",
+    b"+644\0\0\0\0", b"0o644\0\0\0", b"\t644\0\0\0\0", b"6_4_4\0\0\0"])
+def test_number_fast_path_reads_as_the_strict_one(field):
+    def strict():
+        try:
+            return tarstream._number_strict(field, "mode", "f")
+        except tarstream.TarError as e:
+            return str(e)
+
+    def fast():
+        try:
+            return tarstream._number(field, "mode", "f")
+        except tarstream.TarError as e:
+            return str(e)
+    assert fast() == strict()
+
+
+@pytest.mark.parametrize("data", [
+    b"30 mtime=1796321385.027355065\n30 atime=1796321358.767353957\n",
+    b"30 mtime=1796321385.027355065\n\0\0\0\0",
+    b"19 path=a\nb/c/d/e\n",            # a value holding a newline: the lengths decide
+    b"18 path=a\nb/c/d/e\n",            # a length one short
+    b"12 path=abc\n12 path=xyz\n",      # the later record wins
+    b"10 path=\n", b"9 path=\n", b"7 path\n", b"x path=a\n", b"\n", b"11 path=ab",
+    b"11 path=ab\nrest", b"11 path=ab\n\0x\n11 path=cd\n", b" 9 p=ab\n", b"9 =abcd\n",
+])
+def test_pax_records_fast_path_reads_as_the_strict_one(data):
+    def outcome(parse):
+        try:
+            return parse(data, "f")
+        except tarstream.TarError as e:
+            return str(e)
+    assert outcome(tarstream._pax_records) == outcome(tarstream._pax_records_strict)
+
+
+def test_chunks_of_any_size_read_alike():
+    """Headers, PAX records and data cut anywhere between chunks: the same entries."""
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i, size in enumerate([0, 1, 511, 512, 513, 3000]):
+            info = tarfile.TarInfo(f"dir/{'é' * i}file{i}")
+            info.size, info.mtime = size, 1700000000.25 + i
+            tar.addfile(info, io.BytesIO(bytes([i + 1]) * size))
+        link = tarfile.TarInfo("dir/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "x" * 150
+        tar.addfile(link)
+    data = buf.getvalue()
+
+    def entries(step):
+        chunks = [data[i:i + step] for i in range(0, len(data), step)]
+        reader = tarstream.TarReader(iter(chunks))
+        out = []
+        while (h := reader.next()) is not None:
+            out.append((h.name, h.type, h.size, h.mtime_ns, h.linkname,
+                        reader.read_data(1 << 20, h.name)))
+        return out
+    whole = entries(len(data))
+    assert [e[0] for e in whole][-1] == "dir/link" and whole[2][5] == b"\3" * 511
+    for step in (1, 7, 100, 511, 512, 513, 1000, 4096):
+        assert entries(step) == whole, step
