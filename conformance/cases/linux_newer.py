@@ -526,9 +526,7 @@ def _sub_cgroups(ctx, pid: int, own: str, name: str) -> dict[str, str]:
             continue
         sub = os.path.join(d, name)
         try:
-            os.mkdir(sub)
-        except FileExistsError:
-            pass
+            os.makedirs(sub, exist_ok=True)
         except OSError as e:
             ctx.skip(f"cannot make {sub}: {e.strerror}")
         made[ctrl] = sub
