@@ -319,6 +319,11 @@ class Container:
                 # running in the cgroup: they go with the container. In a namespace of
                 # its own they went with the init (runc's destroy skips this too).
                 _kill_cgroup(cg)
+            if self.record is not None and self.record.get("caller_mounts"):
+                # Made in the caller's mount namespace (the config had none of its own): out
+                # again, now that nothing of the container can mount any more.
+                from .rootfs import remove_caller_mounts
+                remove_caller_mounts(self.record["caller_mounts"])
             if cg is not None:
                 from . import cgroups
                 cgroups.destroy(cg)

@@ -44,7 +44,7 @@ class Plan:
     """What validation found: everything create needs, computed before anything is made."""
 
     __slots__ = ("config", "bundle", "rootfs", "mounts", "flags", "joins", "userns", "preserve_fds",
-                 "id_maps", "rootless_cgroups")
+                 "id_maps", "rootless_cgroups", "own_mountns", "rootfs_fd", "caller_mounts")
 
     def __init__(self, **kw):
         for key, value in kw.items():
@@ -62,11 +62,13 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
                             no_pivot=no_pivot, no_new_keyring=no_new_keyring)
         record = _record(cid, plan, cdir, cgroup, pid, created, pid_file)
     except BaseException:
-        _undo(cdir, cgroup)
+        _undo(cdir, cgroup, plan.caller_mounts)
         _poststop(cid, plan)
         raise
     finally:
         os.close(lock)
+        if plan.rootfs_fd >= 0:
+            os.close(plan.rootfs_fd)
     c = cls(cid, root, cdir, record)
     c.pidfd = pidfd
     return c
@@ -105,7 +107,8 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
     cgroups.check(linux)  # cgroupsPath and linux.resources, refused before anything is made
     flags, joins = clone_flags(linux.get("namespaces") or [])
     validate.check(config, flags, joins)
-    if not flags & CLONE_NEWNS and "mount" not in joins:
+    own_mountns = bool(flags & CLONE_NEWNS) or "mount" in joins
+    if not own_mountns:
         _check_without_mount_namespace(config)
     userns = bool(flags & CLONE_NEWUSER)
     if userns and not (linux.get("uidMappings") and linux.get("gidMappings")):
@@ -142,7 +145,8 @@ def _validate(cid, bundle, config, validated, console_socket, preserve_fds, list
         preserve_fds += listen_fds
     return Plan(config=config, bundle=bundle, rootfs=rootfs_dir, mounts=mounts, flags=flags,
                 joins=joins, userns=userns, preserve_fds=preserve_fds, id_maps=id_maps,
-                rootless_cgroups=rootless.rootless_cgroups(rootless_flag))
+                rootless_cgroups=rootless.rootless_cgroups(rootless_flag), own_mountns=own_mountns,
+                rootfs_fd=-1, caller_mounts=None)
 
 
 def _check_unprivileged(config: dict, mounts, flags: int, joins: dict) -> None:
@@ -180,9 +184,10 @@ def _is_dir(path: str, what: str) -> bool:
     return True
 
 
-# What only a mount namespace of the container's own can do: refused without one (runc
-# would silently leave them out).
-_NEEDS_MOUNT_NS = (("mounts", lambda c: c.get("mounts")), ("root.readonly", lambda c: (c.get("root") or {}).get("readonly")),
+# What would change the image itself or the caller's own mounts without a mount namespace of
+# the container's: refused by name. (runc 1.1 makes the devices in the image's /dev, where they
+# stay, makes the caller's "/" rslave (or rootfsPropagation), and refuses masked and read-only paths.)
+_NEEDS_MOUNT_NS = (("root.readonly", lambda c: (c.get("root") or {}).get("readonly")),
                    ("linux.maskedPaths", lambda c: c["linux"].get("maskedPaths")),
                    ("linux.readonlyPaths", lambda c: c["linux"].get("readonlyPaths")),
                    ("linux.devices", lambda c: c["linux"].get("devices")),
@@ -191,7 +196,7 @@ _NEEDS_MOUNT_NS = (("mounts", lambda c: c.get("mounts")), ("root.readonly", lamb
 
 def _check_without_mount_namespace(config: dict) -> None:
     """A config without a mount namespace runs in the caller's (as with runc and crun), its
-    process chrooted into root.path; what would need mounts is refused by name."""
+    process chrooted into root.path, its mounts made inside the rootfs and removed at delete."""
     for field, present in _NEEDS_MOUNT_NS:
         if present(config):
             raise ConfigError(f"config.json: {field} needs a mount namespace of the container's own "
@@ -212,15 +217,37 @@ def _claim(root: str, cid: str, plan: Plan):
     created = st.now_rfc3339()
     if cgroup is not None:
         cgroup.plan()
-    cdir, lock = st.claim(root, cid, {"id": cid, "pid": 0, "bundle": plan.bundle, "created": created,
-                                      "cgroup": cgroup and cgroup.record()})  # locked until the record is whole
+    first = {"id": cid, "pid": 0, "bundle": plan.bundle, "created": created, "cgroup": cgroup and cgroup.record()}
+    if not plan.own_mountns:
+        _pin_rootfs(plan)
+        if plan.caller_mounts is not None:
+            first["caller_mounts"] = plan.caller_mounts
+    try:
+        cdir, lock = st.claim(root, cid, first)  # locked until the record is whole
+    except BaseException:
+        if plan.rootfs_fd >= 0:
+            os.close(plan.rootfs_fd)
+        raise
     return cgroup, cdir, lock, created
+
+
+def _pin_rootfs(plan: Plan) -> None:
+    """Without a mount namespace of its own the container's mounts go into the caller's: the
+    rootfs is held by an fd from here on, and what is mounted under it already is recorded
+    before the init exists, so that delete can tell the new mounts (rootfs.caller_mounts)."""
+    from . import rootfs
+    try:
+        plan.rootfs_fd = rootfs.pin_rootfs(plan.rootfs)
+    except OSError as e:
+        raise ConfigError(describe_oserror(e, f"rootfs {plan.rootfs}")) from None
+    if plan.mounts:
+        plan.caller_mounts = rootfs.caller_mounts(plan.rootfs)
 
 
 def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket, no_pivot,
            no_new_keyring) -> tuple[int, int]:
     from . import spawn
-    from ._shim import CLONE_NEWCGROUP, CLONE_NEWNS, CLONE_NEWUTS
+    from ._shim import CLONE_NEWCGROUP, CLONE_NEWUTS
     fifo = os.path.join(cdir, st.EXEC_FIFO)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
@@ -230,7 +257,7 @@ def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket
         hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
         preserve_fds=plan.preserve_fds, userns=plan.userns, join_paths=plan.joins,
         new_utsns=bool(flags & CLONE_NEWUTS), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
-        own_mountns=bool(flags & CLONE_NEWNS) or "mount" in plan.joins,
+        own_mountns=plan.own_mountns, rootfs_fd=plan.rootfs_fd,
         dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in plan.mounts),
         cgroup_dirs=cgroup.hierarchies if cgroup is not None else {}, no_new_keyring=no_new_keyring,
         id_maps=plan.id_maps,
@@ -279,6 +306,9 @@ def _record(cid: str, plan: Plan, cdir: str, cgroup, pid: int, created: str, pid
         "created": created, "annotations": config.get("annotations") or {},
         "cgroup": cgroup and cgroup.record(), "config": config,
     }
+    if plan.caller_mounts is not None:
+        from .rootfs import made_mounts
+        record["caller_mounts"] = {**plan.caller_mounts, "made": made_mounts(plan.caller_mounts)}
     st.write_state(cdir, record)
     if pid_file:
         st.write_atomic(os.path.abspath(pid_file), str(pid).encode(), 0o644)
@@ -309,7 +339,14 @@ def _poststop(cid: str, plan: Plan) -> None:
     hooks.run_logged(poststop, state, "poststop", log.warning)
 
 
-def _undo(cdir: str, cgroup) -> None:
+def _undo(cdir: str, cgroup, caller_mounts) -> None:
+    if caller_mounts is not None:  # the init mounts no more: spawn killed it, or it was ready
+        from .rootfs import remove_caller_mounts
+        try:
+            remove_caller_mounts(caller_mounts)
+        except PyrunError as e:
+            from . import log
+            log.warning(str(e))
     if cgroup is not None:
         try:
             from . import cgroups

@@ -59,8 +59,8 @@ def _init(ctx) -> None:
     console_fd = ctx.console_socket.fileno() if ctx.console_socket is not None and not isinstance(
         ctx.console_socket, str) else -1
     idmaps = tuple(m.tree_fd for m in ctx.mounts if m.tree_fd >= 0)  # attached by mount_all
-    process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd)
-                             + idmaps)
+    process.close_fds_except(ctx.preserve_fds, (ctx.sock.fileno(), ctx.fifo_fd, ctx.helper_fd, console_fd,
+                                                ctx.rootfs_fd) + idmaps)
     # --console-socket is a host path: reach it with the host's credentials, before the
     # user namespace's root (or a joined user or mount namespace) stands in the way
     console_sock = _console_socket(ctx) if proc.get("terminal") else None
@@ -91,12 +91,15 @@ def _init(ctx) -> None:
     elif config.get("hostname"):
         raise PyrunError("unable to set hostname without a private UTS namespace")
 
-    # The root filesystem, still seeing the host's paths (the caller's mount namespace is
-    # never changed: without one of its own, the container only gets root.path as root).
+    # The root filesystem, still seeing the host's paths. Without a mount namespace of its
+    # own, the caller's "/" and its propagation stay as they are: the config's mounts go
+    # inside the rootfs create pinned, and delete takes them out again.
     if ctx.own_mountns:
         rootfs.prepare_root(ctx.rootfs, linux.get("rootfsPropagation"))
         rootfs.mount_all(ctx.rootfs, ctx.mounts, ctx)
         rootfs.create_devices(ctx.rootfs, linux.get("devices") or [], ctx)
+    else:
+        _mount_in_callers_namespace(ctx)
     seccomp = process.compile_seccomp(linux, ctx.seccomp_cache)
     listener = _connect_seccomp_agent(linux) if seccomp is not None and seccomp.uses_notify else None
 
@@ -110,8 +113,10 @@ def _init(ctx) -> None:
     if ctx.own_mountns:
         rootfs.pivot(ctx.rootfs, ctx.no_pivot, linux.get("rootfsPropagation"))
     else:
-        os.chroot(ctx.rootfs)
+        os.fchdir(ctx.rootfs_fd)
+        os.chroot(".")
         os.chdir("/")
+        os.close(ctx.rootfs_fd)
     if console_sock is not None:
         from . import console
         console.setup(console_sock, proc.get("consoleSize"), bind_console=True)  # a new session
@@ -157,6 +162,16 @@ def _init(ctx) -> None:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
     process.finish(proc, seccomp, send_listener, preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,))
     process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
+
+
+def _mount_in_callers_namespace(ctx) -> None:
+    """The config's mounts through the pinned rootfs fd, so that they land where create
+    recorded (rootfs.caller_mounts); /dev gets its devices only if it is one of them (the
+    image's own /dev is never written)."""
+    root = f"/proc/self/fd/{ctx.rootfs_fd}"
+    rootfs.mount_all(root, ctx.mounts, ctx)
+    if rootfs.dev_is_ours(ctx.mounts):
+        rootfs.create_devices(root, [], ctx)
 
 
 def _console_socket(ctx):

@@ -7,6 +7,9 @@ In the child, inside its new mount namespace:
   pivot              pivot_root (or MS_MOVE + chroot with --no-pivot), old root detached
   finalize           sysctl, readonlyPaths, maskedPaths, root.readonly
 
+Without a mount namespace of its own, mount_all works in the caller's, inside the rootfs
+that create pinned (pin_rootfs), and delete unmounts it all again (remove_caller_mounts).
+
 Every destination is resolved with openat2(RESOLVE_IN_ROOT) and mounted through
 /proc/self/fd/N, so a symlink in the image can never lead a mount outside the rootfs.
 """
@@ -647,3 +650,132 @@ def _set_ro(root_fd: int, canonical: str, what: str) -> None:
             os.close(fd)
     except OSError as e:
         raise PyrunError(describe_oserror(e, what)) from None
+
+
+# -- without a mount namespace of the container's own -------------------------------------
+# The config's mounts then go into the caller's mount namespace, inside the rootfs, and come
+# out again at delete (runc leaves them). Before the init exists, create records the mount IDs
+# already under the rootfs; once the init is ready, those it made. Delete, even after a create
+# killed half way, so unmounts only what is new under the rootfs and never what was there
+# before (the rootfs may itself be a mount point, as Podman's overlay is).
+
+_NO_LINKS = k.RESOLVE_NO_SYMLINKS | k.RESOLVE_NO_MAGICLINKS
+
+
+def pin_rootfs(rootfs: str) -> int:
+    """The rootfs, opened once, no symlink followed (a component swapped for one since
+    create resolved it fails here): the init mounts and chroots through this fd."""
+    return k.openat2(-100, rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _NO_LINKS)
+
+
+def caller_mounts(rootfs: str) -> dict:
+    """The preliminary record's part: enough for delete to find the new mounts."""
+    return {"rootfs": rootfs, "mntns": _mount_namespace(),
+            "before": sorted(_under(_mountinfo(), rootfs))}
+
+
+def made_mounts(record: dict) -> list[int]:
+    """The mounts new under the rootfs since `caller_mounts`: the init's, once it is ready."""
+    return sorted(set(_under(_mountinfo(), record["rootfs"])) - set(record["before"]))
+
+
+def dev_is_ours(mounts: list[Mount]) -> bool:
+    """/dev is, on top, a filesystem mount_all made (not a bind of a host directory): its
+    devices go there, and out with it."""
+    on_dev = [m for m in mounts if m.canonical == "/dev"]
+    return bool(on_dev) and not on_dev[-1].is_bind
+
+
+def remove_caller_mounts(record: dict | None) -> None:
+    """Unmount, deepest first, what create mounted under the rootfs in this namespace, each
+    mount verified by ID on an fd opened without symlinks, then detached through that fd:
+    no path is looked up twice, and nothing outside the rootfs or older than create goes."""
+    if not record:
+        return
+    from . import log
+    if _mount_namespace() != record["mntns"]:
+        log.debug(f"the mounts under {record['rootfs']} are in another mount namespace: left to it")
+        return
+    table = _mountinfo()
+    for mid in sorted(_ours(table, record), key=lambda m: _depth(table, m), reverse=True):
+        _unmount(mid, table[mid][1], log.warning)
+
+
+def _ours(table: dict, record: dict) -> list[int]:
+    """New under the rootfs; and, when the init's are known, one of them or a mount on one."""
+    before, made = set(record["before"]), record.get("made")
+    made = None if made is None else set(made)
+
+    def mine(mid: int) -> bool:
+        if mid in before:
+            return False
+        seen = set()
+        while made is not None and mid in table and mid not in seen:
+            if mid in made:
+                return True
+            seen.add(mid)
+            mid = table[mid][0]
+        return made is None
+    return [mid for mid in _under(table, record["rootfs"]) if mine(mid)]
+
+
+def _depth(table: dict, mid: int) -> int:
+    seen = set()
+    while mid in table and mid not in seen:
+        seen.add(mid)
+        mid = table[mid][0]
+    return len(seen)
+
+
+def _unmount(mid: int, mountpoint: str, warn) -> None:
+    try:
+        fd = k.openat2(-100, mountpoint, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, 0, _NO_LINKS)
+    except FileNotFoundError:
+        return  # gone with a mount it was on
+    except OSError as e:
+        warn(describe_oserror(e, f"mount {mountpoint} (mount ID {mid}) left in place: its path cannot be opened"))
+        return
+    try:
+        if _mount_id(fd) != mid:
+            warn(f"mount {mountpoint} (mount ID {mid}) left in place: its path now leads to another mount")
+            return
+        k.umount2(_fdpath(fd), k.MNT_DETACH)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, f"unmount {mountpoint}")) from None
+    finally:
+        os.close(fd)
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _mount_namespace() -> int:
+    return os.stat("/proc/self/ns/mnt").st_ino
+
+
+def _mountinfo() -> dict[int, tuple[int, str]]:
+    """This namespace's mounts: ID → (parent ID, mount point)."""
+    table = {}
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(b" ", 5)
+            table[int(fields[0])] = (int(fields[1]), _unescape(fields[4]))
+    return table
+
+
+def _unescape(field: bytes) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\ooo."""
+    if b"\\" in field:
+        import re
+        field = re.sub(rb"\\([0-7]{3})", lambda m: bytes((int(m[1], 8),)), field)
+    return os.fsdecode(field)
+
+
+def _under(table: dict, rootfs: str) -> list[int]:
+    top = rootfs.rstrip("/") + "/"
+    return [mid for mid, (_, mp) in table.items() if mp == rootfs or mp.startswith(top)]
