@@ -62,11 +62,6 @@ NOTES = {
     "rootfs-propagation.invalid-errors": {"crun": "crun 1.8.1 accepts an unknown rootfsPropagation value."},
     "namespaces.duplicate-type-errors": {
         "crun": "crun 1.8.1 accepts two entries of one namespace type."},
-    "namespaces.mount-inherited": {
-        "pyrun": ("pyrun refuses mounts in a config without a mount namespace, by name, on purpose: runc "
-                  "mounts them in the runtime's namespace (the host's, but here a throwaway one of the "
-                  "suite's) and leaves them there after delete. pyrun never changes the caller's mount "
-                  "namespace.")},
     "namespaces.time-new": {"runc": "runc 1.1.5 does not know the time namespace; it refuses it.",
                             "crun": "crun 1.8.1 fails to make a time namespace (`write to sync socket`)."},
     "namespaces.time-path": {"runc": "As namespaces.time-new.", "crun": "As namespaces.time-new."},

@@ -30,12 +30,7 @@ def _outcomes(doc: dict) -> dict[str, dict]:
 
 # Cases runc passes that pyrun fails on purpose, each with its reason (also in conformance/notes.py,
 # so docs/conformance.md says it). Nothing else may be on this list.
-DELIBERATE = {
-    "namespaces.mount-inherited": (
-        "without a mount namespace of its own a container shares the caller's: runc mounts the config's "
-        "mounts into the caller's (the host's) namespace and leaves them there after delete; pyrun refuses "
-        "such mounts at create, by name, and never changes the caller's mount namespace"),
-}
+DELIBERATE: dict[str, str] = {}
 
 
 def test_pyrun_passes_every_case_runc_passes(tmp_path, root_required, capsys):
@@ -51,8 +46,6 @@ def test_pyrun_passes_every_case_runc_passes(tmp_path, root_required, capsys):
     regressions = [f"{name}: {ours[name]['outcome']}: {ours[name]['reason']}"
                    for name, r in oracle.items() if r["outcome"] == "pass" and ours[name]["outcome"] != "pass"
                    and name not in DELIBERATE]
-    for name in DELIBERATE:  # a deliberate failure is still refused the way it says
-        assert ours[name]["outcome"] == "fail" and "needs a mount namespace" in ours[name]["reason"], ours[name]
     assert not regressions, "cases runc passes and pyrun does not:\n" + "\n".join(regressions)
 
 
