@@ -18,7 +18,7 @@ from specs.image import (DOCKER_FOREIGN_LAYER_GZIP, INDEX_TYPES, OCI_INDEX, OCI_
 
 from .layout import Layout, LayoutError
 from .reference import parse
-from .registry import Payload, RegistryError, push_scope
+from .registry import Payload, RegistryError, json_object, push_scope
 
 # Layers a registry may not be given (their descriptors carry urls): pushed only when
 # the layout has them, as skopeo does.
@@ -110,14 +110,8 @@ def plan(layout: Layout, desc: dict) -> tuple[list[dict], list[Doc]]:
 
 
 def _doc(layout: Layout, desc: dict) -> Doc:
-    from specs import fastjson
     data = layout.read_blob(desc["digest"], desc.get("size"))
-    try:
-        parsed = fastjson.loads(data)
-    except ValueError as e:
-        raise LayoutError(f"{desc['digest']}: malformed JSON: {e}") from None
-    if not isinstance(parsed, dict):
-        raise LayoutError(f"{desc['digest']}: not a manifest or index")
+    parsed = json_object(data, f"{desc['digest']}: malformed manifest or index", LayoutError)
     media_type = parsed.get("mediaType") or desc.get("mediaType") or (
         OCI_INDEX if "manifests" in parsed else OCI_MANIFEST)
     return Doc(data, media_type, desc["digest"])

@@ -635,13 +635,7 @@ class Manifest:
 
 
 def parse_manifest(data: bytes, content_type: str, digest: str, what: str) -> Manifest:
-    from specs import fastjson
-    try:
-        doc = fastjson.loads(data)
-    except ValueError as e:
-        raise RegistryError(f"{what}: malformed manifest: {e}") from None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"{what}: malformed manifest: not a JSON object")
+    doc = json_object(data, f"{what}: malformed manifest")
     declared = doc.get("mediaType")
     known = MANIFEST_TYPES + INDEX_TYPES
     if content_type in known:
@@ -685,6 +679,18 @@ def _check_descriptor(d, what: str) -> None:
 
 
 # -- helpers ----------------------------------------------------------------------
+
+def json_object(data: bytes, what: str, error: type[Exception] = RegistryError) -> dict:
+    """`data` as a JSON object (a manifest, an index): else `error`, "<what>: <the reason>"."""
+    from specs import fastjson
+    try:
+        doc = fastjson.loads(data)
+    except ValueError as e:
+        raise error(f"{what}: {e}") from None
+    if not isinstance(doc, dict):
+        raise error(f"{what}: not a JSON object")
+    return doc
+
 
 def parse_challenge(header: str) -> tuple[str, dict]:
     """'Bearer realm="…",service="…"' → ("bearer", {...}); quoted values may hold commas."""
