@@ -65,6 +65,18 @@ def loads_head(s, last: str) -> tuple[dict, str, int]:
     it only when asked. Anything unusual (not an object, a fault) goes to loads."""
     if isinstance(s, (bytes, bytearray)):
         s = s.decode("utf-8")
+    # The fast way, for documents written as dumps() writes them: cut before the member and
+    # let the C scanner take the head whole. The cut is exact: `, "KEY": ` cannot lie inside a
+    # string (its quote would be escaped), and a cut inside a nested object leaves a brace
+    # open, so the scan fails or ends early and the careful loop below decides.
+    cut = s.find(f', "{last}": ')
+    if cut > 0:
+        try:
+            head, end = _scan(s[:cut] + "}", 0)
+        except Exception:  # noqa: BLE001 - the loop below names nothing either; it just reads on
+            head, end = None, 0
+        if end == cut + 1 and isinstance(head, dict) and last not in head:
+            return head, s, _skip_ws(s, cut + len(last) + 6)
     out: dict = {}
     try:  # an index past the end is a fault like any other
         i = _skip_ws(s, 0)
