@@ -32,6 +32,7 @@ REG, HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO = "0", "1", "2", "3", "4", "5"
 _REGULAR_TYPES = {"0": REG, "\0": REG, "7": REG}
 _PLAIN_TYPES = {"1", "2", "3", "4", "5", "6"}
 _META_TYPES = {"x", "g", "L", "K"}  # records about the next entry
+_PAX_TIMES = frozenset(("mtime", "atime", "ctime"))
 _NAMES = {"S": "GNU sparse file", "M": "GNU multi-volume continuation", "V": "volume label"}
 
 
@@ -322,7 +323,9 @@ class TarReader:
             raw_name = _cstr(block[0:100])
             last = raw_name or last
             stored = _number(block[148:156], "checksum", raw_name)
-            if not _checksum_ok(block, stored):
+            # _checksum_ok's first reading, inline: the common case costs no call
+            if ((adler32(block[:256]) & 0xFFFF) + (adler32(block[256:]) & 0xFFFF) + 254
+                    - sum(block[148:156]) != stored and not _checksum_ok(block, stored)):
                 raise TarError(f"{raw_name or '?'}: tar header checksum mismatch")
             typeflag = chr(block[156])
             size = _number(block[124:136], "size", raw_name)
@@ -331,12 +334,22 @@ class TarReader:
             if typeflag in _META_TYPES:
                 if size > MAX_META:
                     raise TarError(f"{raw_name or '?'}: {size}-byte metadata record is too large")
-                data = self._read(size)
-                if len(data) != size:
-                    raise TarError(f"{raw_name or '?'}: archive truncated in a metadata record")
-                self._skip(-size % BLOCK, raw_name)
+                buf, pos = self._buf, self._pos
+                end = pos + size
+                padded = end + (-size % BLOCK)
+                if padded <= len(buf):  # the common case: record and padding in this chunk
+                    data = buf[pos:end]
+                    self._pos = padded
+                else:
+                    data = self._read(size)
+                    if len(data) != size:
+                        raise TarError(f"{raw_name or '?'}: archive truncated in a metadata record")
+                    self._skip(-size % BLOCK, raw_name)
                 if typeflag == "x":
-                    pax.update(_pax_records(data, raw_name))
+                    if pax:
+                        pax.update(_pax_records(data, raw_name))
+                    else:
+                        pax = _pax_records(data, raw_name)
                 elif typeflag == "L":
                     long_name = _cstr(data)
                 elif typeflag == "K":
@@ -398,6 +411,12 @@ class TarReader:
 
     @staticmethod
     def _apply_pax(pax, name, linkname, size, uid, gid, mtime_ns):
+        if len(pax) <= 3 and _PAX_TIMES.issuperset(pax):
+            # GNU tar's and Python's common header: times only, of which mtime is ours
+            if "mtime" in pax:
+                mtime_ns = _pax_time_ns(pax["mtime"].decode("utf-8", "surrogateescape"), name)
+            return name, linkname, size, uid, gid, mtime_ns, None
+
         def text(v: bytes) -> str:
             return v.decode("utf-8", "surrogateescape")
 

@@ -124,5 +124,9 @@ def test_chunks_of_any_size_read_alike():
         return out
     whole = entries(len(data))
     assert [e[0] for e in whole][-1] == "dir/link" and whole[2][5] == b"\3" * 511
+    # PAX mtime alone (the times-only reading) and with a path record (the full one)
+    assert whole[0][0] == "dir/file0" and whole[0][3] == 1_700_000_000_250_000_000
+    assert whole[1][0] == "dir/éfile1" and whole[1][3] == 1_700_000_001_250_000_000
+    assert whole[-1][4] == "x" * 150
     for step in (1, 7, 100, 511, 512, 513, 1000, 4096):
         assert entries(step) == whole, step
