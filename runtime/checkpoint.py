@@ -315,11 +315,13 @@ def restore(cls, cid: str, bundle: str, root: str, opt: Options, *, criu_path: s
     except BaseException:
         if pid:
             _kill_restored(pid)
-        create._undo(cdir, cgroup)
+        create._undo(cdir, cgroup, plan.caller_mounts)
         create._poststop(cid, plan)
         raise
     finally:
         os.close(lock)
+        if plan.rootfs_fd >= 0:
+            os.close(plan.rootfs_fd)
     return cls(cid, root, cdir, record)
 
 
