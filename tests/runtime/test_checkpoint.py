@@ -221,6 +221,30 @@ def _wait_stopped(pyrun, cid, timeout=30.0):
     assert _status(pyrun, cid) == "stopped"
 
 
+def _running(pyrun, b, cid="c1") -> None:
+    """`run -d` of bundle `b` with stdio a container may keep (see _detached)."""
+    p = _detached(pyrun, "run", "-d", "-b", b, cid)
+    assert p.returncode == 0, p.stderr
+
+
+def _running_counter(pyrun, tmp_path, at_least=1, cid="c1") -> str:
+    """A COUNTER container `cid`, running and counted up to `at_least`: its bundle."""
+    b = _counter(tmp_path)
+    _running(pyrun, b, cid)
+    _wait_count(b, at_least)
+    return b
+
+
+def _dump(pyrun, img, *flags, cid="c1", log="dump.log") -> None:
+    p = pyrun("checkpoint", *flags, "--image-path", img, cid, timeout=300)
+    assert p.returncode == 0, p.stderr + _log(os.path.join(img, log))
+
+
+def _restore(pyrun, b, img, *flags, cid="c2") -> None:
+    p = _detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, *flags, cid)
+    assert p.returncode == 0, p.stderr + _log(os.path.join(img, "restore.log"))
+
+
 def test_checkpoint_then_restore_goes_on_counting(criu, tmp_path):
     """The dumped stdout is a pipe: restore hands over its own stdout in its place (runc's
     descriptors.json), so the numbers go on arriving through the new pipe."""
@@ -289,21 +313,17 @@ def _drain(fd: int) -> list[int]:
 
 def test_leave_running_keeps_the_container(criu, tmp_path):
     pyrun = criu
-    b = _counter(tmp_path)
     img = str(tmp_path / "img")
-    assert _detached(pyrun, "run", "-d", "-b", b, "c1").returncode == 0
+    b = _running_counter(pyrun, tmp_path, 2)
     try:
-        _wait_count(b, 2)
-        p = pyrun("checkpoint", "--leave-running", "--image-path", img, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+        _dump(pyrun, img, "--leave-running")
         assert _status(pyrun, "c1") == "running"
         n = _count(b)
         assert _wait_count(b, n + 3) > n
     finally:
         pyrun("delete", "-f", "c1")
     # the image restores too: the dumped count, taken up again
-    p = _detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "c2")
-    assert p.returncode == 0, p.stderr + _log(os.path.join(img, "restore.log"))
+    _restore(pyrun, b, img)
     try:
         assert _status(pyrun, "c2") == "running"
     finally:
@@ -312,25 +332,20 @@ def test_leave_running_keeps_the_container(criu, tmp_path):
 
 def test_pre_dump_then_dump_with_parent_path(criu, tmp_path):
     pyrun = criu
-    b = _counter(tmp_path)
     parent, img = str(tmp_path / "parent"), str(tmp_path / "img")
-    assert _detached(pyrun, "run", "-d", "-b", b, "c1").returncode == 0
+    b = _running_counter(pyrun, tmp_path, 2)
     try:
-        _wait_count(b, 2)
-        p = pyrun("checkpoint", "--pre-dump", "--image-path", parent, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr + _log(os.path.join(parent, "pre-dump.log"))
+        _dump(pyrun, parent, "--pre-dump", log="pre-dump.log")
         assert _status(pyrun, "c1") == "running"  # a pre-dump leaves it running
         assert not os.path.exists(os.path.join(parent, "descriptors.json"))
         n = _count(b)
         _wait_count(b, n + 2)
-        p = pyrun("checkpoint", "--parent-path", "../parent", "--image-path", img, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+        _dump(pyrun, img, "--parent-path", "../parent")
     finally:
         pyrun("delete", "-f", "c1")
     assert os.path.realpath(os.path.join(img, "parent")) == os.path.realpath(parent)  # criu linked them
     at_dump = _count(b)
-    p = _detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "c2")
-    assert p.returncode == 0, p.stderr + _log(os.path.join(img, "restore.log"))
+    _restore(pyrun, b, img)
     try:
         assert _wait_count(b, at_dump + 2) < at_dump + 60
     finally:
@@ -341,12 +356,10 @@ def test_restore_in_the_foreground_passes_the_exit_status_on(criu, tmp_path):
     """Without -d restore waits, as run does: the container's status is its own, and the
     container is gone afterwards."""
     pyrun = criu
-    b = _counter(tmp_path)
     img = str(tmp_path / "img")
-    assert _detached(pyrun, "run", "-d", "-b", b, "c1").returncode == 0
+    b = _running_counter(pyrun, tmp_path)
     try:
-        _wait_count(b, 1)
-        assert pyrun("checkpoint", "--image-path", img, "c1", timeout=300).returncode == 0
+        _dump(pyrun, img)
     finally:
         pyrun("delete", "-f", "c1")
     from tests.conftest import PYRUN
@@ -369,14 +382,11 @@ def test_restore_in_the_foreground_passes_the_exit_status_on(criu, tmp_path):
 
 def test_restore_refuses_an_id_in_use(criu, tmp_path):
     pyrun = criu
-    b = _counter(tmp_path)
     img = str(tmp_path / "img")
-    assert _detached(pyrun, "run", "-d", "-b", b, "c1").returncode == 0
+    b = _running_counter(pyrun, tmp_path)
     try:
-        _wait_count(b, 1)
         pyrun("pause", "c1", check=True)  # runc checkpoints a paused container too; it stays paused
-        p = pyrun("checkpoint", "--leave-running", "--image-path", img, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+        _dump(pyrun, img, "--leave-running")
         assert _status(pyrun, "c1") == "paused"
         pyrun("resume", "c1", check=True)
         one_line_error(_detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "c1"), "c1")
@@ -402,8 +412,7 @@ def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
     _, master1 = receive_fd(srv1)
     try:
         _wait_count(b, 2)
-        p = pyrun("checkpoint", "--image-path", img, "c1", timeout=300)
-        assert p.returncode == 0, p.stderr + _log(os.path.join(img, "dump.log"))
+        _dump(pyrun, img)
     finally:
         pyrun("delete", "-f", "c1")
         os.close(master1)
