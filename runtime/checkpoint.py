@@ -18,7 +18,11 @@ criu does the work (over its RPC, criu.py); pyrun tells it what criu cannot know
   state.json like a created container's; state, kill, exec and delete work on it as on any.
 
 Always given to criu, as runc does: an empty network namespace on restore (empty_ns has
-CLONE_NEWNET: pyrun configures no network devices, so there is nothing to restore in it).
+CLONE_NEWNET: pyrun configures no network devices, so there is nothing to restore in it),
+except where the container joins one by path: criu makes no namespace there, it restores
+into the one handed over, and the flag would only have it lock that namespace once more
+(see _empty_ns). So TCP connections (--tcp-established) come back where the namespace
+outlives the container, as Podman's and CRI-O's do; in a new one criu restores lo down.
 """
 import os
 
@@ -91,7 +95,7 @@ def _require_root(cmd: str) -> None:
 def _common_opts(opt: Options, config: dict) -> dict:
     opts = {"log_level": CRIU_LOG_LEVEL, "manage_cgroups": True, "manage_cgroups_mode": opt.cg_mode,
             "notify_scripts": True, "shell_job": opt.shell_job, "tcp_established": opt.tcp_established,
-            "ext_unix_sk": opt.ext_unix_sk, "file_locks": opt.file_locks, "empty_ns": opt.empty_ns,
+            "ext_unix_sk": opt.ext_unix_sk, "file_locks": opt.file_locks, "empty_ns": _empty_ns(opt.empty_ns, config),
             "orphan_pts_master": True, "auto_dedup": opt.auto_dedup}
     annotations = config.get("annotations") or {}
     if CRIU_CONFIG_ANNOTATION in annotations:  # empty: no configuration file at all
@@ -100,6 +104,17 @@ def _common_opts(opt: Options, config: dict) -> dict:
     else:
         opts["config_file"] = CRIU_CONFIG_DEFAULT
     return opts
+
+
+def _empty_ns(mask: int, config: dict) -> int:
+    """The namespaces criu makes empty, less a network namespace the container joins by path
+    (criu's external one). Given CLONE_NEWNET criu locks the restored namespace's traffic
+    as it starts, for a namespace it made that has none of the dump's rules; in the joined
+    one the dump's lock is still in place, and its one unlock at the end would leave the
+    second: no packet would pass there again."""
+    if any(ns.get("type") == "network" and ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or ()):
+        return mask & ~CLONE_NEWNET
+    return mask
 
 
 def _open_dir(path: str, what: str, make: bool) -> tuple[int, bool]:

@@ -438,6 +438,77 @@ def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
         pyrun("delete", "-f", "c2")
 
 
+# -- the flags that change what criu may dump (guest) -------------------------------------------
+
+# Over lo, inside the container: a listener writes what it receives to /tmp/got, a client
+# sends it a number every 0.1 s (connecting again until the listener is up). The listener's
+# stdin never ends (busybox nc half-closes the connection on its stdin's EOF).
+TCP_PAIR = ["/bin/sh", "-c", "(sleep 100000 | nc -l -p 5000 >> /tmp/got) & "
+            "while :; do (i=0; while :; do echo $i; i=$((i+1)); sleep 0.1; done) | nc 127.0.0.1 5000; sleep 0.2; done"]
+
+
+def _received(b: str) -> int:
+    try:
+        with open(os.path.join(b, "rootfs", "tmp", "got")) as f:
+            numbers = f.read().split("\n")[:-1]  # the last line may be cut
+    except FileNotFoundError:
+        return -1
+    return int(numbers[-1]) if numbers and numbers[-1].isdigit() else -1
+
+
+def _wait_received(b: str, at_least: int, timeout=60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while _received(b) < at_least and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _received(b) >= at_least, (_received(b), at_least)
+    return _received(b)
+
+
+@pytest.fixture
+def netns_with_lo(tmp_path):
+    """A network namespace with lo up, held by a process: a path for linux.namespaces, as
+    Podman and CRI-O give one (criu declares it external and restores into it)."""
+    holder = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep 100000"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "up"
+        yield f"/proc/{holder.pid}/ns/net"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_tcp_established_needs_the_flag_and_the_connection_carries_on(criu, tmp_path, netns_with_lo):
+    pyrun = criu
+    b = make_bundle(str(tmp_path / "b"), args=TCP_PAIR, root={"path": "rootfs", "readonly": False})
+    config = read_config(b)
+    config["linux"]["namespaces"] = [ns if ns["type"] != "network" else {"type": "network", "path": netns_with_lo}
+                                     for ns in config["linux"]["namespaces"]]
+    write_config(b, config)
+    img = str(tmp_path / "img")
+    _running(pyrun, b)
+    n = _wait_received(b, 3)
+    line = one_line_error(pyrun("checkpoint", "--image-path", img, "c1", timeout=300), "criu dump failed",
+                          "--tcp-established", "dump.log")
+    assert "TCP" in line
+    assert _status(pyrun, "c1") == "running"
+    n = _wait_received(b, n + 3)  # criu let the connection go on
+    _dump(pyrun, img, "--tcp-established")
+    assert pyrun.ids() == []
+    at_dump = _received(b)
+    # restore must be told too: without the flag criu refuses the image, and nothing is left
+    one_line_error(_detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "c2"), "criu restore failed",
+                   "TCP", "restore.log")
+    assert pyrun.ids() == []
+    _restore(pyrun, b, img, "--tcp-established")
+    rules = subprocess.run(["nsenter", f"--net={netns_with_lo}", "iptables-save"], capture_output=True, text=True).stdout
+    assert "CRIU" not in rules, rules  # criu's network lock is gone
+    n = _wait_received(b, at_dump + 3)  # the same connection: the numbers go on, not from 0
+    with open(os.path.join(b, "rootfs", "tmp", "got")) as f:
+        assert f.read().split().count("0") == 1, "the client connected again"
+    pyrun("delete", "-f", "c2", check=True)
+
+
 def test_podman_checkpoint_and_restore_through_pyrun(criu, tmp_path):
     """Podman's own calls (checkpoint --image-path --work-path; restore through conmon): the
     container goes on counting in `podman logs`. --network none: the guest has no bridge."""
