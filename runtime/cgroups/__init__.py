@@ -13,8 +13,9 @@ one more hierarchy the container is placed in, as runc does; its limits are v1's
 Resource code: fields.py (which field needs which controller; also `features`),
 v1_resources.py, v2_resources.py, devices.py (rules, v1 lists, v2 eBPF), stats.py.
 """
-import os
+import posix
 
+from .hierarchy import dirname, isdir, join
 from .hierarchy import host_controllers, is_unified, mounts  # noqa: F401 - the package's API too
 
 
@@ -30,13 +31,13 @@ def join_self(fds: list[int]) -> None:
     credentials, so this works from inside a new user namespace too."""
     try:
         for fd in fds:
-            os.write(fd, b"0")
+            posix.write(fd, b"0")
     except OSError as e:
         from ..errors import PyrunError, describe_oserror
         raise PyrunError(describe_oserror(e, "join the container's cgroup")) from None
     finally:
         for fd in fds:
-            os.close(fd)
+            posix.close(fd)
 
 
 def cgroup_path(config_path: str | None, cid: str, relative: bool = False) -> str:
@@ -95,7 +96,7 @@ def skip_unwritable(cg, resources: dict | None):
         for name in why:
             if want in name.split(",") or cg.version == 2:
                 from ..errors import ConfigError
-                raise ConfigError(f"linux.resources.{field}: cannot be applied rootless: uid {os.geteuid()} "
+                raise ConfigError(f"linux.resources.{field}: cannot be applied rootless: uid {posix.geteuid()} "
                                   f"cannot write {why[name]} to make or join the container's cgroup (set "
                                   "linux.cgroupsPath to a cgroup delegated to the user, or leave the limit out)")
     if not keep:
@@ -106,13 +107,13 @@ def skip_unwritable(cg, resources: dict | None):
 def _unusable(d: str) -> str:
     """What this process would have to write, and may not, to make the cgroup directory
     `d` or move a task into it; "" if it can. cgroupfs is judged by owner and mode alone."""
-    if os.path.isdir(d):
-        target = os.path.join(d, "cgroup.procs")
+    if isdir(d):
+        target = join(d, "cgroup.procs")
     else:
-        target = os.path.dirname(d)
-        while not os.path.isdir(target):
-            target = os.path.dirname(target)
-    return "" if os.access(target, os.W_OK, effective_ids=True) else target
+        target = dirname(d)
+        while not isdir(target):
+            target = dirname(target)
+    return "" if posix.access(target, posix.W_OK, effective_ids=True) else target
 
 
 def manager(path: str, hierarchies: dict | None = None, made: list | None = None):
@@ -172,8 +173,8 @@ def sub_cgroup(cg, wanted: list[str]):
         for ctrl in name.split(","):
             sub = per.get(ctrl, sub)
         if sub:
-            d = os.path.join(d, sub)
-            if not os.path.isdir(d):
+            d = join(d, sub)
+            if not isdir(d):
                 raise ConfigError(f"exec --cgroup: {sub} does not exist in the container's cgroup ({d})")
         dirs[name] = d
     missing = set(per) - {""} - {c for name in cg.hierarchies for c in name.split(",")}

@@ -1,8 +1,9 @@
 """The host's cgroup hierarchies: where they are mounted, which mode, and the directory
-operations every Manager shares (listing, removal, the guard against a hierarchy's root)."""
-import os
+operations every Manager shares (listing, removal, the guard against a hierarchy's root).
+
+The package imports posix, not os (whose import costs ~1.5 ms, a tenth of `delete`), and
+has its few path helpers here: every path it handles is absolute and clean."""
 import posix
-import posixpath
 
 MOUNTINFO = "/proc/self/mountinfo"
 ROOT = "/sys/fs/cgroup"
@@ -22,8 +23,32 @@ def mounts() -> list[tuple[str, str, list[str]]]:
     return out
 
 
+def isdir(path: str) -> bool:
+    try:
+        return posix.stat(path).st_mode & 0o170000 == 0o040000
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: str) -> bool:
+    try:
+        posix.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def dirname(path: str) -> str:
+    return path.rpartition("/")[0] or "/"
+
+
+def join(top: str, *parts: str) -> str:
+    """`top` and each non-empty part, one slash between them (a part is never absolute here)."""
+    return "/".join([top.rstrip("/")] + [p.strip("/") for p in parts if p.strip("/")]) or "/"
+
+
 def is_unified() -> bool:
-    return os.path.exists(ROOT + "/cgroup.controllers")
+    return exists(ROOT + "/cgroup.controllers")
 
 
 def mode() -> str:
@@ -80,7 +105,8 @@ def not_a_root(d: str) -> str:
     A path with `.` or `..` in it is refused as written (a record never holds one); a
     mount point is one whose parent is on another device or is itself (`/`), both seen
     through symlinks, so a link to a hierarchy's root is one too."""
-    if not d.startswith("/") or posixpath.normpath(d) != d or d in _ABOVE or _is_mountpoint(d):
+    clean = d.startswith("/") and all(p not in ("", ".", "..") for p in d[1:].split("/"))
+    if not clean or d in _ABOVE or _is_mountpoint(d):
         from ..errors import PyrunError
         raise PyrunError(f"refusing to use {d} as a container's cgroup: it is the root of a hierarchy")
     return d
@@ -98,16 +124,16 @@ def rmdir_tree(top: str) -> None:
     """cgroup dirs are removed leaf first with rmdir (their files cannot be unlinked)."""
     not_a_root(top)
     try:
-        os.rmdir(top)  # the usual case: a leaf whose tasks have gone
+        posix.rmdir(top)  # the usual case: a leaf whose tasks have gone
         return
     except FileNotFoundError:
         return
     except OSError as e:
         if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY: child cgroups (or tasks) left
             raise
-    for dirpath, dirnames, _ in os.walk(top, topdown=False):
+    for d in reversed(_tree(top)):  # children first
         try:
-            os.rmdir(dirpath)
+            posix.rmdir(d)
         except FileNotFoundError:
             pass
 
@@ -119,7 +145,7 @@ def rmdir_made(made: list[str], leaves) -> None:
         if d in leaves:
             continue
         try:
-            os.rmdir(d)
+            posix.rmdir(d)
         except OSError:
             pass  # another container's cgroup lives there now, or it is gone already
 
@@ -128,19 +154,34 @@ def tree_pids(top: str) -> list[int]:
     """Every process in the cgroup at `top` and in the cgroups below it."""
     pids: list[int] = []
     not_a_root(top)
-    for dirpath, _, _ in os.walk(top):
+    for d in _tree(top):
         try:
-            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+            with open(d + "/cgroup.procs") as f:
                 pids += [int(x) for x in f.read().split()]
         except FileNotFoundError:
             continue
     return pids
 
 
+def _tree(top: str) -> list[str]:
+    """`top` and the directories below it, parents first; links are not followed (cgroupfs
+    has none), a directory gone meanwhile is skipped."""
+    out, todo = [], [top]
+    while todo:
+        d = todo.pop()
+        try:
+            with posix.scandir(d) as it:
+                todo += [f"{d}/{e.name}" for e in it if e.is_dir(follow_symlinks=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out.append(d)
+    return out
+
+
 def make_dirs(made: list[str]) -> None:
     """The directories plan() listed, parents first; one there already is fine."""
     for d in made:
         try:
-            os.mkdir(d, 0o755)
+            posix.mkdir(d, 0o755)
         except FileExistsError:
             pass

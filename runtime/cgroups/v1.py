@@ -4,9 +4,10 @@ On a hybrid host the cgroup2 mount (/sys/fs/cgroup/unified) counts as one more
 hierarchy the container is placed in, as runc treats it; limits are set in the
 v1 hierarchies only (runc sets none there either).
 """
-import os
+import posix
 
-from .hierarchy import make_dirs, mounts, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import (dirname, exists, isdir, join, make_dirs, mounts, not_a_root, own_cgroups, rmdir_made,
+                        rmdir_tree, tree_pids)
 
 # super options of a v1 cgroup mount that are not controllers
 _NOT_CONTROLLERS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods"}
@@ -43,7 +44,7 @@ class V1Manager:
                 if own is None:
                     own = own_cgroups()
                 inner = own.get(name, "/").rstrip("/") + "/" + path
-            h[name] = os.path.join(mountpoint, inner.lstrip("/"))
+            h[name] = join(mountpoint, inner.lstrip("/"))
         return cls(path, h)
 
     @property
@@ -66,9 +67,9 @@ class V1Manager:
         for d in self._h.values():
             not_a_root(d)
             missing = []
-            while not os.path.isdir(d):
+            while not isdir(d):
                 missing.append(d)
-                d = os.path.dirname(d)
+                d = dirname(d)
             made += reversed(missing)
         self.made, self._planned = made, True
         return made
@@ -93,7 +94,7 @@ class V1Manager:
     def clone_fd(self) -> int:
         """A hybrid host's cgroup2 hierarchy takes the child at birth (CLONE_INTO_CGROUP)."""
         d = self._h.get("unified")
-        return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if d else -1
+        return posix.open(d, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC) if d else -1
 
     def join_fds(self) -> list[int]:
         """Each v1 hierarchy's `tasks` file, for the child's join_self()."""
@@ -101,16 +102,16 @@ class V1Manager:
         try:
             for name, d in self._h.items():
                 if name != "unified":
-                    fds.append(os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+                    fds.append(posix.open(join(d, "tasks"), posix.O_WRONLY | posix.O_CLOEXEC))
         except OSError:
             for fd in fds:
-                os.close(fd)
+                posix.close(fd)
             raise
         return fds
 
     def enter(self, pid: int) -> None:
         for d in self._h.values():
-            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            with open(join(d, "cgroup.procs"), "w") as f:
                 f.write(str(pid))
 
     def pids(self) -> list[int]:
@@ -127,12 +128,12 @@ class V1Manager:
         if d is None:
             from ..errors import PyrunError
             raise PyrunError("the freezer cgroup controller is not mounted")
-        with open(os.path.join(d, "freezer.state"), "w") as f:
+        with open(join(d, "freezer.state"), "w") as f:
             f.write("FROZEN" if frozen else "THAWED")
         if frozen:  # FREEZING settles asynchronously
             import time
             for _ in range(1000):
-                with open(os.path.join(d, "freezer.state")) as f:
+                with open(join(d, "freezer.state")) as f:
                     if f.read().strip() == "FROZEN":
                         return
                 time.sleep(0.001)
@@ -140,7 +141,7 @@ class V1Manager:
     def frozen(self) -> bool:
         d = self.dir_for("freezer")
         try:
-            with open(os.path.join(d, "freezer.state")) as f:
+            with open(join(d, "freezer.state")) as f:
                 return f.read().strip() != "THAWED"
         except (OSError, TypeError):
             return False
@@ -149,7 +150,7 @@ class V1Manager:
         return self.dir_for("freezer") is not None
 
     def exists(self) -> bool:
-        return any(os.path.isdir(d) for d in self._h.values())
+        return any(isdir(d) for d in self._h.values())
 
     def destroy(self) -> None:
         for d in self._h.values():
@@ -167,15 +168,15 @@ class V1Manager:
 
 def _inherit_cpuset(d: str) -> None:
     """A new v1 cpuset starts empty and refuses tasks: copy cpus/mems down from the parent."""
-    parent = os.path.dirname(d)
-    if parent != d and os.path.exists(os.path.join(parent, "cpuset.cpus")):
+    parent = dirname(d)
+    if parent != d and exists(join(parent, "cpuset.cpus")):
         _inherit_cpuset(parent)
     for name in ("cpuset.cpus", "cpuset.mems"):
-        p = os.path.join(d, name)
+        p = join(d, name)
         with open(p) as f:
             if f.read().strip():
                 continue
-        with open(os.path.join(parent, name)) as f:
+        with open(join(parent, name)) as f:
             value = f.read().strip()
         with open(p, "w") as f:
             f.write(value)

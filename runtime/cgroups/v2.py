@@ -1,7 +1,8 @@
 """cgroup v2: one unified hierarchy at /sys/fs/cgroup."""
-import os
+import posix
 
-from .hierarchy import make_dirs, ROOT, not_a_root, own_cgroups, rmdir_made, rmdir_tree, tree_pids
+from .hierarchy import (ROOT, dirname, isdir, join, make_dirs, not_a_root, own_cgroups, rmdir_made, rmdir_tree,
+                        tree_pids)
 
 
 class V2Manager:
@@ -9,7 +10,7 @@ class V2Manager:
 
     def __init__(self, path: str, dir_: str | None = None, made: list | None = None):
         self.path = path
-        self.dir = dir_ or os.path.join(ROOT, path.lstrip("/"))
+        self.dir = dir_ or join(ROOT, path.lstrip("/"))
         self.made = list(made or [])
         self._planned = False
 
@@ -19,8 +20,8 @@ class V2Manager:
             return cls(path)
         # relative: beside this process's own cgroup, as runc (a cgroup with processes
         # in it cannot hand controllers down to a child)
-        parent = os.path.dirname(own_cgroups().get("unified", "/"))
-        return cls(path, os.path.join(ROOT, parent.lstrip("/"), path))
+        parent = dirname(own_cgroups().get("unified", "/"))
+        return cls(path, join(ROOT, parent.lstrip("/"), path))
 
     @property
     def hierarchies(self) -> dict:
@@ -32,9 +33,9 @@ class V2Manager:
     def plan(self) -> list[str]:
         missing = []
         d = not_a_root(self.dir)
-        while not os.path.isdir(d):
+        while not isdir(d):
             missing.append(d)
-            d = os.path.dirname(d)
+            d = dirname(d)
         self.made, self._planned = list(reversed(missing)), True
         return self.made
 
@@ -56,26 +57,26 @@ class V2Manager:
 
     def clone_fd(self) -> int:
         """An fd for CLONE_INTO_CGROUP: the child is born inside its cgroup."""
-        return os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return posix.open(self.dir, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
 
     def join_fds(self) -> list[int]:
         return []  # clone_fd() places the child; nothing left to join
 
     def enter(self, pid: int) -> None:
-        with open(os.path.join(self.dir, "cgroup.procs"), "w") as f:
+        with open(join(self.dir, "cgroup.procs"), "w") as f:
             f.write(str(pid))
 
     def pids(self) -> list[int]:
         return tree_pids(self.dir)
 
     def freeze(self, frozen: bool) -> None:
-        with open(os.path.join(self.dir, "cgroup.freeze"), "w") as f:
+        with open(join(self.dir, "cgroup.freeze"), "w") as f:
             f.write("1" if frozen else "0")
         if frozen:  # the kernel reports "frozen 1" in cgroup.events once every task stopped
             import time
             for _ in range(1000):
                 try:
-                    with open(os.path.join(self.dir, "cgroup.events")) as f:
+                    with open(join(self.dir, "cgroup.events")) as f:
                         if "frozen 1" in f.read():
                             return
                 except OSError:
@@ -84,7 +85,7 @@ class V2Manager:
 
     def frozen(self) -> bool:
         try:
-            with open(os.path.join(self.dir, "cgroup.freeze")) as f:
+            with open(join(self.dir, "cgroup.freeze")) as f:
                 return f.read().strip() == "1"
         except OSError:
             return False
@@ -93,7 +94,7 @@ class V2Manager:
         return True
 
     def exists(self) -> bool:
-        return os.path.isdir(self.dir)
+        return isdir(self.dir)
 
     def destroy(self) -> None:
         rmdir_tree(self.dir)
@@ -112,14 +113,13 @@ def _enable_controllers(leaf: str) -> None:
     """Hand every available controller down each level above the container's cgroup, as
     runc does: a controller a parent does not enable has no files in its children.
     Failures are left for the resource that needs the controller to report."""
-    rel = os.path.relpath(leaf, ROOT)
-    parts = rel.split("/")
+    parts = leaf[len(ROOT):].strip("/").split("/")  # leaf is below ROOT (not_a_root)
     d = ROOT
     for part in parts:
         try:
-            with open(os.path.join(d, "cgroup.controllers")) as f:
+            with open(join(d, "cgroup.controllers")) as f:
                 available = f.read().split()
-            with open(os.path.join(d, "cgroup.subtree_control")) as f:
+            with open(join(d, "cgroup.subtree_control")) as f:
                 enabled = set(f.read().split())
         except OSError:
             return
@@ -133,12 +133,12 @@ def _enable_controllers(leaf: str) -> None:
                         _write(d, "+" + c)
                     except OSError:
                         pass
-        d = os.path.join(d, part)
+        d = join(d, part)
 
 
 def _write(d: str, value: str) -> None:
-    fd = os.open(os.path.join(d, "cgroup.subtree_control"), os.O_WRONLY | os.O_CLOEXEC)
+    fd = posix.open(join(d, "cgroup.subtree_control"), posix.O_WRONLY | posix.O_CLOEXEC)
     try:
-        os.write(fd, value.encode())
+        posix.write(fd, value.encode())
     finally:
-        os.close(fd)
+        posix.close(fd)
