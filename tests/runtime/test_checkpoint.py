@@ -322,12 +322,20 @@ def test_leave_running_keeps_the_container(criu, tmp_path):
         assert _wait_count(b, n + 3) > n
     finally:
         pyrun("delete", "-f", "c1")
-    # the image restores too: the dumped count, taken up again
-    _restore(pyrun, b, img)
+    # the image restores too; --auto-dedup reaches criu: it punches each page it restored
+    # out of the image (the file keeps its size, not its blocks)
+    full = _page_blocks(img)
+    assert full > 0
+    _restore(pyrun, b, img, "--auto-dedup")
     try:
         assert _status(pyrun, "c2") == "running"
+        assert _page_blocks(img) < full // 4, (_page_blocks(img), full)
     finally:
         pyrun("delete", "-f", "c2")
+
+
+def _page_blocks(img: str) -> int:
+    return sum(os.stat(os.path.join(img, f)).st_blocks for f in os.listdir(img) if f.startswith("pages-"))
 
 
 def test_pre_dump_then_dump_with_parent_path(criu, tmp_path):
@@ -440,6 +448,49 @@ def test_a_terminal_comes_back_over_the_console_socket(criu, tmp_path):
 
 # -- the flags that change what criu may dump (guest) -------------------------------------------
 
+def _with_flock(rootfs: str) -> None:
+    """util-linux's flock and what it links, into a busybox rootfs (busybox has no flock)."""
+    out = subprocess.run(["ldd", "/usr/bin/flock"], capture_output=True, text=True, check=True).stdout
+    for path in [w for line in out.splitlines() for w in line.split() if w.startswith("/")] + ["/usr/bin/flock"]:
+        dest = os.path.join(rootfs, "bin/flock" if path == "/usr/bin/flock" else path.lstrip("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(path, dest)
+
+
+def _locked(path: str) -> bool:
+    """Whether someone holds a flock on `path` (asked from here: a flock is the inode's)."""
+    return subprocess.run(["flock", "-n", path, "true"]).returncode != 0
+
+
+def test_file_locks_need_the_flag_and_come_back_held(criu, tmp_path):
+    """A lock held by the container: criu refuses to dump it without --file-locks (the
+    container runs on, its lock still held); with it the lock is dumped and taken again."""
+    pyrun = criu
+    b = make_bundle(str(tmp_path / "b"), args=["flock", "/tmp/lock", "sleep", "100000"],
+                    root={"path": "rootfs", "readonly": False})
+    _with_flock(os.path.join(b, "rootfs"))
+    lock = os.path.join(b, "rootfs", "tmp", "lock")
+    img = str(tmp_path / "img")
+    _running(pyrun, b)
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(lock) and _locked(lock)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _locked(lock)
+    line = one_line_error(pyrun("checkpoint", "--image-path", img, "c1", timeout=300), "criu dump failed",
+                          "--file-locks", "dump.log")
+    assert "file locks" in line
+    assert _status(pyrun, "c1") == "running" and _locked(lock)  # criu let it go, the lock with it
+    _dump(pyrun, img, "--file-locks")
+    assert pyrun.ids() == [] and not _locked(lock)
+    _restore(pyrun, b, img, "--file-locks")
+    assert _locked(lock)
+    p = pyrun("exec", "c2", "flock", "-n", "/tmp/lock", "true", timeout=120)
+    assert p.returncode == 1, (p.returncode, p.stderr)  # held in the restored container, not free
+    assert pyrun("exec", "c2", "flock", "-n", "/tmp/other", "true", timeout=120).returncode == 0
+    pyrun("delete", "-f", "c2", check=True)
+    assert not _locked(lock)
+
+
 # Over lo, inside the container: a listener writes what it receives to /tmp/got, a client
 # sends it a number every 0.1 s (connecting again until the listener is up). The listener's
 # stdin never ends (busybox nc half-closes the connection on its stdin's EOF).
@@ -508,6 +559,114 @@ def test_tcp_established_needs_the_flag_and_the_connection_carries_on(criu, tmp_
         assert f.read().split().count("0") == 1, "the client connected again"
     pyrun("delete", "-f", "c2", check=True)
 
+
+def _cgroup_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return next(line.rstrip("\n").split(":", 2)[2] for line in f if line.startswith("0::"))
+
+
+# criu's own values of each mode (cr_options.h CG_MODE_*), as restore.log prints them; with
+# ignore criu leaves cgroups alone and prints nothing
+CG_MODE_LOGGED = {"soft": "0x4", "full": "0x8", "strict": "0x10", "ignore": None}
+
+
+def _cgroup_yard(img: str) -> list[str]:
+    with open(os.path.join(img, "restore.log")) as f:
+        return [line.split("cgroups restore mode ", 1)[1].rstrip(")\n") for line in f if "cgroups restore mode" in line]
+
+
+@pytest.mark.parametrize("mode", ["soft", "full", "strict", "ignore"])
+def test_manage_cgroups_mode_reaches_criu_and_the_container_is_in_its_cgroup(criu, tmp_path, mode):
+    """Each mode as criu's log names it. The container's cgroup is made (its limits written,
+    criu put in it) before criu runs, as runc makes it: strict, which wants every cgroup of
+    the image new, refuses it in one line and restore leaves nothing behind."""
+    pyrun = criu
+    img = str(tmp_path / "img")
+    b = _running_counter(pyrun, tmp_path)
+    _dump(pyrun, img, "--manage-cgroups-mode", mode)
+    if mode == "strict":
+        one_line_error(_detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "--manage-cgroups-mode", mode, "c2"),
+                       "criu restore failed", "existing cgroups", "restore.log")
+        assert _cgroup_yard(img) == [CG_MODE_LOGGED[mode]]
+        assert pyrun.ids() == [] and not os.path.exists("/sys/fs/cgroup/c2")
+        return
+    _restore(pyrun, b, img, "--manage-cgroups-mode", mode)
+    assert _cgroup_yard(img) == ([CG_MODE_LOGGED[mode]] if CG_MODE_LOGGED[mode] else [])
+    with open(os.path.join(pyrun.root, "c2", "state.json")) as f:
+        record = json.load(f)
+    cdir = record["cgroup"]["dirs"][""]
+    pid = record["pid"]
+    with open(os.path.join(cdir, "cgroup.procs")) as f:
+        assert str(pid) in f.read().split()
+    assert "/sys/fs/cgroup" + _cgroup_of(pid) == cdir
+    assert _wait_count(b, _count(b) + 2)
+    pyrun("delete", "-f", "c2", check=True)
+    assert not os.path.exists(cdir)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_page_server_takes_the_pages(criu, tmp_path):
+    """--page-server: the pages go to criu's page server (the other machine's side, run
+    here), the rest into --image-path; put together, the images restore. Nothing listening
+    there: one line, and the container runs on."""
+    pyrun = criu
+    img, served = str(tmp_path / "img"), tmp_path / "served"
+    served.mkdir()
+    b = _running_counter(pyrun, tmp_path)
+    line = one_line_error(pyrun("checkpoint", "--page-server", f"127.0.0.1:{_free_port()}", "--image-path", img, "c1",
+                                timeout=300), "criu dump failed", "dump.log")
+    assert _status(pyrun, "c1") == "running", line
+    port = _free_port()
+    subprocess.run(["criu", "page-server", "-d", "--images-dir", str(served), "--address", "127.0.0.1",
+                    "--port", str(port), "--log-file", "page-server.log"], check=True, timeout=120)
+    _dump(pyrun, img, "--page-server", f"127.0.0.1:{port}")
+    assert _page_blocks(str(served)) > 0 and not any(f.startswith("pages-") for f in os.listdir(img))
+    for f in os.listdir(served):
+        if f.endswith(".img"):
+            shutil.copy(served / f, img)
+    at_dump = _count(b)
+    _restore(pyrun, b, img)
+    assert _wait_count(b, at_dump + 2) < at_dump + 60
+    pyrun("delete", "-f", "c2", check=True)
+
+
+def test_ext_unix_sk_lets_criu_dump_a_socket_to_outside(criu, tmp_path):
+    """The init's stdout a datagram socket connected to ours, as a program's to /dev/log:
+    an external socket, which criu dumps (by its peer's name) only with --ext-unix-sk.
+    (criu dumps no external stream socket, flag or not.) The host's network namespace,
+    where criu finds our socket."""
+    import socket
+    pyrun = criu
+    img = str(tmp_path / "img")
+    b = _counter(tmp_path)
+    config = read_config(b)
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "network"]
+    write_config(b, config)
+    ours = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.bind(str(tmp_path / "log.sock"))
+    ours.settimeout(60)
+    theirs = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.connect(str(tmp_path / "log.sock"))
+    p = _detached(pyrun, "run", "-d", "-b", b, "c1", stdout=theirs.fileno())
+    theirs.close()
+    assert p.returncode == 0, p.stderr
+    _wait_count(b, 2)
+    one_line_error(pyrun("checkpoint", "--leave-running", "--image-path", img, "c1", timeout=300), "criu dump failed",
+                   "--ext-unix-sk", "dump.log")
+    assert _status(pyrun, "c1") == "running"
+    _dump(pyrun, img, "--leave-running", "--ext-unix-sk")
+    assert _status(pyrun, "c1") == "running"
+    n = _count(b)
+    while int(ours.recv(64)) < n + 2:
+        pass  # still writing to us
+    ours.close()
+    pyrun("delete", "-f", "c1", check=True)
 
 def test_podman_checkpoint_and_restore_through_pyrun(criu, tmp_path):
     """Podman's own calls (checkpoint --image-path --work-path; restore through conmon): the
