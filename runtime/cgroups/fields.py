@@ -33,6 +33,8 @@ devices  devices  devices
 """
 FIELDS = {field: (None if v1 == "-" else v1, None if v2 == "-" else v2)
           for v1, v2, *fields in map(str.split, _TABLE.strip().splitlines()) for field in fields}
+# controller → the linux.resources section its fields are in ("cpuset" → "cpu", "io" → "blockIO")
+SECTION = {ctrl: field.partition(".")[0] for field, ctrls in FIELDS.items() for ctrl in ctrls if ctrl}
 
 # Why a field has no v2 counterpart: the one line create prints.
 _NOT_ON_V2 = {

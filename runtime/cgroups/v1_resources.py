@@ -5,7 +5,7 @@ the config's section; values were type-checked by fields.check. Zero/unset
 fields are left alone, so `update` passes only what changes.
 """
 from ..errors import PyrunError
-from .fields import FIELDS, is_set, set_fields
+from .fields import FIELDS, SECTION, is_set, set_fields
 from .files import exists, read_int, write
 
 _PAGE = 4096
@@ -17,9 +17,10 @@ def apply(mgr, r: dict, devices: bool = True) -> None:
     needed = {FIELDS[f][0] for f in set_fields(r)} - {"devices"}
     if devices:
         needed.add("devices")
-    for key, controller, fn in _ORDER:
+    for controller, fn in _ORDER.items():
         if controller not in needed:
             continue
+        key = SECTION[controller]
         d = mgr.dir_for(controller)
         if d is None:
             raise PyrunError(f"linux.resources.{key}: the {controller} cgroup controller is not mounted")
@@ -185,17 +186,7 @@ def devices(d: str, rules: list) -> None:
     dev.apply_v1(d, rules)
 
 
-# section of linux.resources, its controller, the function: runc's order of subsystems
-# (cpuset first, devices before the rest of what the init could use).
-_ORDER = (
-    ("cpu", "cpuset", cpuset),
-    ("devices", "devices", devices),
-    ("memory", "memory", memory),
-    ("cpu", "cpu", cpu),
-    ("pids", "pids", pids),
-    ("blockIO", "blkio", blkio),
-    ("hugepageLimits", "hugetlb", hugetlb),
-    ("network", "net_cls", net_cls),
-    ("network", "net_prio", net_prio),
-    ("rdma", "rdma", rdma),
-)
+# controller → what writes its files, in runc's order of subsystems (cpuset first, devices
+# before the rest of what the init could use); fields.SECTION names each one's section.
+_ORDER = {"cpuset": cpuset, "devices": devices, "memory": memory, "cpu": cpu, "pids": pids, "blkio": blkio,
+          "hugetlb": hugetlb, "net_cls": net_cls, "net_prio": net_prio, "rdma": rdma}

@@ -5,7 +5,7 @@ a blkio weight becomes an io.weight, the device rules an eBPF program. `unified`
 is written last, so it can set what the typed fields do not reach.
 """
 from ..errors import PyrunError
-from .fields import FIELDS, set_fields, swap_v2
+from .fields import FIELDS, SECTION, set_fields, swap_v2
 from .files import exists, read_int, write
 from . import v1_resources
 from .v1_resources import cpuset, pids, rdma  # noqa: F401 - the same files on both versions
@@ -15,8 +15,9 @@ def apply(d: str, r: dict, devices: bool = True, update: bool = False) -> None:
     needed = {FIELDS[f][1] for f in set_fields(r)} - {"devices"}
     if devices:
         needed.add("devices")
-    for key, controller, fn in _ORDER:
+    for controller, fn in _ORDER.items():
         if controller in needed:
+            key = SECTION[controller]
             section = r.get(key) or ([] if key == "devices" else {})
             if key == "memory":
                 fn(d, section, update)
@@ -119,14 +120,5 @@ def unified(d: str, u: dict) -> None:
 
 
 # runc's order on cgroup v2; `unified` last so that it wins.
-_ORDER = (
-    ("pids", "pids", pids),
-    ("memory", "memory", memory),
-    ("blockIO", "io", io),
-    ("cpu", "cpu", cpu),
-    ("devices", "devices", devices),
-    ("cpu", "cpuset", cpuset),
-    ("hugepageLimits", "hugetlb", hugetlb),
-    ("rdma", "rdma", rdma),
-    ("unified", "*", unified),
-)
+_ORDER = {"pids": pids, "memory": memory, "io": io, "cpu": cpu, "devices": devices, "cpuset": cpuset,
+          "hugetlb": hugetlb, "rdma": rdma, "*": unified}
