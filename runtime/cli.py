@@ -36,6 +36,18 @@ CREATE_FLAGS = [
     (("preserve-fds",), "int", 0, "pass N additional file descriptors to the container"),
     (("pidfd-socket",), "str", "", "path to an AF_UNIX socket which will receive the pidfd of the init process"),
 ]
+# The criu options checkpoint and restore share, each spelled once; each command lists them
+# by name where runc's --help puts them.
+CRIU_FLAGS = {row[0][0]: row for row in [
+    (("work-path",), "str", "", "path for saving work files and logs"),
+    (("tcp-established",), "bool", False, "allow open tcp connections"),
+    (("ext-unix-sk",), "bool", False, "allow external unix sockets"),
+    (("shell-job",), "bool", False, "allow shell jobs"),
+    (("file-locks",), "bool", False, "handle file locks, for safety"),
+    (("manage-cgroups-mode",), "str", "", "cgroups mode: 'soft' (default), 'full' and 'strict'"),
+    (("empty-ns",), "list", [], "create a namespace, but don't restore its properties"),
+    (("auto-dedup",), "bool", False, "enable auto deduplication of memory images"),
+]}
 COMMANDS = {
     "create": ("create a container", "<container-id>", CREATE_FLAGS),
     "run": ("create and run a container", "<container-id>", CREATE_FLAGS + [
@@ -103,39 +115,30 @@ COMMANDS = {
     ]),
     "checkpoint": ("checkpoint a running container", "<container-id>", [
         (("image-path",), "str", "", "path for saving criu image files"),
-        (("work-path",), "str", "", "path for saving work files and logs"),
+        CRIU_FLAGS["work-path"],
         (("parent-path",), "str", "", "path for previous criu image files in pre-dump"),
         (("leave-running",), "bool", False, "leave the process running after checkpointing"),
-        (("tcp-established",), "bool", False, "allow open tcp connections"),
-        (("ext-unix-sk",), "bool", False, "allow external unix sockets"),
-        (("shell-job",), "bool", False, "allow shell jobs"),
+        *(CRIU_FLAGS[name] for name in ("tcp-established", "ext-unix-sk", "shell-job")),
         (("lazy-pages",), "bool", False, "use userfaultfd to lazily restore memory pages (not supported: refused)"),
         (("status-fd",), "int", -1, "criu writes \\0 to this FD once lazy-pages is ready (not supported: refused)"),
         (("page-server",), "str", "", "ADDRESS:PORT of the page server"),
-        (("file-locks",), "bool", False, "handle file locks, for safety"),
+        CRIU_FLAGS["file-locks"],
         (("pre-dump",), "bool", False, "dump container's memory information only, leave the container running after this"),
-        (("manage-cgroups-mode",), "str", "", "cgroups mode: 'soft' (default), 'full' and 'strict'"),
-        (("empty-ns",), "list", [], "create a namespace, but don't restore its properties"),
-        (("auto-dedup",), "bool", False, "enable auto deduplication of memory images"),
+        *(CRIU_FLAGS[name] for name in ("manage-cgroups-mode", "empty-ns", "auto-dedup")),
     ]),
     "restore": ("restore a container from a previous checkpoint", "<container-id>", [
         (("console-socket",), "str", "", "path to an AF_UNIX socket which will receive a file descriptor "
                                          "referencing the master end of the console's pseudoterminal"),
         (("image-path",), "str", "", "path to criu image files for restoring"),
-        (("work-path",), "str", "", "path for saving work files and logs"),
-        (("tcp-established",), "bool", False, "allow open tcp connections"),
-        (("ext-unix-sk",), "bool", False, "allow external unix sockets"),
-        (("shell-job",), "bool", False, "allow shell jobs"),
-        (("file-locks",), "bool", False, "handle file locks, for safety"),
-        (("manage-cgroups-mode",), "str", "", "cgroups mode: 'soft' (default), 'full' and 'strict'"),
+        *(CRIU_FLAGS[name] for name in ("work-path", "tcp-established", "ext-unix-sk", "shell-job", "file-locks",
+                                        "manage-cgroups-mode")),
         (("bundle", "b"), "str", "", "path to the root of the bundle directory"),
         (("detach", "d"), "bool", False, "detach from the container's process"),
         (("pid-file",), "str", "", "specify the file to write the process id to"),
         (("no-subreaper",), "bool", False, "disable the use of the subreaper used to reap reparented processes"),
         (("no-pivot",), "bool", False, "do not use pivot root to jail process inside rootfs (not supported: "
                                        "criu makes the mount namespace; refused)"),
-        (("empty-ns",), "list", [], "create a namespace, but don't restore its properties"),
-        (("auto-dedup",), "bool", False, "enable auto deduplication of memory images"),
+        *(CRIU_FLAGS[name] for name in ("empty-ns", "auto-dedup")),
         (("lazy-pages",), "bool", False, "use userfaultfd to lazily restore memory pages (not supported: refused)"),
         (("lsm-profile",), "str", "", "Specify an LSM profile to be used during restore in the form of TYPE:NAME."),
         (("lsm-mount-context",), "str", "", "Specify an LSM mount context to be used during restore."),
