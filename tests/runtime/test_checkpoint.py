@@ -2,7 +2,8 @@
 
 The refusals run anywhere. The round trips need a kernel criu works on: this host's
 fails `criu check` (the reason is printed in the skip), so tests/test_checkpoint_vm.py runs
-this file in the cgroup v2 guest (Debian's 6.1 kernel), where they must pass.
+them (the tests taking the `criu` fixture) in the cgroup v2 guest (Debian's 6.1 kernel),
+where they must pass.
 """
 import json
 import os
