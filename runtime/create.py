@@ -247,7 +247,7 @@ def _pin_rootfs(plan: Plan) -> None:
 def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket, no_pivot,
            no_new_keyring) -> tuple[int, int]:
     from . import spawn
-    from ._shim import CLONE_NEWCGROUP, CLONE_NEWUTS
+    from ._shim import CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWUTS
     fifo = os.path.join(cdir, st.EXEC_FIFO)
     os.mkfifo(fifo, 0o622)
     os.chmod(fifo, 0o622)  # past the umask: a user-namespaced init writes to it as "other"
@@ -257,6 +257,7 @@ def _spawn(cid: str, root: str, plan: Plan, cdir: str, cgroup, *, console_socket
         hooks=config.get("hooks") or {}, no_pivot=no_pivot, console_socket=console_socket,
         preserve_fds=plan.preserve_fds, userns=plan.userns, join_paths=plan.joins,
         new_utsns=bool(flags & CLONE_NEWUTS), new_cgroupns=bool(flags & CLONE_NEWCGROUP),
+        new_netns=bool(flags & CLONE_NEWNET),
         own_mountns=plan.own_mountns, rootfs_fd=plan.rootfs_fd,
         dev_is_bind=any(m.destination == "/dev" and m.is_bind for m in plan.mounts),
         cgroup_dirs=cgroup.hierarchies if cgroup is not None else {}, no_new_keyring=no_new_keyring,

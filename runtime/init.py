@@ -90,6 +90,8 @@ def _init(ctx) -> None:
         _set_names(config)  # a joined UTS namespace is the container's own too (runc)
     elif config.get("hostname"):
         raise PyrunError("unable to set hostname without a private UTS namespace")
+    if ctx.new_netns:
+        _loopback_up()
 
     # The root filesystem, still seeing the host's paths. Without a mount namespace of its
     # own, the caller's "/" and its propagation stay as they are: the config's mounts go
@@ -257,6 +259,27 @@ def _set_names(config: dict) -> None:
         k.sethostname(config["hostname"])
     if config.get("domainname"):
         k.setdomainname(config["domainname"])
+
+
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _loopback_up() -> None:
+    """A network namespace of the container's own has lo up, as runc's has (its "loopback"
+    network): a program inside may expect 127.0.0.1 to answer. One ioctl pair on the
+    interface by name; a joined namespace is left as its owner made it."""
+    import _socket
+    import fcntl
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    try:
+        ifreq = bytearray(b"lo".ljust(40, b"\0"))  # struct ifreq: the name, then ifr_flags
+        fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifreq)
+        ifreq[16:18] = (int.from_bytes(ifreq[16:18], "little") | _IFF_UP).to_bytes(2, "little")
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, ifreq)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "bring lo up in the container's network namespace")) from None
+    finally:
+        s.close()
 
 
 def _connect_seccomp_agent(linux: dict):

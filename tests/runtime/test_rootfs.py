@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 
 from tests.support.bundle import read_config, write_config
 
@@ -165,6 +166,31 @@ def test_join_network_namespace_by_path(pyrun, bundle):
     cfg["linux"]["namespaces"].append({"type": "network", "path": f"/proc/{pid}/ns/net"})
     write_config(b2, cfg)
     assert pyrun.run_ok(b2, "joiner").strip() == os.readlink(f"/proc/{pid}/ns/net")
+
+
+def test_a_network_namespace_of_its_own_has_lo_up_as_with_runc(pyrun, bundle):
+    """runc brings lo up in a new network namespace (its "loopback" network), so 127.0.0.1
+    answers inside; a namespace joined by path is left as its owner made it (lo down here)."""
+    import subprocess
+    probe = ["cat", "/sys/class/net/lo/flags"]  # IFF_UP is bit 0: 0x9 up, 0x8 down
+    b = bundle(probe, private_rootfs=True)  # runc refuses a rootfs that is a symlink
+    assert int(pyrun.run_ok(b).strip(), 16) & 1 == 1
+    if shutil.which("runc"):
+        runc = subprocess.run(["runc", "--root", pyrun.root + "-runc", "run", "lo-oracle"], cwd=b,
+                              capture_output=True, text=True, timeout=60)
+        assert runc.returncode == 0 and int(runc.stdout.strip(), 16) & 1 == 1, runc.stderr
+    unshared = subprocess.Popen(["unshare", "-n", "sleep", "100"])  # a netns nobody configured
+    try:
+        time.sleep(0.2)
+        b2 = bundle(probe)
+        cfg = read_config(b2)
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+        cfg["linux"]["namespaces"].append({"type": "network", "path": f"/proc/{unshared.pid}/ns/net"})
+        write_config(b2, cfg)
+        assert int(pyrun.run_ok(b2, "joiner").strip(), 16) & 1 == 0
+    finally:
+        unshared.kill()
+        unshared.wait()
 
 
 def test_no_fd_leaks_into_container(pyrun, bundle):
