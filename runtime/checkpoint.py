@@ -18,7 +18,7 @@ criu does the work (over its RPC, criu.py); pyrun tells it what criu cannot know
   state.json like a created container's; state, kill, exec and delete work on it as on any.
 
 Always given to criu, as runc does: an empty network namespace on restore (empty_ns has
-CLONE_NEWNET: pyrun configures no network devices, so there is nothing to restore in it),
+CLONE_NEWNET: of a new network namespace pyrun sets up only lo, and criu brings none back),
 except where the container joins one by path: criu makes no namespace there, it restores
 into the one handed over, and the flag would only have it lock that namespace once more
 (see _empty_ns). So TCP connections (--tcp-established) come back where the namespace
@@ -66,7 +66,7 @@ def options_from_cli(o: dict) -> Options:
     mode = o.get("manage_cgroups_mode") or ""
     if mode not in criu.CG_MODES:
         raise UsageError(f"invalid --manage-cgroups-mode value {mode!r}: one of soft, full, strict, ignore")
-    mask = CLONE_NEWNET  # runc's: pyrun manages no network devices, criu restores none
+    mask = CLONE_NEWNET  # runc's: criu restores a new network namespace empty
     for ns in o.get("empty_ns") or ():
         if ns not in EMPTY_NS:
             raise UsageError(f"--empty-ns: namespace {ns!r} is not supported (one of {', '.join(EMPTY_NS)})")

@@ -44,7 +44,7 @@ CRIU_FLAGS = {row[0][0]: row for row in [
     (("ext-unix-sk",), "bool", False, "allow external unix sockets"),
     (("shell-job",), "bool", False, "allow shell jobs"),
     (("file-locks",), "bool", False, "handle file locks, for safety"),
-    (("manage-cgroups-mode",), "str", "", "cgroups mode: 'soft' (default), 'full' and 'strict'"),
+    (("manage-cgroups-mode",), "str", "", "cgroups mode: soft|full|strict|ignore (default: soft)"),
     (("empty-ns",), "list", [], "create a namespace, but don't restore its properties"),
     (("auto-dedup",), "bool", False, "enable auto deduplication of memory images"),
 ]}
