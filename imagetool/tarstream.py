@@ -67,14 +67,17 @@ def _cstr(field: bytes) -> str:
 
 
 def _number(field: bytes, what: str, name: str) -> int:
-    # The common field, octal digits up to a NUL: int() of that is the strict reading's
-    # answer (int strips the spaces it would); anything else (base-256, blank, junk) is
-    # refused by int and read by _number_strict.
+    # The common field, octal digits up to a NUL; anything else (spaces, base-256, blank,
+    # junk) goes to _number_strict. isdigit first: int() would also take a sign, `_` and
+    # other whitespace, which Go's archive/tar (umoci's reader) refuses.
     end = field.find(0)
-    try:
-        return int(field[:end] if end >= 0 else field, 8)
-    except ValueError:
-        return _number_strict(field, what, name)
+    digits = field[:end] if end >= 0 else field
+    if digits.isdigit():
+        try:
+            return int(digits, 8)
+        except ValueError:  # an 8 or a 9
+            pass
+    return _number_strict(field, what, name)
 
 
 def _number_strict(field: bytes, what: str, name: str) -> int:
@@ -90,6 +93,8 @@ def _number_strict(field: bytes, what: str, name: str) -> int:
     if not text:
         return 0
     try:
+        if not text.isdigit():  # as Go's parser: octal digits only, no sign, `_` or tab
+            raise ValueError
         return int(text, 8)
     except ValueError:
         raise TarError(f"{name or '?'}: malformed {what} field in tar header") from None

@@ -81,6 +81,15 @@ def test_number_fast_path_reads_as_the_strict_one(field):
     assert fast() == strict()
 
 
+@pytest.mark.parametrize("field", [b"+644\0\0\0\0", b"-0000001", b"\t644\0\0\0\0", b"6_4_4\0\0\0",
+                                   b"0o644\0\0\0", b"0009\0\0\0\0", b"12 34\0\0\0"])
+def test_a_number_go_refuses_is_refused(field):
+    """Go's archive/tar (umoci's reader) takes octal digits between spaces and NULs only;
+    Python's int() would also take a sign, `_` and a tab."""
+    with pytest.raises(tarstream.TarError, match="malformed mode field"):
+        tarstream._number(field, "mode", "f")
+
+
 @pytest.mark.parametrize("data", [
     b"30 mtime=1796321385.027355065\n30 atime=1796321358.767353957\n",
     b"30 mtime=1796321385.027355065\n\0\0\0\0",
