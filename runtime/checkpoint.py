@@ -319,24 +319,20 @@ def restore(cls, cid: str, bundle: str, root: str, opt: Options, *, criu_path: s
     for ns in linux.get("namespaces") or ():
         if ns.get("type") == "cgroup" and ns.get("path"):
             raise ConfigError("linux.namespaces: criu cannot restore into an existing cgroup namespace (path)")
-    cgroup, cdir, lock, created = create._claim(root, cid, plan)
-    pid = 0
-    try:
-        create._make_cgroup(cgroup, linux.get("resources"), plan.rootless_cgroups)
-        pid = _criu_restore(cid, plan, cdir, cgroup, opt, stdio, lsm, criu_path, console_socket)
-        record = create._record(cid, plan, cdir, cgroup, pid, created, pid_file)
-        record["restored_from"] = opt.image_path  # what `state` shows is a container like any other
-        st.write_state(cdir, record)
-    except BaseException:
-        if pid:
-            _kill_restored(pid)
-        create._undo(cdir, cgroup, plan.caller_mounts)
-        create._poststop(cid, plan)
-        raise
-    finally:
-        os.close(lock)
-        if plan.rootfs_fd >= 0:
-            os.close(plan.rootfs_fd)
+
+    def restore_into(cgroup, cdir, created):
+        pid = 0
+        try:
+            pid = _criu_restore(cid, plan, cdir, cgroup, opt, stdio, lsm, criu_path, console_socket)
+            record = create._record(cid, plan, cdir, cgroup, pid, created, pid_file)
+            record["restored_from"] = opt.image_path  # what `state` shows is a container like any other
+            st.write_state(cdir, record)
+            return record
+        except BaseException:
+            if pid:
+                _kill_restored(pid)
+            raise
+    cdir, record = create.build(cid, root, plan, restore_into)
     return cls(cid, root, cdir, record)
 
 

@@ -55,12 +55,25 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
            preserve_fds, config, validated=False, listen_fds=0, rootless=None):
     """The process model's steps: validate → claim → cgroup → spawn → record."""
     plan = _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds, rootless)
+
+    def spawn(cgroup, cdir, created):
+        pid, pidfd = _spawn(cid, root, plan, cdir, cgroup, console_socket=console_socket,
+                            no_pivot=no_pivot, no_new_keyring=no_new_keyring)
+        return _record(cid, plan, cdir, cgroup, pid, created, pid_file), pidfd
+    cdir, (record, pidfd) = build(cid, root, plan, spawn)
+    c = cls(cid, root, cdir, record)
+    c.pidfd = pidfd
+    return c
+
+
+def build(cid: str, root: str, plan: "Plan", make):
+    """Claim the ID, make the cgroup, then make(cgroup, cdir, created): (cdir, what make
+    returned). create and restore differ only in make. A failure anywhere after the claim undoes all of it
+    (caller mounts, cgroup, state directory) and runs the poststop hooks, as delete would."""
     cgroup, cdir, lock, created = _claim(root, cid, plan)
     try:
         _make_cgroup(cgroup, plan.config["linux"].get("resources"), plan.rootless_cgroups)
-        pid, pidfd = _spawn(cid, root, plan, cdir, cgroup, console_socket=console_socket,
-                            no_pivot=no_pivot, no_new_keyring=no_new_keyring)
-        record = _record(cid, plan, cdir, cgroup, pid, created, pid_file)
+        return cdir, make(cgroup, cdir, created)
     except BaseException:
         _undo(cdir, cgroup, plan.caller_mounts)
         _poststop(cid, plan)
@@ -69,9 +82,6 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
         os.close(lock)
         if plan.rootfs_fd >= 0:
             os.close(plan.rootfs_fd)
-    c = cls(cid, root, cdir, record)
-    c.pidfd = pidfd
-    return c
 
 
 def _validate(cid, bundle, config, validated, console_socket, preserve_fds, listen_fds, rootless_flag) -> Plan:
