@@ -79,7 +79,8 @@ def pyrun(tmp_path, root_required):
     runner = Pyrun(state_root)
     yield runner
     for cid in runner.ids():  # never leave a container behind, whatever the test did
-        subprocess.run([PYRUN, "--root", state_root, "delete", "--force", cid], capture_output=True)
+        # bounded: a delete that hangs fails this test by name, not the whole run by its timeout
+        subprocess.run([PYRUN, "--root", state_root, "delete", "--force", cid], capture_output=True, timeout=120)
     shutil.rmtree(state_root, ignore_errors=True)
 
 

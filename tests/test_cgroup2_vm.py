@@ -21,8 +21,10 @@ def test_subset_passes_on_a_cgroup_v2_host():
     reason = cgroup2vm.unavailable()
     if reason:
         pytest.skip(reason)
-    rc, out = cgroup2vm.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                             "--color=no", *SUBSET], rw=REPO, cwd=REPO, timeout=900)
+    # -v and faulthandler: should a test hang, the tail names it and shows where it waits
+    # (one CI run once spent the whole timeout in this guest with nothing to show for it)
+    rc, out = cgroup2vm.run([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
+                             "-o", "faulthandler_timeout=240", "--color=no", *SUBSET], rw=REPO, cwd=REPO, timeout=900)
     tail = out[-6000:]
     assert rc == 0, tail
     summary = [line for line in out.splitlines() if " passed" in line]

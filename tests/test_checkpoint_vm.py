@@ -32,8 +32,9 @@ def test_checkpoint_round_trips_in_the_guest():
     reason = cgroup2vm.unavailable()
     if reason:
         pytest.skip(reason)
-    pytest_cmd = shlex.join([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                             "--color=no", *guest_tests()])
+    # -v and faulthandler: should a test hang, the tail names it and shows where it waits
+    pytest_cmd = shlex.join([sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider",
+                             "-o", "faulthandler_timeout=240", "--color=no", *guest_tests()])
     rc, out = cgroup2vm.run(["sh", "-c", f"busybox ip link set lo up && criu check && exec {pytest_cmd}"],
                             rw=REPO, cwd=REPO, timeout=1200)
     tail = out[-8000:]
