@@ -114,6 +114,10 @@ def _apply_all(layout, layers, image, rootfs, rootless, uid_map, gid_map, skip: 
         if skip and len(layers) > 1 and sum(d["size"] for d, _ in layers) > _THREAD_ABOVE:
             scan = applier.scan = _LaterRemovals(layout, layers)
         for index, (desc, diff_id) in enumerate(layers):
+            kept = scan.take(index) if scan is not None and index else None
+            if kept is not None:
+                applier.apply_verified(kept, desc, index)
+                continue
             with _open_blob(layout, desc) as f:
                 applier.apply_layer(f, desc, diff_id, index)
         applier.applying = False
@@ -229,25 +233,31 @@ def layer_chunks(f, desc: dict, diff_id: str, threads: bool = False):
 
     The checks run when the stream ends, so the consumer must exhaust it. `f`
     may be a blob_source() the caller keeps, to ask it after a failure whether
-    the blob itself was intact. With `threads`, the diff_id is hashed in a thread
-    of its own, beside the inflate.
+    the blob itself was intact. With `threads`, the blob is read, hashed and
+    inflated in a thread of its own (_prefetch); the diff_id is hashed here, in
+    the consumer's thread, which would otherwise wait for the inflate.
     """
     source = f if isinstance(f, _HashingSource) else blob_source(f, desc)
     # the uncompressed size is unknown: a few times the compressed one is the usual
     diff_hash, diff_hex = _hasher(diff_id, "diff_id", 3 * source.size)
+    chunks = _blob_chunks(source, desc)
     if threads:
-        diff_hash = _HashThread(diff_hash)
+        chunks = _prefetch(chunks)
     try:
-        for out in _inflated(source, desc):
-            diff_hash.update(out)
+        update = diff_hash.update
+        for out in chunks:
+            update(out)
             yield out
-        source.check(desc)
-        digest = diff_hash.hexdigest()
     finally:
-        if threads:
-            diff_hash.close()
-    if digest != diff_hex:
+        chunks.close()  # stops the inflate thread, if any, before the caller reads on
+    if diff_hash.hexdigest() != diff_hex:
         raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
+
+
+def _blob_chunks(source: "_HashingSource", desc: dict):
+    """The layer's tar, in chunks; at its end, the blob checked against its descriptor."""
+    yield from _inflated(source, desc)
+    source.check(desc)
 
 
 def _inflated(source: "_HashingSource", desc: dict):
@@ -258,46 +268,6 @@ def _inflated(source: "_HashingSource", desc: dict):
     if kind == "zstd":
         return _zstd_chunks(mod, source, desc["digest"])
     return iter(lambda: source.read(_CHUNK), b"")
-
-
-class _HashThread:
-    """A hasher whose update() runs in a thread of its own: the sha256 of a big layer's
-    tar (its diff_id, a fifth of the producer's time with isal's inflate) runs on the
-    other core beside the inflate that makes the bytes, since hashlib drops the GIL."""
-
-    def __init__(self, hasher, depth: int = 8) -> None:
-        import queue
-        import threading
-        self.hasher = hasher
-        self.failure: BaseException | None = None
-        self.q: queue.Queue = queue.Queue(depth)
-        self.thread = threading.Thread(target=self._run, name="layer-diff-id", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        get, update = self.q.get, self.hasher.update
-        try:
-            while (data := get()) is not None:
-                update(data)
-        except BaseException as e:  # noqa: BLE001 - raised by hexdigest(), in the caller
-            self.failure = e
-            while get() is not None:
-                pass  # keep taking what update() puts: it must never block on a full queue
-
-    def update(self, data: bytes) -> None:
-        self.q.put(data)
-
-    def hexdigest(self) -> str:
-        self.close()
-        if self.failure is not None:
-            raise self.failure
-        return self.hasher.hexdigest()
-
-    def close(self) -> None:
-        """Let the thread hash what it has and end (idempotent)."""
-        if self.thread.is_alive():
-            self.q.put(None)
-            self.thread.join()
 
 
 def _size(desc: dict) -> int:
@@ -518,13 +488,20 @@ class _LaterRemovals:
     (everything below), directory entries (a file at the path). The blobs are checked
     against their digests, so the layers applied later are the ones scanned. Any failure
     leaves result None (no file is skipped): the layer's own unpack reports it.
-    Layers bigger than those below them together are not read twice: not scanned.
+    Layers bigger than those below them together are not scanned. A scanned layer's tar
+    is kept (up to _KEEP_MAX in all) once its digest and diff_id are checked, and applied
+    from memory (take), so no layer is inflated and hashed twice.
     """
 
     def __init__(self, layout, layers) -> None:
         import threading
         self.result = None
         self._stop = False
+        # index → the layer's tar, in the chunks the scan inflated, once its digest and
+        # diff_id are verified (what _KEEP_MAX allows): applied from here, not inflated again
+        self._kept: dict[int, list] = {}
+        self._passed = 0  # layers below this index are scanned (or not scanned: too big, failed)
+        self._cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, args=(layout, layers),
                                        name="layer-scan", daemon=True)
         self.thread.start()
@@ -532,32 +509,60 @@ class _LaterRemovals:
     def stop(self) -> None:
         self._stop = True
         self.thread.join()
+        self._kept = {}
+
+    def take(self, index: int) -> list | None:
+        """Layer `index`'s verified tar chunks, if the scan kept them (waiting for the scan
+        to get past it: it is inflating that layer anyway); None: read the blob."""
+        with self._cond:
+            while self._passed <= index and self.thread.is_alive():
+                self._cond.wait()
+            return self._kept.pop(index, None)
+
+    def _passing(self, index: int) -> None:
+        with self._cond:
+            self._passed = index
+            self._cond.notify_all()
 
     def _run(self, layout, layers) -> None:
         gone: dict[str, int] = {}
         below: dict[str, int] = {}
         dirs: dict[str, int] = {}
         lower = layers[0][0]["size"]
+        budget = [_KEEP_MAX]
         try:
             for index in range(1, len(layers)):
-                desc = layers[index][0]
+                desc, diff_id = layers[index]
                 if desc["size"] <= lower:
-                    self._scan(layout, desc, index, gone, below, dirs)
+                    self._scan(layout, desc, diff_id, index, gone, below, dirs, budget)
                 lower += desc["size"]
+                self._passing(index + 1)
         except Exception:  # noqa: BLE001 - no skipping; the unpack of that layer says why
             return
+        finally:
+            self._passing(len(layers))
         self.result = (gone, below, dirs)
 
-    def _chunks(self, source, desc: dict):
-        for chunk in _inflated(source, desc):
+    def _chunks(self, chunks, kept: list, budget: list):
+        keeping = True
+        for chunk in chunks:
             if self._stop:
                 raise _Stopped
+            if keeping:
+                if budget[0] >= len(chunk):
+                    budget[0] -= len(chunk)
+                    kept.append(chunk)
+                else:  # too big to keep whole: none of it (its apply inflates it again)
+                    budget[0] += sum(map(len, kept))
+                    kept.clear()
+                    keeping = False
             yield chunk
 
-    def _scan(self, layout, desc: dict, index: int, gone: dict, below: dict, dirs: dict) -> None:
+    def _scan(self, layout, desc: dict, diff_id: str, index: int, gone: dict, below: dict,
+              dirs: dict, budget: list) -> None:
+        kept: list = []
         with layout.open_blob(desc["digest"]) as f:
-            source = blob_source(f, desc)
-            reader = tarstream.TarReader(self._chunks(source, desc))
+            reader = tarstream.TarReader(self._chunks(layer_chunks(f, desc, diff_id), kept, budget))
             while (h := reader.next()) is not None:
                 reader.skip_data(h.name)
                 try:
@@ -578,8 +583,9 @@ class _LaterRemovals:
                     dirs["/".join(parts)] = index
                 elif h.type != tarstream.HARDLINK:  # a link to itself changes nothing
                     gone["/".join(parts)] = index
-            reader.drain()
-            source.check(desc)
+            reader.drain()  # the end of layer_chunks: the digest and diff_id are checked
+        if kept:
+            self._kept[index] = kept
 
 
 # -- applying layers ------------------------------------------------------------------------
@@ -725,15 +731,23 @@ class _Applier:
 
     # -- one layer ------------------------------------------------------------------
 
-    def apply_layer(self, f, desc: dict, diff_id: str, index: int = 0) -> None:
+    def _start_layer(self, index: int) -> None:
         self.upper = set()
         self.layer, self.removal_above, self.dead_parent = index, {}, None
+
+    def apply_verified(self, chunks: list, desc: dict, index: int) -> None:
+        """A layer from the tar the scan inflated and checked against the digest and the
+        diff_id (_LaterRemovals.take): nothing is read, inflated or hashed again."""
+        self._start_layer(index)
+        self._apply_entries(tarstream.TarReader(chunks), desc)
+
+    def apply_layer(self, f, desc: dict, diff_id: str, index: int = 0) -> None:
+        self._start_layer(index)
         source = blob_source(f, desc)
         # Threads pay off for big layers only: importing threading/queue alone costs
         # ~6 ms, more than inflating a small layer takes.
         big = desc.get("size", 0) > _THREAD_ABOVE
         chunks = layer_chunks(source, desc, diff_id, threads=big)
-        chunks = _prefetch(chunks) if big else _inline(chunks)
         try:
             self._apply_entries(tarstream.TarReader(chunks), desc)
         except _Restart:
@@ -1171,15 +1185,13 @@ class _DirHeader:
 
 
 _THREAD_ABOVE = 4 << 20  # compressed bytes
+# What the scan keeps of the upper layers' tars, to apply them without a second inflate
+# and hash (the Debian bench image's: 17.7 MB); a layer that does not fit is read again.
+_KEEP_MAX = 64 << 20
 
 
-def _inline(chunks):
-    """The producer in this thread: a generator with the same close() as _prefetch's."""
-    yield from chunks
-
-
-def _prefetch(chunks, depth: int = 8):
-    """Run the producer (read, hash, inflate, hash) in a thread: isal, zstandard and
+def _prefetch(chunks, depth: int = 16):
+    """Run the producer (read, hash, inflate) in a thread: isal, zstandard and
     hashlib drop the GIL, so on two cores it overlaps with the tar work."""
     import queue
     import threading

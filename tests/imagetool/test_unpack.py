@@ -643,9 +643,11 @@ def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, mo
     assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
 
 
-def test_a_failing_diff_id_hash_thread_fails_the_unpack(tmp_path, monkeypatch):
-    """The hash thread's failure reaches the caller, and the producer never blocks on the
-    queue of a thread that is gone (the layer is longer than the queue is deep)."""
+def test_a_failing_diff_id_hash_fails_the_unpack(tmp_path, monkeypatch):
+    """The diff_id hasher's failure (in the consumer, beside the inflate thread) reaches the
+    caller, the inflate thread stops though the layer is longer than its queue is deep,
+    and nothing is left."""
+    import threading
     import imagetool.unpacker as unpacker
     real = unpacker._hasher
 
@@ -664,3 +666,4 @@ def test_a_failing_diff_id_hash_thread_fails_the_unpack(tmp_path, monkeypatch):
     with pytest.raises(MemoryError, match="hash thread"):
         unpack(lay, "latest", str(tmp_path / "b"))
     assert not (tmp_path / "b").exists()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []

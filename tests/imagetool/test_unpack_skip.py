@@ -170,6 +170,52 @@ def test_no_skip_when_a_later_layer_is_corrupt(tmp_path, scan):
     assert scan["skipped"] == 0
 
 
+def test_scanned_layers_are_inflated_once(tmp_path, scan, monkeypatch):
+    """The scan keeps the upper layers' tars it inflated and checked, and they are applied
+    from there: each blob is inflated once. A layer past _KEEP_MAX is read again; the
+    rootfs is the same either way."""
+    inflated = []
+    real = unpacker._inflated
+
+    def counting(source, desc):
+        inflated.append(desc["digest"])
+        return real(source, desc)
+
+    monkeypatch.setattr(unpacker, "_inflated", counting)
+    lay = str(tmp_path / "layout")
+    image = layers.write_image(lay, _removals())
+    digests = [b.digest for b in image.layers]
+    unpack(lay, "latest", str(tmp_path / "kept"))
+    assert sorted(inflated) == sorted(digests)
+    inflated.clear()
+    monkeypatch.setattr(unpacker, "_KEEP_MAX", 0)
+    unpack(lay, "latest", str(tmp_path / "read-again"))
+    assert sorted(inflated) == sorted(digests + digests[1:])
+    assert layers.diff(layers.snapshot(str(tmp_path / "kept" / "rootfs")),
+                       layers.snapshot(str(tmp_path / "read-again" / "rootfs"))) == []
+
+
+@pytest.mark.parametrize("fix_diff_id", [True, False])
+def test_upper_layer_that_does_not_match_is_refused_with_the_scan(tmp_path, scan, fix_diff_id):
+    """What the scan keeps is what matched the digest and the diff_id: an upper layer that
+    does not match either is kept by nobody, read again at its turn and refused there,
+    and nothing of the bundle stays."""
+    import gzip
+    tars = [raw_tar([Raw("d/f", data=b"f\n"), Raw("d/g", data=b"g\n")]), raw_tar([Raw("d/.wh.f")])]
+    lay = str(tmp_path / "layout")
+    image = layers.write_image(lay, tars)
+    if fix_diff_id:  # the blob's bytes changed, the descriptors not: its digest differs
+        layers.corrupt_blob(lay, image.layers[1].digest)
+        match = "does not match its digest"
+    else:  # digest and size fixed in the manifest, the config's diff_id not
+        layers.rewrite_layer(lay, image, 1, gzip.compress(raw_tar([Raw("d/.wh.g")])),
+                             fix_diff_id=False)
+        match = "does not match diff_id"
+    msg = _assert_refused(tmp_path, lay, match)
+    assert "layer" in msg
+    assert scan["skipped"] == 0
+
+
 @pytest.mark.parametrize("case", sorted(HOSTILE_REASONS))
 def test_hostile_layer_refused_with_the_scan(tmp_path, scan, case):
     lay = _layout(tmp_path, layers.hostile_corpus()[case])
