@@ -105,7 +105,9 @@ def _run_unpack(args: list[str], opts: dict) -> None:
     layout_dir, tag = split_layout_ref(args[0])
     uids = [parse_map(m, "--uid-map") for m in opts["uid_map"]] or None
     gids = [parse_map(m, "--gid-map") for m in opts["gid_map"]] or None
+    from . import unpacker
     from .unpacker import unpack as do_unpack
+    unpacker.OWN_PROCESS = True
     do_unpack(layout_dir, tag, args[1], rootless=opts["rootless"], uid_map=uids, gid_map=gids)
 
 

@@ -94,7 +94,9 @@ def unpack(image, bundle_dir, rootless, uid_map, gid_map):
     layout_dir, tag = split_layout_ref(image)
     uids = [_parse_map(m, "--uid-map") for m in uid_map] or None
     gids = [_parse_map(m, "--gid-map") for m in gid_map] or None
+    from . import unpacker
     from .unpacker import unpack as do_unpack
+    unpacker.OWN_PROCESS = True
     do_unpack(layout_dir, tag, bundle_dir, rootless=rootless, uid_map=uids, gid_map=gids)
 
 
