@@ -18,11 +18,12 @@ criu does the work (over its RPC, criu.py); pyrun tells it what criu cannot know
   state.json like a created container's; state, kill, exec and delete work on it as on any.
 
 Always given to criu, as runc does: an empty network namespace on restore (empty_ns has
-CLONE_NEWNET: of a new network namespace pyrun sets up only lo, and criu brings none back),
+CLONE_NEWNET: of a new network namespace pyrun sets up only lo, which it brings up again in
+setup-namespaces, and criu brings none of the dump's interfaces back),
 except where the container joins one by path: criu makes no namespace there, it restores
 into the one handed over, and the flag would only have it lock that namespace once more
 (see _empty_ns). So TCP connections (--tcp-established) come back where the namespace
-outlives the container, as Podman's and CRI-O's do; in a new one criu restores lo down.
+outlives the container, as Podman's and CRI-O's do.
 """
 import os
 
@@ -115,6 +116,45 @@ def _empty_ns(mask: int, config: dict) -> int:
     if any(ns.get("type") == "network" and ns.get("path") for ns in (config.get("linux") or {}).get("namespaces") or ()):
         return mask & ~CLONE_NEWNET
     return mask
+
+
+def _new_netns(config: dict) -> bool:
+    return any(ns.get("type") == "network" and not ns.get("path")
+               for ns in (config.get("linux") or {}).get("namespaces") or ())
+
+
+def _loopback_up_in(pid: int) -> None:
+    """lo up in the restored task's network namespace, while criu holds it stopped: the
+    namespace criu made (empty_ns) has lo down, where create's init brought it up. runc does
+    the same at this point of a restore (its loopback network). A child joins the namespace
+    and does what the init does; its one line of failure comes back through a pipe."""
+    from . import init
+    from ._shim import setns
+    try:
+        nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrunError(describe_oserror(e, "open the restored network namespace")) from None
+    r, w = os.pipe2(os.O_CLOEXEC)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's only way out is _exit
+        code = 0
+        try:
+            os.close(r)
+            setns(nsfd, CLONE_NEWNET)
+            init.loopback_up()
+        except BaseException as e:  # noqa: BLE001 - said to the parent, which raises it
+            os.write(w, str(e).encode(errors="replace")[:4096])
+            code = 1
+        os._exit(code)
+    os.close(nsfd)
+    os.close(w)
+    try:
+        why = os.read(r, 4096).decode(errors="replace")
+    finally:
+        os.close(r)
+    _, status = os.waitpid(child, 0)
+    if status != 0:
+        raise PyrunError(why or f"bring lo up in the restored network namespace: the helper ended with {status}")
 
 
 def _open_dir(path: str, what: str, make: bool) -> tuple[int, bool]:
@@ -456,6 +496,8 @@ def _criu_restore(cid, plan, cdir, cgroup, opt: Options, stdio, lsm, criu_path, 
                 h = config.get("hooks") or {}
                 s = {"ociVersion": config.get("ociVersion", ""), "id": cid, "status": "creating", "pid": pid,
                      "bundle": plan.bundle, "annotations": config.get("annotations") or {}}
+                if _new_netns(config):
+                    _loopback_up_in(pid)  # before the hooks, as create has it before they run
                 hooks.run(h.get("prestart"), s, "prestart")
                 hooks.run(h.get("createRuntime"), s, "createRuntime")
             elif script == "post-restore":

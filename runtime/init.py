@@ -91,7 +91,7 @@ def _init(ctx) -> None:
     elif config.get("hostname"):
         raise PyrunError("unable to set hostname without a private UTS namespace")
     if ctx.new_netns:
-        _loopback_up()
+        loopback_up()
 
     # The root filesystem, still seeing the host's paths. Without a mount namespace of its
     # own, the caller's "/" and its propagation stay as they are: the config's mounts go
@@ -264,7 +264,7 @@ def _set_names(config: dict) -> None:
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
-def _loopback_up() -> None:
+def loopback_up() -> None:
     """A network namespace of the container's own has lo up, as runc's has (its "loopback"
     network): a program inside may expect 127.0.0.1 to answer. One ioctl pair on the
     interface by name; a joined namespace is left as its owner made it."""

@@ -284,6 +284,9 @@ def test_checkpoint_then_restore_goes_on_counting(criu, tmp_path):
         # a normal container afterwards: exec, ps, kill, delete
         out = pyrun("exec", "c2", "cat", "/tmp/n", check=True, timeout=120).stdout
         assert int(out.strip()) >= at_dump
+        # its own network namespace is a new one criu made (empty_ns): lo up again, as at create
+        out = pyrun("exec", "c2", "busybox", "ip", "-o", "link", "show", "lo", check=True, timeout=120).stdout
+        assert "<LOOPBACK,UP," in out, out
         assert state["pid"] in json.loads(pyrun("ps", "--format", "json", "c2", check=True).stdout)
         pyrun("kill", "c2", "KILL", check=True)
         _wait_stopped(pyrun, "c2")
