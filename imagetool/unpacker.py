@@ -234,24 +234,63 @@ def layer_chunks(f, desc: dict, diff_id: str, threads: bool = False):
     The checks run when the stream ends, so the consumer must exhaust it. `f`
     may be a blob_source() the caller keeps, to ask it after a failure whether
     the blob itself was intact. With `threads`, the blob is read, hashed and
-    inflated in a thread of its own (_prefetch); the diff_id is hashed here, in
-    the consumer's thread, which would otherwise wait for the inflate.
+    inflated in a thread of its own (_prefetch), and the diff_id is hashed by
+    whichever of the two threads would otherwise wait (_SharedHash).
     """
     source = f if isinstance(f, _HashingSource) else blob_source(f, desc)
     # the uncompressed size is unknown: a few times the compressed one is the usual
     diff_hash, diff_hex = _hasher(diff_id, "diff_id", 3 * source.size)
     chunks = _blob_chunks(source, desc)
     if threads:
-        chunks = _prefetch(chunks)
+        diff_hash = _SharedHash(diff_hash)
+        chunks = _prefetch(chunks, diff_hash)
     try:
-        update = diff_hash.update
-        for out in chunks:
-            update(out)
-            yield out
+        if threads:
+            yield from chunks
+        else:
+            update = diff_hash.update
+            for out in chunks:
+                update(out)
+                yield out
     finally:
         chunks.close()  # stops the inflate thread, if any, before the caller reads on
     if diff_hash.hexdigest() != diff_hex:
         raise UnpackError(f"{desc['digest']}: uncompressed layer does not match diff_id {diff_id}")
+
+
+class _SharedHash:
+    """The diff_id's sha256 of a big layer, fed in order by whichever thread would wait:
+    the inflate thread when the consumer is behind (its queue full), the consumer when the
+    inflate is (its queue empty), and the inflate thread in any case once more than
+    `limit` chunks wait for it. On two cores the sha256 (a fifth of a layer's CPU) lands
+    where there is slack, whether the inflate or the writing of files is the slower."""
+
+    def __init__(self, hasher, limit: int = 16) -> None:
+        import collections
+        import threading
+        self.hasher = hasher
+        self.pending: collections.deque = collections.deque()
+        self.lock = threading.Lock()
+        self.limit = limit
+
+    def add(self, chunk: bytes) -> None:
+        """A chunk made (in the inflate thread, in order)."""
+        self.pending.append(chunk)
+        while len(self.pending) > self.limit and self.step():
+            pass
+
+    def step(self) -> bool:
+        """Hash the oldest chunk not hashed yet; False if there is none."""
+        with self.lock:  # popped and hashed together: the order is the stream's
+            if not self.pending:
+                return False
+            self.hasher.update(self.pending.popleft())
+            return True
+
+    def hexdigest(self) -> str:
+        while self.step():
+            pass
+        return self.hasher.hexdigest()
 
 
 def _blob_chunks(source: "_HashingSource", desc: dict):
@@ -1216,9 +1255,10 @@ def _roomy_heap() -> None:
     mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD: up to 64 MiB free at its top stays
 
 
-def _prefetch(chunks, depth: int = 16):
+def _prefetch(chunks, shared: _SharedHash | None = None, depth: int = 16):
     """Run the producer (read, hash, inflate) in a thread: isal, zstandard and
-    hashlib drop the GIL, so on two cores it overlaps with the tar work."""
+    hashlib drop the GIL, so on two cores it overlaps with the tar work. `shared`:
+    the chunks' hash, which both sides work on when they would wait."""
     import queue
     import threading
 
@@ -1231,7 +1271,14 @@ def _prefetch(chunks, depth: int = 16):
             for c in chunks:
                 if stop.is_set():
                     return
+                if shared is not None:
+                    shared.add(c)
+                    while q.full() and not stop.is_set() and shared.step():
+                        pass
                 q.put(c)
+            if shared is not None:
+                while not stop.is_set() and shared.step():
+                    pass  # the rest, beside the consumer's backlog
             q.put(done)
         except BaseException as e:  # handed to the consumer
             q.put(e)
@@ -1242,6 +1289,9 @@ def _prefetch(chunks, depth: int = 16):
     t.start()
     try:
         while True:
+            if shared is not None and q.empty():
+                while shared.step() and q.empty():
+                    pass
             item = q.get()
             if item is done:
                 return

@@ -643,6 +643,34 @@ def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, mo
     assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
 
 
+def test_shared_diff_id_hash_keeps_the_stream_order():
+    """_SharedHash: chunks hashed by two threads at once, each taking the next one when it
+    can, give the digest of the stream in order, and no more than `limit` wait."""
+    import hashlib
+    import random
+    import threading
+
+    from imagetool.unpacker import _SharedHash
+    chunks = [os.urandom(random.randrange(1, 5000)) for _ in range(3000)]
+    shared = _SharedHash(hashlib.sha256(), limit=4)
+    most = []
+
+    def produce():
+        for c in chunks:
+            shared.add(c)
+            most.append(len(shared.pending))
+            if random.random() < 0.3:
+                shared.step()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    while t.is_alive():
+        shared.step()
+    t.join()
+    assert shared.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert max(most) <= 4
+
+
 def test_a_failing_diff_id_hash_fails_the_unpack(tmp_path, monkeypatch):
     """The diff_id hasher's failure (in the consumer, beside the inflate thread) reaches the
     caller, the inflate thread stops though the layer is longer than its queue is deep,
