@@ -27,7 +27,7 @@ NOTES = {
         "runc": ("runc returns from `start` once the exec FIFO is opened; the startContainer hooks run "
                  "in the container's init after that, so a failure stops the container "
                  "(hooks.startContainer-fails-stops) but is not start's error."),
-        "crun": "crun 1.8.1: as runc.", "pyrun": "pyrun: as runc."},
+        "crun": "crun 1.8.1: as runc."},
     "hooks.create-failure-runs-poststop": {
         "crun": "crun 1.8.1 destroys the container without running the poststop hooks."},
     "devices.existing-mismatch-errors": {

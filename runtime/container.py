@@ -422,8 +422,16 @@ def _wait_gone(pid: int, start_time: int, timeout: float = 10.0) -> None:
         posix.close(pidfd)
 
 
+def _rest(fd: int) -> str:
+    try:
+        return posix.read(fd, 4096).decode(errors="replace")
+    except BlockingIOError:
+        return ""
+
+
 def _release_init(fifo: str, pid: int) -> None:
-    """Open exec.fifo for reading: the init's blocked open returns and it writes one byte.
+    """Open exec.fifo for reading: the init's blocked open returns, it runs the
+    startContainer hooks and writes one byte (or, if a hook failed, the error).
 
     The pidfd comes first: once the fifo is open the program may exec, exit and be
     reaped (by a shim) before this process looks again."""
@@ -443,8 +451,11 @@ def _release_init(fifo: str, pid: int) -> None:
         p.register(pidfd, select.POLLIN)
         while True:
             events = dict(p.poll())
-            if events.get(fd, 0) & select.POLLIN and posix.read(fd, 1):
+            got = posix.read(fd, 1) if events.get(fd, 0) & select.POLLIN else b""
+            if got == b"0":  # init.START_OK (not imported: init is not light)
                 return
+            if got:  # a startContainer hook failed: the init wrote why in one piece, and ends
+                raise PyrunError(_rest(fd) or "a startContainer hook failed")
             if pidfd in events or events.get(fd, 0) & select.POLLHUP:
                 raise PyrunError("container init exited before it could start")
     finally:

@@ -3,7 +3,7 @@
 Who runs which, and where (runtime-spec "Lifecycle"):
   prestart, createRuntime   the create process, runtime namespaces, before pivot_root
   createContainer           the container init, container namespaces, before pivot_root
-  startContainer            the container init, after `start`, before execve
+  startContainer            the container init, in `start` (which waits for them), before execve
   poststart                 the start process, after the user process started
   poststop                  the delete process, after the container is gone
 A failing createRuntime/createContainer/startContainer (or prestart) hook aborts

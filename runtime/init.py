@@ -155,15 +155,35 @@ def _init(ctx) -> None:
         raise PyrunError(describe_oserror(e, "open exec fifo")) from None
     process.block_signals()  # before `start` can return: what it sends next is the program's
     ownproc.close()
-    os.write(fifo, b"0")
+    if ctx.hooks.get("startContainer"):
+        _start_hooks(ctx, fifo)
+    os.write(fifo, START_OK)
     os.close(fifo)
     os.close(ctx.fifo_fd)
 
-    if ctx.hooks.get("startContainer"):
-        from . import hooks
-        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
     process.finish(proc, seccomp, send_listener, preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,))
     process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
+
+
+# What `start` reads from exec.fifo: this byte once the init goes on to execve, or an error
+# line (any other first byte) when a startContainer hook failed and the container stops.
+START_OK = b"0"
+
+
+def _start_hooks(ctx, fifo: int) -> None:
+    """runtime.md, lifecycle step 7: a failing startContainer hook is an error of `start`, and
+    stops the container. So they run before the byte `start` waits for, and a failure goes
+    to `start` through the fifo (in one write: below PIPE_BUF it arrives whole) and to stderr."""
+    from . import hooks
+    try:
+        hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
+    except PyrunError as e:
+        msg = str(e)[:MAX_MESSAGE - 2]
+        try:
+            os.write(fifo, b"E" + msg.encode(errors="replace")[:MAX_MESSAGE - 2])
+        except OSError:
+            pass
+        _fail(ctx, msg)
 
 
 def _mount_in_callers_namespace(ctx) -> None:

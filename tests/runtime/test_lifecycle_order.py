@@ -45,6 +45,38 @@ def test_a_signal_right_after_start_is_the_programs(pyrun, bundle, tmp_path):
         assert f.read().strip() == "sleep"
 
 
+def test_a_failing_start_container_hook_is_starts_error_and_stops_the_container(pyrun, bundle, tmp_path):
+    """runtime.md step 7 (runc and crun return from start before the hooks have run): start
+    fails with one line naming the hook, nothing after it runs (no later hook, no program,
+    no poststart), the container is stopped, and delete runs poststop."""
+    log = tmp_path / "log"
+
+    def hook(word):
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"echo {word} >> {log}"]}
+    b = _edit(bundle(["sh", "-c", f"echo program >> /dev/null"]), lambda c: c.__setitem__("hooks", {
+        "startContainer": [hook("first"), {"path": "/bin/sh", "args": ["sh", "-c", "echo no such thing >&2; exit 3"]},
+                           hook("after-failure")],
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo poststart >> {log}"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo poststop >> {log}"]}]}))
+    # the hooks run in the container (after pivot_root): its own /bin/sh, writing a host path it
+    # cannot see, so the log is bound in
+    cfg = read_config(b)
+    log.write_text("")
+    cfg["mounts"].append({"destination": str(log), "type": "bind", "source": str(log), "options": ["bind"]})
+    write_config(b, cfg)
+    pyrun("create", "-b", b, "sc", check=True)
+    p = pyrun("start", "sc")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "startContainer hook #1" in p.stderr \
+        and "exit status 3: no such thing" in p.stderr, p.stderr
+    deadline = time.monotonic() + 10
+    while _state(pyrun, "sc")["status"] != "stopped":
+        assert time.monotonic() < deadline, _state(pyrun, "sc")
+        time.sleep(0.05)
+    pyrun("delete", "sc", check=True)
+    assert log.read_text().split() == ["first", "poststop"]
+
+
 def test_poststart_failure_does_not_stop_the_hooks_after_it(pyrun, bundle, tmp_path):
     mark = tmp_path / "second-ran"
     b = _edit(bundle(["true"]), lambda c: c.__setitem__("hooks", {"poststart": [
