@@ -14,9 +14,9 @@ last, deepest first, so writing into a directory neither changes its mtime
 nor needs permissions its final mode would deny.
 
 What a later layer removes is not written in the first place (_LaterRemovals: the
-upper layers' headers are read in a thread beside the first layer's unpack); where
-that could show (a hardlink to it, a path through it), the unpack starts again
-writing everything.
+upper layers' headers are read in a thread beside the first layer's unpack, and their
+tars, once checked, kept for their turn); where that could show (a hardlink to it, a
+path through it), the unpack starts again writing everything.
 """
 from __future__ import annotations
 
