@@ -640,9 +640,10 @@ def test_page_server_takes_the_pages(criu, tmp_path):
     pyrun("delete", "-f", "c2", check=True)
 
 
-def test_ext_unix_sk_lets_criu_dump_a_socket_to_outside(criu, tmp_path):
+def test_ext_unix_sk_lets_criu_dump_and_restore_a_socket_to_outside(criu, tmp_path):
     """The init's stdout a datagram socket connected to ours, as a program's to /dev/log:
-    an external socket, which criu dumps (by its peer's name) only with --ext-unix-sk.
+    an external socket, which criu dumps (by its peer's name) only with --ext-unix-sk, and
+    restores connected to that name again.
     (criu dumps no external stream socket, flag or not.) The host's network namespace,
     where criu finds our socket."""
     import socket
@@ -651,12 +652,17 @@ def test_ext_unix_sk_lets_criu_dump_a_socket_to_outside(criu, tmp_path):
     b = _counter(tmp_path)
     config = read_config(b)
     config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "network"]
+    # criu connects the restored socket from inside the container: its peer's name must be
+    # there too, as a bound-in /dev/log is
+    where = tmp_path / "sockets"
+    where.mkdir()
+    config["mounts"].append({"destination": str(where), "type": "bind", "source": str(where), "options": ["rbind"]})
     write_config(b, config)
     ours = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ours.bind(str(tmp_path / "log.sock"))
+    ours.bind(str(where / "log.sock"))
     ours.settimeout(60)
     theirs = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    theirs.connect(str(tmp_path / "log.sock"))
+    theirs.connect(str(where / "log.sock"))
     p = _detached(pyrun, "run", "-d", "-b", b, "c1", stdout=theirs.fileno())
     theirs.close()
     assert p.returncode == 0, p.stderr
@@ -669,8 +675,24 @@ def test_ext_unix_sk_lets_criu_dump_a_socket_to_outside(criu, tmp_path):
     n = _count(b)
     while int(ours.recv(64)) < n + 2:
         pass  # still writing to us
-    ours.close()
     pyrun("delete", "-f", "c1", check=True)
+    # and back: criu connects the restored socket to our name again, with the flag on restore too
+    ours.settimeout(0.3)
+    try:
+        while ours.recv(64):
+            pass  # what c1 wrote before it went
+    except TimeoutError:
+        pass
+    ours.settimeout(60)
+    p = _detached(pyrun, "restore", "-d", "-b", b, "--image-path", img, "--ext-unix-sk", "c2")
+    assert p.returncode == 0, p.stderr + _log(os.path.join(img, "restore.log"))
+    try:
+        first = int(ours.recv(64))
+        assert first < n + 60  # from the dumped count on, not from 0 again
+        assert int(ours.recv(64)) == first + 1
+    finally:
+        ours.close()
+        pyrun("delete", "-f", "c2", check=True)
 
 def test_podman_checkpoint_and_restore_through_pyrun(criu, tmp_path):
     """Podman's own calls (checkpoint --image-path --work-path; restore through conmon): the
