@@ -51,14 +51,24 @@ def run(entries: list[dict] | None, state: dict, kind: str, on_error=None) -> No
             on_error(str(e))
 
 
+def _unblock_all() -> None:
+    import _signal
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
+
+
 def _run_one(h: dict, payload: bytes, what: str) -> None:
+    import _signal
     import subprocess
     argv = h.get("args") or [h["path"]]
     env = dict(e.split("=", 1) for e in h.get("env") or () if "=" in e)
+    # A hook starts with no signal blocked, whatever its runner holds: the init blocks every
+    # signal once `start` begins (they are the program's), and a mask survives execve.
+    blocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, ())
     try:
         p = subprocess.run(argv, executable=h["path"], input=payload, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           timeout=h.get("timeout"), close_fds=True)
+                           timeout=h.get("timeout"), close_fds=True,
+                           preexec_fn=_unblock_all if blocked else None)
     except subprocess.TimeoutExpired:
         raise HookError(f"{what}: timed out after {h['timeout']}s") from None
     except OSError as e:

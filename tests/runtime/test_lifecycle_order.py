@@ -77,6 +77,19 @@ def test_a_failing_start_container_hook_is_starts_error_and_stops_the_container(
     assert log.read_text().split() == ["first", "poststop"]
 
 
+def test_a_start_container_hook_runs_with_no_signal_blocked(pyrun, bundle, tmp_path):
+    """The init blocks every signal from `start` on (they are the program's); its hooks must
+    not inherit that mask (it survives execve): a hook's own timeout or trap would not work."""
+    out = tmp_path / "sigblk"
+    out.write_text("")
+    b = _edit(bundle(["true"]), lambda c: (
+        c.__setitem__("hooks", {"startContainer": [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"grep SigBlk /proc/self/status > {out}"]}]}),
+        c["mounts"].append({"destination": str(out), "type": "bind", "source": str(out), "options": ["bind"]})))
+    assert pyrun("run", "-b", b, "blk").returncode == 0
+    assert out.read_text().split() == ["SigBlk:", "0000000000000000"], out.read_text()
+
+
 def test_poststart_failure_does_not_stop_the_hooks_after_it(pyrun, bundle, tmp_path):
     mark = tmp_path / "second-ran"
     b = _edit(bundle(["true"]), lambda c: c.__setitem__("hooks", {"poststart": [
