@@ -173,7 +173,8 @@ START_OK = b"0"
 def _start_hooks(ctx, fifo: int) -> None:
     """runtime.md, lifecycle step 7: a failing startContainer hook is an error of `start`, and
     stops the container. So they run before the byte `start` waits for, and a failure goes
-    to `start` through the fifo (in one write: below PIPE_BUF it arrives whole) and to stderr."""
+    to `start` through the fifo (in one write: below PIPE_BUF it arrives whole), which prints
+    it; to the container's stderr only if `start` is gone (for `run` that would be twice)."""
     from . import hooks
     try:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
@@ -182,8 +183,8 @@ def _start_hooks(ctx, fifo: int) -> None:
         try:
             os.write(fifo, b"E" + msg.encode(errors="replace")[:MAX_MESSAGE - 2])
         except OSError:
-            pass
-        _fail(ctx, msg)
+            _fail(ctx, msg)
+        os._exit(1)
 
 
 def _mount_in_callers_namespace(ctx) -> None:

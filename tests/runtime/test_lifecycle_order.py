@@ -75,6 +75,11 @@ def test_a_failing_start_container_hook_is_starts_error_and_stops_the_container(
         time.sleep(0.05)
     pyrun("delete", "sc", check=True)
     assert log.read_text().split() == ["first", "poststop"]
+    # `run`: the same one line (the init's stderr is run's own: it does not say it again), and
+    # nothing left
+    p = pyrun("run", "-b", b, "sc2")
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "startContainer hook #1" in p.stderr and pyrun.ids() == []
 
 
 def test_a_start_container_hook_runs_with_no_signal_blocked(pyrun, bundle, tmp_path):
