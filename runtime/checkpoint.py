@@ -118,11 +118,6 @@ def _empty_ns(mask: int, config: dict) -> int:
     return mask
 
 
-def _new_netns(config: dict) -> bool:
-    return any(ns.get("type") == "network" and not ns.get("path")
-               for ns in (config.get("linux") or {}).get("namespaces") or ())
-
-
 def _loopback_up_in(pid: int) -> None:
     """lo up in the restored task's network namespace, while criu holds it stopped: the
     namespace criu made (empty_ns) has lo down, where create's init brought it up. runc does
@@ -496,7 +491,7 @@ def _criu_restore(cid, plan, cdir, cgroup, opt: Options, stdio, lsm, criu_path, 
                 h = config.get("hooks") or {}
                 s = {"ociVersion": config.get("ociVersion", ""), "id": cid, "status": "creating", "pid": pid,
                      "bundle": plan.bundle, "annotations": config.get("annotations") or {}}
-                if _new_netns(config):
+                if plan.flags & CLONE_NEWNET:  # a new one, as create's new_netns
                     _loopback_up_in(pid)  # before the hooks, as create has it before they run
                 hooks.run(h.get("prestart"), s, "prestart")
                 hooks.run(h.get("createRuntime"), s, "createRuntime")

@@ -68,8 +68,9 @@ def create(cls, cid, bundle, root, *, pid_file, console_socket, no_pivot, no_new
 
 def build(cid: str, root: str, plan: "Plan", make):
     """Claim the ID, make the cgroup, then make(cgroup, cdir, created): (cdir, what make
-    returned). create and restore differ only in make. A failure anywhere after the claim undoes all of it
-    (caller mounts, cgroup, state directory) and runs the poststop hooks, as delete would."""
+    returned). create and restore differ only in make. A failure anywhere after the claim
+    undoes all of it (caller mounts, cgroup, state directory) and runs the poststop hooks,
+    as delete would."""
     cgroup, cdir, lock, created = _claim(root, cid, plan)
     try:
         _make_cgroup(cgroup, plan.config["linux"].get("resources"), plan.rootless_cgroups)

@@ -179,11 +179,10 @@ def _start_hooks(ctx, fifo: int) -> None:
     try:
         hooks.run(ctx.hooks["startContainer"], ctx.state_for_hooks("created", os.getpid()), "startContainer")
     except PyrunError as e:
-        msg = str(e)[:MAX_MESSAGE - 2]
         try:
-            os.write(fifo, b"E" + msg.encode(errors="replace")[:MAX_MESSAGE - 2])
+            os.write(fifo, b"E" + str(e).encode(errors="replace")[:MAX_MESSAGE - 1])
         except OSError:
-            _fail(ctx, msg)
+            _fail(ctx, str(e))
         os._exit(1)
 
 
