@@ -452,7 +452,7 @@ def _release_init(fifo: str, pid: int) -> None:
         while True:
             events = dict(p.poll())
             got = posix.read(fd, 1) if events.get(fd, 0) & select.POLLIN else b""
-            if got == b"0":  # init.START_OK (not imported: init is not light)
+            if got == st.START_OK:
                 return
             if got:  # a startContainer hook failed: the init wrote why in one piece, and ends
                 raise PyrunError(_rest(fd) or "a startContainer hook failed")

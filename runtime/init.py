@@ -13,6 +13,7 @@ from .cgroups import join_self
 from .errors import PyrunError, describe_oserror
 from .namespaces import JOIN_ORDER, join, write_time_offsets
 from .procfs import ProcFS
+from .state import START_OK
 
 
 def run(ctx) -> None:
@@ -163,11 +164,6 @@ def _init(ctx) -> None:
 
     process.finish(proc, seccomp, send_listener, preserve_fds=ctx.preserve_fds, keep_fds=(ctx.helper_fd,))
     process.execve(ctx.helper_fd, path, proc["args"], process.env_dict(env))
-
-
-# What `start` reads from exec.fifo: this byte once the init goes on to execve, or an error
-# line (any other first byte) when a startContainer hook failed and the container stops.
-START_OK = b"0"
 
 
 def _start_hooks(ctx, fifo: int) -> None:

@@ -21,6 +21,9 @@ from .errors import ContainerNotFound, PyrunError
 DEFAULT_ROOT = "/run/pyrun"
 STATE_FILE = "state.json"
 EXEC_FIFO = "exec.fifo"
+# What `start` reads from exec.fifo: this byte once the init goes on to execve, or an error
+# line (any other first byte) when a startContainer hook failed and the container stops.
+START_OK = b"0"
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
