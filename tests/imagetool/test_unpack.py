@@ -643,31 +643,42 @@ def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, mo
     assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
 
 
-def test_shared_diff_id_hash_keeps_the_stream_order():
-    """_SharedHash: chunks hashed by two threads at once, each taking the next one when it
-    can, give the digest of the stream in order, and no more than `limit` wait."""
+def test_shared_hashes_keep_each_streams_order():
+    """_SharedHash: two streams (the blob's and the diff_id's) queued together and hashed
+    by two threads at once, each taking the next chunk when it can, give each stream's
+    digest in its order, and no more than `limit` chunks wait."""
     import hashlib
     import random
     import threading
 
     from imagetool.unpacker import _SharedHash
-    chunks = [os.urandom(random.randrange(1, 5000)) for _ in range(3000)]
-    shared = _SharedHash(hashlib.sha256(), limit=4)
+    blob = [os.urandom(random.randrange(1, 5000)) for _ in range(2000)]
+    tar = [os.urandom(random.randrange(1, 5000)) for _ in range(3000)]
+    shared = _SharedHash(limit=4)
+    blob_hash, tar_hash = shared.hasher(hashlib.sha256()), shared.hasher(hashlib.sha256())
     most = []
 
     def produce():
-        for c in chunks:
-            shared.add(c)
+        b = iter(blob)
+        for c in tar:
+            for _ in range(random.randrange(0, 3)):
+                chunk = next(b, None)
+                if chunk is not None:
+                    blob_hash.update(chunk)
+            tar_hash.update(c)
             most.append(len(shared.pending))
             if random.random() < 0.3:
                 shared.step()
+        for chunk in b:
+            blob_hash.update(chunk)
 
     t = threading.Thread(target=produce)
     t.start()
     while t.is_alive():
         shared.step()
     t.join()
-    assert shared.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert tar_hash.hexdigest() == hashlib.sha256(b"".join(tar)).hexdigest()
+    assert blob_hash.hexdigest() == hashlib.sha256(b"".join(blob)).hexdigest()
     assert max(most) <= 4
 
 
