@@ -114,8 +114,12 @@ def run_callers(work: str, quick: bool) -> None:
 
 def run_images(work: str, quick: bool) -> None:
     from bench import images, report
-    benches, notes = images.run_all(os.path.join(work, "images"), quick, log)
-    report.save_section("images", benches, meta("quick" if quick else "full", notes))
+    unpack_profile: list[str] | None = None if quick else []
+    benches, notes = images.run_all(os.path.join(work, "images"), quick, log, profile=unpack_profile)
+    info = meta("quick" if quick else "full", notes)
+    if unpack_profile:
+        info["unpack_profile"] = unpack_profile
+    report.save_section("images", benches, info)
 
 
 def run_profile(work: str, quick: bool) -> None:

@@ -147,8 +147,10 @@ def bench_repull(name: str, ref: str, workdir: str, n: int) -> Bench:
     return bench
 
 
-def run_all(workdir: str, quick: bool, log, names: list[str] | None = None
-            ) -> tuple[list[Bench], list[str]]:
+def run_all(workdir: str, quick: bool, log, names: list[str] | None = None,
+            profile: list[str] | None = None) -> tuple[list[Bench], list[str]]:
+    """The image benchmarks; with `profile` (a list), profile_unpack's lines are added to it,
+    after the timed rounds and before anything is deleted (see _discard)."""
     for tool in ("skopeo", "umoci"):
         if not shutil.which(tool):
             raise BenchError(f"{tool} not installed: the image benchmarks need it as the peer")
@@ -165,6 +167,9 @@ def run_all(workdir: str, quick: bool, log, names: list[str] | None = None
     benches: list[Bench] = []
     try:
         _run_steps(workdir, names, quick, deb_image, benches, notes, log)
+        if profile is not None:
+            log("images: debian: what an unpack costs per tar entry …")
+            profile += profile_unpack(workdir, log)
     finally:
         _discard_all()
     return benches, notes
@@ -258,7 +263,7 @@ def profile_unpack(workdir: str, log) -> list[str]:
     _, desc = debian.load_or_build(log)
     entries = desc["entries"]
     image = f"{debian.LAYOUT}:{debian.TAG}"
-    out = [f"Debian image, {entries} tar entries; work dir {workdir}", ""]
+    out = [f"Debian image, {entries} tar entries (`python -m bench.images --profile` prints this alone)", ""]
     out.append(f"- one empty-file create: {_create_cost(workdir):.1f} us here, "
                f"{_create_cost('/dev/shm'):.1f} us on tmpfs")
     rows = {}
@@ -309,7 +314,6 @@ def profile_unpack(workdir: str, log) -> list[str]:
                     calls = int(parts[3])
                     if calls >= entries // 20:
                         out.append(f"| {parts[-1]} | {calls} | {calls / entries:.2f} |")
-    _discard_all()
     return out
 
 
@@ -337,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print("\n".join(profile_unpack(work, log)))
         finally:
+            _discard_all()
             shutil.rmtree(work, ignore_errors=True)
         return 0
     try:

@@ -288,6 +288,9 @@ def write(profile_md: str | None = None) -> str:
     elif os.path.exists(os.path.join(HERE, "profiles", "summary.md")):
         with open(os.path.join(HERE, "profiles", "summary.md")) as f:
             out += [f.read().rstrip(), ""]
+    unpack_profile = sections.get("images", {}).get("meta", {}).get("unpack_profile")
+    if unpack_profile:
+        out += ["## Profile: where an unpack's time goes, per tar entry", ""] + unpack_profile + [""]
     out += ["## Benchmarks", ""]
     for bench in all_benches:
         out += bench_table(bench)

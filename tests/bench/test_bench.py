@@ -189,7 +189,8 @@ def test_results_md_from_saved_sections(tmp_path, monkeypatch):
                 for p in ("pull", "unpack", "total")},
                [("imagetool:total", "skopeo+umoci:total")])
     report.save_section("runtime", [run], {"when": "now", "mode": "quick"})
-    report.save_section("images", [pu], {"when": "now", "mode": "quick"})
+    report.save_section("images", [pu], {"when": "now", "mode": "quick",
+                                         "unpack_profile": ["- imagetool unpack: 132 us an entry"]})
     text = report.write()
     assert (tmp_path / "results.md").read_text() == text
     assert "| pyrun | 55.0 ms | 50.0 ms | 60.0 ms | 2 |" in text
@@ -197,5 +198,7 @@ def test_results_md_from_saved_sections(tmp_path, monkeypatch):
     assert "| 21 | `run /bin/true` ≤ 0.85× runc, wall (host) | 1.38× (55.0 ms vs 40.0 ms) | **missed**" in text
     assert "pull+unpack busybox: imagetool pull 100.0 ms vs skopeo 80.0 ms" in text
     assert "run [ms]\n  pyrun: 50.00 60.00" in text
+    assert ("## Profile: where an unpack's time goes, per tar entry\n\n"
+            "- imagetool unpack: 132 us an entry\n") in text
     saved = json.loads((tmp_path / "results" / "runtime.json").read_text())
     assert saved["benches"][0]["values"]["pyrun"] == [0.05, 0.06]
