@@ -137,12 +137,9 @@ def _pax_records(data: bytes, name: str) -> dict[str, bytes]:
         records: dict[str, bytes] = {}
         for line in lines:
             space = line.find(b" ")
-            if space <= 0:
+            if space <= 0 or not line[:space].isdigit():
                 break
-            try:
-                length = int(line[:space])
-            except ValueError:
-                break
+            length = int(line[:space])
             if length != len(line) + 1:
                 break
             key, eq, value = line[space + 1:].partition(b"=")
@@ -163,10 +160,10 @@ def _pax_records_strict(data: bytes, name: str) -> dict[str, bytes]:
         space = data.find(b" ", pos)
         if space < 0:
             raise TarError(f"{name}: malformed PAX header record")
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise TarError(f"{name}: malformed PAX header record length") from None
+        digits = data[pos:space]
+        if not digits.isdigit():  # int() would also take `_`, a sign, blanks around it
+            raise TarError(f"{name}: malformed PAX header record length")
+        length = int(digits)
         end = pos + length
         if length <= space - pos + 1 or end > len(data) or data[end - 1] != 0x0A:
             raise TarError(f"{name}: malformed PAX header record")

@@ -98,6 +98,7 @@ def test_a_number_go_refuses_is_refused(field):
     b"12 path=abc\n12 path=xyz\n",      # the later record wins
     b"10 path=\n", b"9 path=\n", b"7 path\n", b"x path=a\n", b"\n", b"11 path=ab",
     b"11 path=ab\nrest", b"11 path=ab\n\0x\n11 path=cd\n", b" 9 p=ab\n", b"9 =abcd\n",
+    b"1_1 path=a\n", b"\t11 path=a\n", b"+11 path=a\n",
 ])
 def test_pax_records_fast_path_reads_as_the_strict_one(data):
     def outcome(parse):
@@ -106,6 +107,17 @@ def test_pax_records_fast_path_reads_as_the_strict_one(data):
         except tarstream.TarError as e:
             return str(e)
     assert outcome(tarstream._pax_records) == outcome(tarstream._pax_records_strict)
+
+
+@pytest.mark.parametrize("length", [b"1_2", b"\t12", b"+12", b"12\t"])
+def test_a_pax_length_with_more_than_digits_is_refused(length):
+    """A record's length is decimal digits. Python's int() also takes `_`, a sign and blanks
+    around the digits, and each record here is 12 bytes long, as int() would read its length."""
+    record = length + b" p=xxxxx\n"
+    assert len(record) == int(length)
+    for parse in (tarstream._pax_records, tarstream._pax_records_strict):
+        with pytest.raises(tarstream.TarError, match="malformed PAX header record length"):
+            parse(record, "f")
 
 
 def test_chunks_of_any_size_read_alike():
