@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .cliargs import error_line, parse_map, split_layout_ref  # noqa: F401 - cli's API too
+from .cliargs import error_line, parse_map, run_unpack, split_layout_ref  # noqa: F401 - cli's API too
 
 # The fast path's flags, exactly as commands.py declares them: name → option key.
 # Value flags listed in _MULTI may repeat (click's multiple=True).
@@ -102,13 +102,7 @@ def _run_pull(args: list[str], opts: dict) -> None:
 
 
 def _run_unpack(args: list[str], opts: dict) -> None:
-    layout_dir, tag = split_layout_ref(args[0])
-    uids = [parse_map(m, "--uid-map") for m in opts["uid_map"]] or None
-    gids = [parse_map(m, "--gid-map") for m in opts["gid_map"]] or None
-    from . import unpacker
-    from .unpacker import unpack as do_unpack
-    unpacker.OWN_PROCESS = True
-    do_unpack(layout_dir, tag, args[1], rootless=opts["rootless"], uid_map=uids, gid_map=gids)
+    run_unpack(args[0], args[1], opts["rootless"], opts["uid_map"], opts["gid_map"])
 
 
 _RUN = {"pull": _run_pull, "unpack": _run_unpack}

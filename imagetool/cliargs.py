@@ -1,5 +1,5 @@
 """What both command-line paths (cli.py's fast path and commands.py's click group) share,
-with no import of click: argument forms and the one error line."""
+with no import of click: argument forms, the one error line, and the unpack command."""
 from __future__ import annotations
 
 import os
@@ -29,3 +29,13 @@ def parse_map(text: str, flag: str) -> dict:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise RuntimeError(f"{flag} {text}: expected CONTAINER:HOST:SIZE")
     return {"containerID": int(parts[0]), "hostID": int(parts[1]), "size": int(parts[2])}
+
+
+def run_unpack(image: str, bundle_dir: str, rootless: bool, uid_maps, gid_maps) -> None:
+    """`imagetool unpack IMAGE BUNDLE_DIR`, its flags parsed, in the command's own process."""
+    layout_dir, tag = split_layout_ref(image)
+    uids = [parse_map(m, "--uid-map") for m in uid_maps] or None
+    gids = [parse_map(m, "--gid-map") for m in gid_maps] or None
+    from . import unpacker
+    unpacker.OWN_PROCESS = True  # see unpacker._roomy_heap
+    unpacker.unpack(layout_dir, tag, bundle_dir, rootless=rootless, uid_map=uids, gid_map=gids)

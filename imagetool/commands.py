@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .cliargs import error_line, parse_map as _parse_map, split_layout_ref
+from .cliargs import error_line, run_unpack, split_layout_ref
 
 
 def _one_line_errors(fn):
@@ -91,13 +91,7 @@ def pull(ref, layout_dir, platform, creds, authfile, plain_http, tls_verify, cer
 @_one_line_errors
 def unpack(image, bundle_dir, rootless, uid_map, gid_map):
     """Unpack an image from a layout into the OCI bundle BUNDLE_DIR."""
-    layout_dir, tag = split_layout_ref(image)
-    uids = [_parse_map(m, "--uid-map") for m in uid_map] or None
-    gids = [_parse_map(m, "--gid-map") for m in gid_map] or None
-    from . import unpacker
-    from .unpacker import unpack as do_unpack
-    unpacker.OWN_PROCESS = True
-    do_unpack(layout_dir, tag, bundle_dir, rootless=rootless, uid_map=uids, gid_map=gids)
+    run_unpack(image, bundle_dir, rootless, uid_map, gid_map)
 
 
 def _registry_options(fn):

@@ -1258,7 +1258,7 @@ _THREAD_ABOVE = 4 << 20  # compressed bytes
 _KEEP_MAX = 64 << 20
 
 
-# True in the imagetool command's own process (cli.py, commands.py): see _roomy_heap.
+# True in the imagetool command's own process (cliargs.run_unpack): see _roomy_heap.
 OWN_PROCESS = False
 _heap_tuned = False
 
