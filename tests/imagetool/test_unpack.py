@@ -620,6 +620,30 @@ def test_inflate_inline_and_in_a_thread_agree(tmp_path, monkeypatch, threaded):
 
 
 @pytest.mark.parametrize("threaded", [False, True])
+def test_zstd_inline_and_in_a_thread_agree(tmp_path, monkeypatch, threaded):
+    """zstd layers take the same two paths: in a thread, zstandard reads the blob through
+    the hashes both threads share. The same rootfs, a corrupt blob refused, no thread left."""
+    import threading
+
+    import imagetool.unpacker as unpacker
+    pytest.importorskip("zstandard", reason="the zstandard package is not installed")
+    monkeypatch.setattr(unpacker, "_THREAD_ABOVE", -1 if threaded else 1 << 62)
+    data = [os.urandom(30000) for _ in range(50)]
+    tars = [raw_tar([Raw(f"d/f{i}", data=d) for i, d in enumerate(data)]),
+            raw_tar([Raw("d/f1", data=b"replaced")])]
+    lay, image = _layout(tmp_path, tars, compression="zstd")
+    assert image.layers[0].media_type == images.OCI_LAYER_ZSTD
+    unpack(lay, "latest", str(tmp_path / "b"))
+    assert open(tmp_path / "b" / "rootfs" / "d" / "f1", "rb").read() == b"replaced"
+    assert all(open(tmp_path / "b" / "rootfs" / "d" / f"f{i}", "rb").read() == d
+               for i, d in enumerate(data) if i != 1)
+    layers.corrupt_blob(lay, image.layers[0].digest)
+    msg = _assert_refused(tmp_path, lay, image.layers[0].digest)
+    assert "does not match its digest" in msg or "zstd" in msg, msg
+    assert [t.name for t in threading.enumerate() if t.name.startswith("layer-")] == []
+
+
+@pytest.mark.parametrize("threaded", [False, True])
 def test_diff_id_checked_inline_and_in_a_thread_and_no_thread_stays(tmp_path, monkeypatch, threaded):
     """A big layer is inflated in one thread and its diff_id hashed in another: a mismatch
     is refused as inline, and neither a good unpack nor a refused one, at the end or half-way,
