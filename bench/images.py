@@ -165,6 +165,9 @@ def run_all(workdir: str, quick: bool, log, names: list[str] | None = None,
              "directories every round, dropped from the page cache after their round and deleted only when the "
              "section ends (bench/images.py _discard)"]
     benches: list[Bench] = []
+    notes.append(f"one empty-file create in the work directory before the rounds: "
+                 f"{_create_cost(workdir, keep=True):.1f} us (a large deletion in the minutes "
+                 "before raises it for both tools: see bench/README.md)")
     try:
         _run_steps(workdir, names, quick, deb_image, benches, notes, log)
         if profile is not None:
@@ -238,10 +241,11 @@ def _cpu_of(argv: list[str]) -> tuple[float, float, float]:
     return time.perf_counter() - t0, usage.ru_utime, usage.ru_stime
 
 
-def _create_cost(where: str, n: int = 2000) -> float:
+def _create_cost(where: str, n: int = 2000, keep: bool = False) -> float:
     """Microseconds to create one empty file in a new directory under `where`: on this
     unjournaled ext4 it grows with the inodes deleted in the last minutes (ext4 skips
-    each one it finds still recent), whoever deleted them."""
+    each one it finds still recent), whoever deleted them. `keep`: the files stay until
+    the section ends (_discard), so that measuring does not delete before the rounds."""
     d = tempfile.mkdtemp(dir=where)
     try:
         fd = os.open(d, os.O_PATH)
@@ -252,7 +256,10 @@ def _create_cost(where: str, n: int = 2000) -> float:
         os.close(fd)
         return cost
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        if keep:
+            _discard(d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def profile_unpack(workdir: str, log) -> list[str]:
@@ -264,7 +271,7 @@ def profile_unpack(workdir: str, log) -> list[str]:
     entries = desc["entries"]
     image = f"{debian.LAYOUT}:{debian.TAG}"
     out = [f"Debian image, {entries} tar entries (`python -m bench.images --profile` prints this alone)", ""]
-    out.append(f"- one empty-file create: {_create_cost(workdir):.1f} us here, "
+    out.append(f"- one empty-file create: {_create_cost(workdir, keep=True):.1f} us here, "
                f"{_create_cost('/dev/shm'):.1f} us on tmpfs")
     rows = {}
     for i in range(3):  # interleaved; the least of three
