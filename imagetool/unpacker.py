@@ -1265,7 +1265,7 @@ _heap_tuned = False
 
 def _roomy_heap() -> None:
     """Tell glibc's malloc to keep what it frees. A big layer streams through chunks of
-    ~1 MB made in the inflate thread and freed in this one; with the default (dynamic)
+    ~1.5 MB made in the inflate thread and freed in this one; with the default (dynamic)
     thresholds the heap gave their pages back and faulted them in again: ~22,000 page
     faults per Debian bench unpack, ~11,000 with these, and 5-10% of its wall time. Only
     in the command's own process: a library caller's heap is the caller's business."""
